@@ -1,0 +1,205 @@
+"""Data sets: the embedded synthetic default, image-folder trees, and the prepared on-disk format.
+
+A prepared data set is a directory with, per split, `<split>_images.npy` (uint8, N×H×W×3,
+memory-mappable) and `<split>_labels.npy` (int64), plus `manifest.json` (source, classes, counts per
+class and split, a SHA-256 per split, skipped images).
+"""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from tgo.io import TGOError, read_json, write_json
+
+SPLITS = ("train", "val")
+SHAPES = ("disk", "square", "triangle", "cross", "ring")
+TEXTURES = ("solid", "striped")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic default: a class is a (shape, texture) pair; colour, position, scale, rotation and
+# a cluttered background are random, so colour statistics alone do not give the class away and
+# the network has to use the spatial layout of the patches.
+# ---------------------------------------------------------------------------------------------
+
+def synthetic_classes(num_classes):
+    pairs = [f"{s}_{t}" for t in TEXTURES for s in SHAPES]
+    if not 2 <= num_classes <= len(pairs):
+        raise TGOError(f"prepare.num_classes={num_classes}: the synthetic set has 2..{len(pairs)} classes")
+    return pairs[:num_classes]
+
+
+def _shape_mask(shape, u, v, r):
+    """Boolean mask of a shape of radius r in rotated, centred coordinates (u, v)."""
+    d = np.hypot(u, v)
+    if shape == "disk":
+        return d <= r
+    if shape == "square":
+        return (np.abs(u) <= 0.75 * r) & (np.abs(v) <= 0.75 * r)
+    if shape == "triangle":
+        # Equilateral triangle: intersection of three half-planes at 120 degrees.
+        inside = np.ones_like(u, dtype=bool)
+        for a in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3):
+            inside &= u * np.cos(a) + v * np.sin(a) <= 0.5 * r
+        return inside
+    if shape == "cross":
+        w = 0.33 * r
+        return ((np.abs(u) <= w) & (np.abs(v) <= r)) | ((np.abs(v) <= w) & (np.abs(u) <= r))
+    if shape == "ring":
+        return (d <= r) & (d >= 0.55 * r)
+    raise ValueError(shape)
+
+
+def _background(rng, size):
+    """Smooth random colour field plus pixel noise and a few small distractor strokes."""
+    coarse = rng.uniform(0.0, 1.0, size=(4, 4, 3))
+    img = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1)))[:size, :size]
+    img = 0.6 * img + 0.2 + rng.normal(0.0, 0.05, size=(size, size, 3))
+    for _ in range(rng.integers(3, 7)):
+        y, x = rng.integers(0, size, 2)
+        h, w = rng.integers(1, max(2, size // 8), 2)
+        img[y:y + h, x:x + w] = rng.uniform(0, 1, 3)
+    return img
+
+
+def synthetic_image(rng, label, classes, size):
+    shape, texture = classes[label].split("_")
+    img = _background(rng, size)
+    r = rng.uniform(0.25, 0.42) * size
+    cy, cx = rng.uniform(r, size - r, 2)
+    theta = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+    v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
+    mask = _shape_mask(shape, u, v, r)
+    colour = rng.uniform(0, 1, 3)
+    fill = np.broadcast_to(colour, img.shape).copy()
+    if texture == "striped":
+        period = max(3.0, size / 8)
+        stripes = np.sin(2 * np.pi * u / period) > 0
+        fill[stripes] = 1.0 - colour
+    img[mask] = fill[mask]
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def make_synthetic(num_classes, per_class, size, seed):
+    """Balanced synthetic split: (images uint8 N×size×size×3, labels int64, class names)."""
+    classes = synthetic_classes(num_classes)
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(num_classes * per_class) % num_classes)
+    images = np.stack([synthetic_image(rng, y, classes, size)
+                       for y in tqdm(labels, desc="synthetic images", unit="img", leave=False)])
+    return images, labels.astype(np.int64), classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders: root/train/<class>/*, root/val/<class>/*
+# ---------------------------------------------------------------------------------------------
+
+def load_image(path, size):
+    """Decode, resize the shorter side to `size` and centre-crop to size×size RGB uint8."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def list_imagefolder(root):
+    """{split: [(path, class_name), ...]} for an image-folder tree; validates the layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TGOError(f"prepare.path: directory '{root}' does not exist; point it at a tree with "
+                       "train/<class>/ and val/<class>/ folders")
+    classes = None
+    listing = {}
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise TGOError(f"prepare.path: '{split_dir}' is missing; the tree needs train/<class>/ "
+                           "and val/<class>/ folders")
+        names = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+        if not names:
+            raise TGOError(f"prepare.path: '{split_dir}' has no class folders")
+        if classes is None:
+            classes = names
+        elif names != classes:
+            missing = sorted(set(classes) ^ set(names))
+            raise TGOError(f"prepare.path: class folders differ between train/ and val/ "
+                           f"({', '.join(missing[:5])}); both splits need the same classes")
+        items = []
+        for name in names:
+            files = sorted(p for p in (split_dir / name).iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise TGOError(f"prepare.path: class folder '{split_dir / name}' has no images; "
+                               "add images or remove the folder")
+            items += [(p, name) for p in files]
+        listing[split] = items
+    return listing, classes
+
+
+def load_imagefolder_split(items, classes, size, on_bad_image):
+    """Decode one split. Returns images, labels and the list of unreadable files (skipped)."""
+    index = {c: i for i, c in enumerate(classes)}
+    images, labels, bad = [], [], []
+    for path, name in tqdm(items, desc="decoding", unit="img", leave=False):
+        try:
+            images.append(load_image(path, size))
+        except (OSError, ValueError) as e:
+            if on_bad_image == "error":
+                raise TGOError(f"{path}: unreadable image ({type(e).__name__}); fix or remove it, "
+                               "or set prepare.on_bad_image: skip") from None
+            bad.append({"path": str(path), "reason": str(e).splitlines()[0]})
+            continue
+        labels.append(index[name])
+    if not images:
+        raise TGOError("prepare.path: no readable images in a split")
+    return np.stack(images), np.asarray(labels, dtype=np.int64), bad
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepared format
+# ---------------------------------------------------------------------------------------------
+
+def split_hash(images, labels):
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+def write_prepared(out_dir, splits, classes, source, bad_images=()):
+    """Write {split: (images, labels)} and the manifest into out_dir."""
+    out_dir = Path(out_dir)
+    manifest = {"source": source, "classes": list(classes), "image_size": None, "splits": {},
+                "bad_images": list(bad_images)}
+    for split, (images, labels) in splits.items():
+        np.save(out_dir / f"{split}_images.npy", images)
+        np.save(out_dir / f"{split}_labels.npy", labels)
+        counts = np.bincount(labels, minlength=len(classes))
+        manifest["image_size"] = int(images.shape[1])
+        manifest["splits"][split] = {
+            "count": int(len(labels)),
+            "per_class": {c: int(n) for c, n in zip(classes, counts)},
+            "sha256": split_hash(images, labels),
+        }
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def load_prepared(data_dir, split):
+    """(images memmap uint8 N×H×W×3, labels int64, manifest) of one split."""
+    data_dir = Path(data_dir)
+    manifest_path = data_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise TGOError(f"{manifest_path}: not found; run the prepare stage first (dvc repro prepare)")
+    images = np.load(data_dir / f"{split}_images.npy", mmap_mode="r")
+    labels = np.load(data_dir / f"{split}_labels.npy")
+    return images, labels, read_json(manifest_path)

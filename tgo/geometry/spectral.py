@@ -1,0 +1,379 @@
+"""Spectral geometry of representations: eigenvalue-based dimensionality metrics.
+
+Notation: X is an N x D matrix of N samples of a D-dimensional representation.
+Unless stated otherwise X is centred over samples and lambda_1 >= ... >= lambda_D >= 0
+are the eigenvalues of C = X^T X / (N - 1), computed in float64.
+p_i = lambda_i / sum_j lambda_j is the normalised spectrum.
+
+Functions taking ``eigs`` accept eigenvalues in any order (they are sorted in
+descending order internally), clamp round-off negatives to zero and return nan
+for a spectrum with zero total variance (e.g. a token that is identical for
+every input), where every ratio below is undefined.
+"""
+
+import operator
+
+import numpy as np
+
+_EPS64 = np.finfo(np.float64).eps
+# Negative eigenvalues smaller than this (relative to the largest magnitude)
+# are round-off from a PSD matrix; anything more negative is a caller bug.
+_NEGATIVE_TOLERANCE = np.sqrt(_EPS64)
+
+
+def _as_float64(X, batched=False):
+    X = np.asarray(X)
+    if (X.ndim < 3) if batched else (X.ndim != 2):
+        raise ValueError(f"expected an array of shape {'(..., N, D)' if batched else '(N, D)'}, got {X.shape}")
+    if X.shape[-2] < 2:
+        raise ValueError(f"need at least 2 samples (N >= 2), got shape {X.shape}")
+    # Converting copies (and reads a memmap once); all arithmetic is float64.
+    return X.astype(np.float64)
+
+
+def _centred_eigs(X):
+    """Covariance eigenvalues of float64 X of shape (..., N, D), descending, length D."""
+    n, d = X.shape[-2:]
+    # Subtracting the first row before the mean makes constant columns exactly zero
+    # and reduces cancellation when the rows share a large offset.
+    shifted = X - X[..., :1, :]
+    Xc = shifted - shifted.mean(axis=-2, keepdims=True)
+    Xt = np.swapaxes(Xc, -1, -2)
+    # The N x N Gram matrix has the same nonzero eigenvalues as the D x D covariance.
+    small = (Xc @ Xt) if n < d else (Xt @ Xc)
+    eigs = np.linalg.eigvalsh(small / (n - 1))[..., ::-1]
+    eigs = np.maximum(eigs, 0.0)
+    if n < d:
+        eigs = np.concatenate([eigs, np.zeros(eigs.shape[:-1] + (d - n,))], axis=-1)
+    return np.ascontiguousarray(eigs)
+
+
+def _check_eigs(eigs, batched=False):
+    lam = np.asarray(eigs, dtype=np.float64)
+    if (lam.ndim < 1) if batched else (lam.ndim != 1):
+        raise ValueError(f"expected a {'(..., D)' if batched else '1-D'} eigenvalue array, got shape {lam.shape}")
+    if lam.shape[-1] == 0:
+        raise ValueError("empty eigenvalue array")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("eigenvalues must be finite")
+    scale = np.max(np.abs(lam), axis=-1, keepdims=True)
+    if np.any(lam < -_NEGATIVE_TOLERANCE * scale):
+        raise ValueError("eigenvalues must be non-negative (got a clearly negative value)")
+    return -np.sort(-np.maximum(lam, 0.0), axis=-1)
+
+
+def _probabilities(lam):
+    total = lam.sum()
+    return None if total == 0 else lam / total
+
+
+def _entropy(p):
+    nonzero = p[p > 0]  # 0 log 0 = 0
+    return float(-np.sum(nonzero * np.log(nonzero)))
+
+
+def eigenspectrum(X):
+    """Eigenvalues of the sample covariance of X, descending, float64, length D.
+
+    lambda_i = eig_i(X_c^T X_c / (N - 1)) with X_c = X - mean over rows (PCA variances).
+    When N < D the N x N Gram matrix X_c X_c^T / (N - 1) is diagonalised instead
+    (same nonzero eigenvalues) and the result is padded with zeros to length D.
+    Round-off negatives are clamped to 0. Input of any float dtype (including
+    float16/float32 memmaps) is converted to float64 before centring.
+
+    Raises ValueError if X is not 2-D or N < 2.
+    """
+    return _centred_eigs(_as_float64(X))
+
+
+def batched_eigenspectra(X):
+    """Covariance eigenvalues for every leading index of X of shape (..., N, D).
+
+    Returns an array of shape (..., D), each row equal to ``eigenspectrum`` of the
+    corresponding (N, D) slice: descending, float64, Gram path padded with zeros when
+    N < D. All matrices are diagonalised in one batched numpy.linalg.eigvalsh call,
+    which is meant for many small covariances (e.g. one per token position).
+    """
+    return _centred_eigs(_as_float64(X, batched=True))
+
+
+def effective_rank(eigs):
+    """Effective rank  erank = exp(-sum_i p_i log p_i),  p_i = lambda_i / sum lambda.
+
+    Roy & Vetterli (2007), "The effective rank: a measure of effective dimensionality",
+    EUSIPCO. Uses 0 log 0 = 0. Ranges from 1 (one direction) to D (isotropic).
+    """
+    p = _probabilities(_check_eigs(eigs))
+    return np.nan if p is None else float(np.exp(_entropy(p)))
+
+
+def rankme(X, eps=1e-7):
+    """RankMe = exp(-sum_k p_k log p_k),  p_k = sigma_k / ||sigma||_1 + eps.
+
+    Garrido, Balestriero, Najman & LeCun (2023), "RankMe: Assessing the downstream
+    performance of pretrained self-supervised representations by their rank", ICML.
+    sigma_k are the min(N, D) singular values of the UNCENTRED X. As in the paper
+    (and its reference code) eps = 1e-7 is added to p_k itself, so it enters both
+    factors of p_k log p_k; each zero singular value then adds ~1.6e-6 to the entropy.
+
+    Singular values are computed as sqrt of the (clamped) eigenvalues of the smaller
+    Gram matrix (X^T X or X X^T) in float64, which is cheap for tall X such as
+    30000 x 192. Singular values below ~1e-8 sigma_1 are therefore only resolved to
+    that absolute level, which changes the entropy by far less than eps does.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.size == 0:
+        raise ValueError(f"expected a non-empty 2-D array, got shape {X.shape}")
+    return _rankme(X.astype(np.float64), eps)
+
+
+def _rankme(X, eps):
+    n, d = X.shape
+    gram = X.T @ X if n >= d else X @ X.T
+    sigma = np.sqrt(np.maximum(np.linalg.eigvalsh(gram), 0.0))
+    total = sigma.sum()
+    if total == 0:
+        return np.nan
+    p = sigma / total + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def stable_rank(eigs):
+    """Stable rank  sum_i lambda_i / lambda_1  (= ||X_c||_F^2 / ||X_c||_2^2).
+
+    Rudelson & Vershynin (2007), "Sampling from large matrices: an approach through
+    geometric functional analysis", J. ACM. Sensitive to the top eigenvalue, so for
+    finite N it is biased low by the Marchenko-Pastur spread of lambda_1.
+    """
+    lam = _check_eigs(eigs)
+    return np.nan if lam[0] == 0 else float(lam.sum() / lam[0])
+
+
+def participation_ratio(eigs):
+    """Participation ratio  PR = (sum_i lambda_i)^2 / sum_i lambda_i^2.
+
+    Gao, Trautmann, Yu, Santhanam, Ryu, Shenoy & Ganguli (2017), "A theory of
+    multineuronal dimensionality, dynamics and measurement", bioRxiv 214262.
+    """
+    lam = _check_eigs(eigs)
+    sq = np.sum(lam * lam)
+    return np.nan if sq == 0 else float(lam.sum() ** 2 / sq)
+
+
+def numerical_rank(eigs):
+    """Number of eigenvalues with lambda_i > lambda_1 * D * eps(float64).
+
+    The same tolerance numpy.linalg.matrix_rank uses (scaled by the matrix size):
+    eigenvalues below it are indistinguishable from round-off.
+    """
+    lam = _check_eigs(eigs)
+    return int(np.count_nonzero(lam > lam[0] * lam.size * _EPS64))
+
+
+def spectral_entropy(eigs, normalized=False):
+    """Spectral entropy  H = -sum_i p_i log p_i  in nats (0 log 0 = 0).
+
+    Shannon entropy of the normalised eigenvalue distribution, the quantity whose
+    exponential is the effective rank of Roy & Vetterli (2007), EUSIPCO.
+    With normalized=True returns H / log r, where r = ``numerical_rank(eigs)``
+    (count of lambda_i > lambda_1 * D * eps), so the value lies in [0, 1] and is 1
+    for a spectrum that is flat over its numerical support; returns 0.0 if r <= 1.
+    """
+    lam = _check_eigs(eigs)
+    p = _probabilities(lam)
+    if p is None:
+        return np.nan
+    h = _entropy(p)
+    if not normalized:
+        return h
+    r = numerical_rank(lam)
+    return 0.0 if r <= 1 else h / float(np.log(r))
+
+
+def spectral_flatness(eigs, eps=1e-12):
+    """Spectral flatness  (prod_i lambda_i)^(1/D) / ((1/D) sum_i lambda_i).
+
+    Geometric over arithmetic mean (Wiener entropy), Gray & Markel (1974), "A
+    spectral-flatness measure for studying the autocorrelation method of linear
+    prediction of speech analysis", IEEE Trans. ASSP; here applied to the
+    covariance eigenvalues. Each lambda_i is first floored at eps * lambda_1
+    (a floor RELATIVE to the top eigenvalue, so the value is scale invariant and
+    finite for rank-deficient spectra); both means use the floored values, so the
+    result lies in (0, 1] and equals 1 for an isotropic spectrum.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    lam = _check_eigs(eigs)
+    if lam[0] == 0:
+        return np.nan
+    floored = np.maximum(lam, eps * lam[0])
+    return float(np.exp(np.mean(np.log(floored))) / np.mean(floored))
+
+
+def anisotropy(eigs):
+    """Spectral anisotropy  lambda_1 / sum_i lambda_i.
+
+    Fraction of variance along the first principal component (Pearson 1901, PCA);
+    the spectral counterpart of the cosine-similarity anisotropy of Ethayarajh
+    (2019), see ``mean_cosine_similarity``. Ranges from 1/D (isotropic) to 1.
+    """
+    lam = _check_eigs(eigs)
+    total = lam.sum()
+    return np.nan if total == 0 else float(lam[0] / total)
+
+
+def mean_cosine_similarity(X, max_samples=2000, seed=0):
+    """Mean pairwise cosine similarity  2 / (m (m-1)) sum_{i<j} <x_i, x_j> / (|x_i| |x_j|).
+
+    Anisotropy as in Ethayarajh (2019), "How contextual are contextualized word
+    representations?", EMNLP. Rows are NOT centred. If N > max_samples, a
+    deterministic subsample of max_samples rows (numpy default_rng(seed), without
+    replacement) is used; max_samples=None uses all rows. The sum over pairs is
+    computed as (|sum_i u_i|^2 - sum_i |u_i|^2) / 2 for unit rows u_i, i.e. in
+    O(m D) without forming the m x m matrix. All-zero rows have no direction and
+    are excluded; returns nan if fewer than 2 rows remain.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"expected a 2-D array with N >= 2, got shape {X.shape}")
+    n = X.shape[0]
+    if max_samples is not None and n > max_samples:
+        if max_samples < 2:
+            raise ValueError(f"max_samples must be >= 2, got {max_samples}")
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+        X = X[rows]
+    X = X.astype(np.float64)
+    norms = np.linalg.norm(X, axis=1)
+    keep = norms > 0
+    U = X[keep] / norms[keep, None]
+    m = U.shape[0]
+    if m < 2:
+        return np.nan
+    s = U.sum(axis=0)
+    return float((s @ s - np.sum(U * U)) / (m * (m - 1)))
+
+
+def singular_values(eigs, n):
+    """Singular values of the centred X from its covariance eigenvalues: sigma_i = sqrt((n-1) lambda_i).
+
+    Inverts C = X_c^T X_c / (n - 1). Returned in descending order.
+    """
+    n = operator.index(n)
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    return np.sqrt((n - 1) * _check_eigs(eigs))
+
+
+def _validate_window(ranks, length):
+    lo, hi = (operator.index(r) for r in ranks)
+    if lo < 1 or hi - lo < 2 or hi > length:
+        raise ValueError(
+            f"rank window ({lo}, {hi}) is invalid for a spectrum of length {length}: "
+            f"need 1 <= lo, hi - lo >= 2 (at least 3 ranks) and hi <= {length}"
+        )
+    return lo, hi
+
+
+def _fit_power_law(lam, lo, hi):
+    """Weighted log-log fit over ranks lo..hi for sorted eigenvalues of shape (..., D)."""
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    x = -np.log(k)
+    w = 1.0 / k
+    window = lam[..., lo - 1:hi]
+    # Values at or below the numerical-rank tolerance are round-off, not signal:
+    # a rank-deficient spectrum has no power law to fit there.
+    tolerance = lam[..., :1] * lam.shape[-1] * _EPS64
+    valid = np.all(window > tolerance, axis=-1)
+    total = lam.sum(axis=-1, keepdims=True)
+    y = np.log(np.where(valid[..., None], window, 1.0)) - np.log(np.where(valid[..., None], total, 1.0))
+
+    xc = x - np.sum(w * x) / np.sum(w)
+    yc = y - (y @ w)[..., None] / np.sum(w)
+    slope = (yc @ (w * xc)) / np.sum(w * xc * xc)
+    ss_res = ((yc - slope[..., None] * xc) ** 2) @ w
+    ss_tot = (yc**2) @ w
+    # R^2 is undefined for a constant y (flat spectrum in the window).
+    r2 = np.divide(ss_res, ss_tot, out=np.full_like(ss_tot, np.nan), where=ss_tot > 0)
+    r2 = 1.0 - r2
+    return np.where(valid, slope, np.nan), np.where(valid, r2, np.nan)
+
+
+def alpha(eigs, ranks=(11, 100)):
+    """Power-law decay exponent of the eigenspectrum, lambda_k ~ k^(-alpha).
+
+    Fitted as in alpha-ReQ, Agrawal, Mondal, Ghosh & Richards (2022), "alpha-ReQ:
+    Assessing representation quality in self-supervised learning by measuring
+    eigenspectrum decay", NeurIPS (fit procedure from Stringer et al. 2019, Nature):
+    over the 1-indexed inclusive rank window k = lo..hi, regress y_k = log p_k on
+    x_k = -log k with an intercept by weighted least squares, weight w_k = 1/k on
+    each squared residual; alpha is the fitted slope.
+    r2 = 1 - sum_k w_k (y_k - yhat_k)^2 / sum_k w_k (y_k - ybar_w)^2 is the weighted
+    coefficient of determination (nan if y is constant over the window).
+
+    Returns (alpha, r2) as floats. Raises ValueError unless 1 <= lo, hi - lo >= 2
+    and hi <= len(eigs). Returns (nan, nan) if any eigenvalue in the window is <= 0,
+    or numerically zero (<= lambda_1 * D * eps, the ``numerical_rank`` tolerance),
+    as happens for rank-deficient data (e.g. N - 1 < hi); callers should report
+    the value as missing. ``alpha_window_error`` checks this ahead of time.
+    """
+    lam = _check_eigs(eigs)
+    lo, hi = _validate_window(ranks, lam.size)
+    a, r2 = _fit_power_law(lam, lo, hi)
+    return float(a), float(r2)
+
+
+def batched_alpha(eigs, ranks=(11, 100)):
+    """``alpha`` vectorised over the leading dimensions of eigs of shape (..., D).
+
+    Returns two float64 arrays of shape (...): alpha and r2, nan where any eigenvalue
+    in the window is <= 0 (or numerically zero). Same validation as ``alpha``.
+    """
+    lam = _check_eigs(eigs, batched=True)
+    lo, hi = _validate_window(ranks, lam.shape[-1])
+    return _fit_power_law(lam, lo, hi)
+
+
+def alpha_window_error(ranks, n_samples, dim):
+    """None if the alpha rank window fits inside the rank of X, else a one-line reason.
+
+    The centred N x D matrix has rank at most min(N - 1, D); the window (lo, hi) is
+    usable when lo >= 1, hi - lo >= 2 and hi <= min(N - 1, D).
+    """
+    lo, hi = (operator.index(r) for r in ranks)
+    if lo < 1:
+        return f"rank window ({lo}, {hi}) must start at rank >= 1"
+    if hi - lo < 2:
+        return f"rank window ({lo}, {hi}) has fewer than 3 ranks (need hi - lo >= 2)"
+    rank = min(n_samples - 1, dim)
+    if hi > rank:
+        return f"rank window ({lo}, {hi}) exceeds the rank of X: min(N-1={n_samples - 1}, D={dim})={rank}"
+    return None
+
+
+def spectral_metrics(X, ranks=(11, 100)):
+    """All spectral metrics of X in one pass, as a dict of plain Python floats.
+
+    Keys: effective_rank, rankme, stable_rank, participation_ratio, spectral_entropy,
+    spectral_entropy_normalized, spectral_flatness, anisotropy, mean_cosine_similarity,
+    alpha, alpha_r2 (alpha values may be nan, see ``alpha``), plus "eigenvalues"
+    (the float64 output of ``eigenspectrum``). X is converted to float64 once; one
+    eigendecomposition serves every covariance metric and one more serves RankMe.
+    Raises ValueError if the rank window exceeds D (see ``alpha``).
+    """
+    X64 = _as_float64(X)
+    eigs = _centred_eigs(X64)
+    a, r2 = alpha(eigs, ranks)
+    return {
+        "effective_rank": effective_rank(eigs),
+        "rankme": _rankme(X64, 1e-7),
+        "stable_rank": stable_rank(eigs),
+        "participation_ratio": participation_ratio(eigs),
+        "spectral_entropy": spectral_entropy(eigs),
+        "spectral_entropy_normalized": spectral_entropy(eigs, normalized=True),
+        "spectral_flatness": spectral_flatness(eigs),
+        "anisotropy": anisotropy(eigs),
+        "mean_cosine_similarity": mean_cosine_similarity(X64),
+        "alpha": a,
+        "alpha_r2": r2,
+        "eigenvalues": eigs,
+    }
