@@ -18,7 +18,10 @@ def main():
             splits[split] = (images, labels)
         bad = []
     elif cfg["source"] == "imagefolder":
-        listing, classes = list_imagefolder(cfg["path"] or "")
+        if not cfg["path"]:
+            raise TGOError("prepare.path is not set; point it at a tree with train/<class>/ and "
+                           "val/<class>/ folders")
+        listing, classes = list_imagefolder(cfg["path"])
         splits, bad = {}, []
         for split, items in listing.items():
             images, labels, skipped = load_imagefolder_split(items, classes, size, cfg["on_bad_image"])

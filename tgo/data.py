@@ -15,21 +15,49 @@ from tgo.io import TGOError, read_json, write_json
 
 SPLITS = ("train", "val")
 SHAPES = ("disk", "square", "triangle", "cross", "ring")
-TEXTURES = ("solid", "striped")
+TEXTURES = ("solid", "hstripes", "vstripes", "dstripes", "astripes", "checker", "dots", "grid",
+            "wide", "rings")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic default: a class is a (shape, texture) pair; colour, position, scale, rotation and
-# a cluttered background are random, so colour statistics alone do not give the class away and
-# the network has to use the spatial layout of the patches.
+# Synthetic default: class c is an object with texture TEXTURES[c] (stripes of an orientation,
+# checks, dots, ...) and shape SHAPES[c % 5]. Colour, position, scale and a cluttered background are
+# random, so colour statistics do not give the class away: the network has to read the spatial
+# pattern across pixels and patches.
 # ---------------------------------------------------------------------------------------------
 
 def synthetic_classes(num_classes):
-    pairs = [f"{s}_{t}" for t in TEXTURES for s in SHAPES]
-    if not 2 <= num_classes <= len(pairs):
-        raise TGOError(f"prepare.num_classes={num_classes}: the synthetic set has 2..{len(pairs)} classes")
-    return pairs[:num_classes]
+    names = [f"{SHAPES[i % len(SHAPES)]}_{t}" for i, t in enumerate(TEXTURES)]
+    if not 2 <= num_classes <= len(names):
+        raise TGOError(f"prepare.num_classes={num_classes}: the synthetic set has 2..{len(names)} classes")
+    return names[:num_classes]
+
+
+def _texture(texture, u, v, period):
+    """Boolean pattern (True: the object's colour, False: its complement) in object coordinates."""
+    phase = lambda t: np.sin(2 * np.pi * t / period) > 0  # noqa: E731
+    if texture == "solid":
+        return np.ones_like(u, dtype=bool)
+    if texture == "hstripes":
+        return phase(v)
+    if texture == "vstripes":
+        return phase(u)
+    if texture == "dstripes":
+        return phase((u + v) / np.sqrt(2))
+    if texture == "astripes":
+        return phase((u - v) / np.sqrt(2))
+    if texture == "checker":
+        return phase(u) ^ phase(v)
+    if texture == "dots":
+        return ~(phase(u) & phase(v))
+    if texture == "grid":
+        return ~(np.cos(2 * np.pi * u / period) > 0.6) & ~(np.cos(2 * np.pi * v / period) > 0.6)
+    if texture == "wide":
+        return np.sin(2 * np.pi * v / (2.5 * period)) > 0
+    if texture == "rings":
+        return phase(np.hypot(u, v))
+    raise ValueError(texture)
 
 
 def _shape_mask(shape, u, v, r):
@@ -54,33 +82,35 @@ def _shape_mask(shape, u, v, r):
 
 
 def _background(rng, size):
-    """Smooth random colour field plus pixel noise and a few small distractor strokes."""
-    coarse = rng.uniform(0.0, 1.0, size=(4, 4, 3))
-    img = np.kron(coarse, np.ones((size // 4 + 1, size // 4 + 1, 1)))[:size, :size]
-    img = 0.6 * img + 0.2 + rng.normal(0.0, 0.05, size=(size, size, 3))
+    """Smooth random colour field, pixel noise and a few thin distractor strokes."""
+    coarse = rng.uniform(0.15, 0.85, size=(3, 3, 3))
+    field = Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    img = np.asarray(field, dtype=np.float64) / 255 + rng.normal(0.0, 0.04, size=(size, size, 3))
     for _ in range(rng.integers(3, 7)):
         y, x = rng.integers(0, size, 2)
-        h, w = rng.integers(1, max(2, size // 8), 2)
-        img[y:y + h, x:x + w] = rng.uniform(0, 1, 3)
+        length = rng.integers(2, max(3, size // 6))
+        if rng.random() < 0.5:
+            img[y, x:x + length] = rng.uniform(0, 1, 3)
+        else:
+            img[y:y + length, x] = rng.uniform(0, 1, 3)
     return img
 
 
 def synthetic_image(rng, label, classes, size):
     shape, texture = classes[label].split("_")
     img = _background(rng, size)
-    r = rng.uniform(0.25, 0.42) * size
+    r = rng.uniform(0.3, 0.45) * size
     cy, cx = rng.uniform(r, size - r, 2)
-    theta = rng.uniform(0, 2 * np.pi)
+    theta = rng.uniform(-0.35, 0.35)  # small tilts: upright shapes keep the task learnable in a few CPU epochs
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
     v = -(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)
     mask = _shape_mask(shape, u, v, r)
     colour = rng.uniform(0, 1, 3)
-    fill = np.broadcast_to(colour, img.shape).copy()
-    if texture == "striped":
-        period = max(3.0, size / 8)
-        stripes = np.sin(2 * np.pi * u / period) > 0
-        fill[stripes] = 1.0 - colour
+    # Keep the object visible: its brightness must differ from the background's under it.
+    if abs(colour.mean() - img[mask].mean()) < 0.25:
+        colour = 1.0 - colour
+    fill = np.where(_texture(texture, u, v, max(3.0, size / 8))[..., None], colour, 1.0 - colour)
     img[mask] = fill[mask]
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
@@ -152,7 +182,7 @@ def load_imagefolder_split(items, classes, size, on_bad_image):
     for path, name in tqdm(items, desc="decoding", unit="img", leave=False):
         try:
             images.append(load_image(path, size))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             if on_bad_image == "error":
                 raise TGOError(f"{path}: unreadable image ({type(e).__name__}); fix or remove it, "
                                "or set prepare.on_bad_image: skip") from None

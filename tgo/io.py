@@ -77,8 +77,14 @@ def write_json(path, obj):
         f.write("\n")
 
 
+def _open_input(path):
+    if not Path(path).exists():
+        raise TGOError(f"{path}: not found; run the stages before this one (dvc repro)")
+    return open(path)
+
+
 def read_json(path):
-    with open(path) as f:
+    with _open_input(path) as f:
         return json.load(f)
 
 
@@ -92,5 +98,5 @@ def write_csv(path, rows):
 
 
 def read_csv(path):
-    with open(path) as f:
+    with _open_input(path) as f:
         return list(csv.DictReader(f))

@@ -70,7 +70,7 @@ def evaluate(model, images, labels, batch_size):
     total_loss, top1, top5, n = 0.0, 0.0, 0.0, len(labels)
     k = min(5, model.num_classes)
     for i in range(0, n, batch_size):
-        x = to_input(torch.from_numpy(np.asarray(images[i:i + batch_size])))
+        x = to_input(torch.from_numpy(np.array(images[i:i + batch_size])))
         y = torch.from_numpy(labels[i:i + batch_size])
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()

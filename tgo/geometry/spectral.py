@@ -24,7 +24,8 @@ _NEGATIVE_TOLERANCE = np.sqrt(_EPS64)
 def _as_float64(X, batched=False):
     X = np.asarray(X)
     if (X.ndim < 3) if batched else (X.ndim != 2):
-        raise ValueError(f"expected an array of shape {'(..., N, D)' if batched else '(N, D)'}, got {X.shape}")
+        expected = "(..., N, D)" if batched else "(N, D)"
+        raise ValueError(f"expected an array of shape {expected}, got {X.shape}")
     if X.shape[-2] < 2:
         raise ValueError(f"need at least 2 samples (N >= 2), got shape {X.shape}")
     # Converting copies (and reads a memmap once); all arithmetic is float64.
@@ -51,7 +52,8 @@ def _centred_eigs(X):
 def _check_eigs(eigs, batched=False):
     lam = np.asarray(eigs, dtype=np.float64)
     if (lam.ndim < 1) if batched else (lam.ndim != 1):
-        raise ValueError(f"expected a {'(..., D)' if batched else '1-D'} eigenvalue array, got shape {lam.shape}")
+        expected = "(..., D)" if batched else "1-D"
+        raise ValueError(f"expected a {expected} eigenvalue array, got shape {lam.shape}")
     if lam.shape[-1] == 0:
         raise ValueError("empty eigenvalue array")
     if not np.all(np.isfinite(lam)):

@@ -1,0 +1,65 @@
+"""spectral: covariance spectra and the rank/entropy/flatness/anisotropy family, per checkpoint,
+site and sample set -> reports/spectral/ (plot data) and reports/metrics/spectral.json."""
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tgo.capture import SAMPLE_SETS, checkpoint_dirs, residual_sites, sample_sets
+from tgo.geometry.spectral import alpha_window_error, singular_values, spectral_metrics
+from tgo.io import TGOError, atomic_dir, load_params, read_json, run_stage, write_csv, write_json
+
+ACTS, OUT, METRICS = Path("data/activations"), Path("reports/spectral"), "reports/metrics/spectral.json"
+SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
+           "spectral_flatness", "anisotropy", "alpha")
+
+
+def main():
+    cfg = load_params()["spectral"]
+    ranks = tuple(cfg["alpha_ranks"])
+    dirs = checkpoint_dirs(ACTS)
+    meta = read_json(dirs[0] / "meta.json")
+    reason = alpha_window_error(ranks, meta["n_images"], meta["dim"])
+    if reason:
+        raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
+                       f"or raise extract.probe_size")
+
+    rows, spectra = [], []
+    for act_dir in tqdm(dirs, desc="checkpoints", unit="ckpt"):
+        meta = read_json(act_dir / "meta.json")
+        for site, depth, tokens in residual_sites(act_dir):
+            for name, X in sample_sets(tokens, meta["num_prefix_tokens"]).items():
+                m = spectral_metrics(X, ranks)
+                eigs = m.pop("eigenvalues")
+                rows.append({"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name,
+                             "n_samples": len(X), **m})
+                sv = singular_values(eigs, len(X))
+                spectra += [{"epoch": meta["epoch"], "site": site, "sample_set": name, "rank": k + 1,
+                             "eigenvalue": e, "singular_value": s}
+                            for k, (e, s) in enumerate(zip(eigs, sv))]
+
+    last = max(r["epoch"] for r in rows)
+    final = [r for r in rows if r["site"] == "final_norm"]
+    with atomic_dir(OUT) as tmp:
+        write_csv(tmp / "metrics.csv", rows)
+        write_csv(tmp / "eigenspectra.csv", spectra)
+        for name in SAMPLE_SETS:
+            # DVC plot data: the profile across depth at the last checkpoint, the final norm over training.
+            write_csv(tmp / f"depth_{name}.csv", [r for r in rows if r["epoch"] == last and r["sample_set"] == name])
+            write_csv(tmp / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
+
+    summary = {"epoch": last}
+    for name in SAMPLE_SETS:
+        at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
+        blocks = [r for r in at_last if r["site"].startswith("block_")]
+        summary[name] = {
+            "final_norm": {k: next(r[k] for r in at_last if r["site"] == "final_norm") for k in SUMMARY},
+            "block_mean": {k: float(np.mean([r[k] for r in blocks])) for k in SUMMARY},
+        }
+    write_json(METRICS, summary)
+    print(f"spectral metrics for {len(dirs)} checkpoints x {len(rows) // len(dirs) // len(SAMPLE_SETS)} "
+          f"sites x {len(SAMPLE_SETS)} sample sets (alpha window {ranks}) -> {OUT}, {METRICS}")
+
+
+if __name__ == "__main__":
+    run_stage("spectral", main)

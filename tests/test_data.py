@@ -1,0 +1,228 @@
+"""The prepare stage, run as a subprocess in a temporary directory: the synthetic default and
+image-folder trees, checked through what it writes to data/prepared/."""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from micro import micro_config, run_stage, stage_error, stage_ok
+
+SPLITS = ("train", "val")
+SIZE = 16
+
+
+def read_prepared(root):
+    """{split: (images, labels)} and the manifest of root/data/prepared."""
+    prepared = root / "data" / "prepared"
+    arrays = {s: (np.load(prepared / f"{s}_images.npy"), np.load(prepared / f"{s}_labels.npy"))
+              for s in SPLITS}
+    return arrays, json.loads((prepared / "manifest.json").read_text())
+
+
+# --- synthetic default ------------------------------------------------------------------------
+
+NUM_CLASSES, PER_CLASS = 4, {"train": 20, "val": 10}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """The prepare stage run three times: seed 0 twice (in separate directories), seed 1 once."""
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("other_seed", 1)):
+        root = tmp_path_factory.mktemp(f"synthetic_{name}")
+        stage_ok("prepare", root, micro_config(prepare={"seed": seed}))
+        runs[name] = root
+    return runs
+
+
+def test_synthetic_same_seed_gives_identical_bytes(synthetic):
+    a, b = synthetic["a"] / "data/prepared", synthetic["b"] / "data/prepared"
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    for split in SPLITS:
+        assert ma["splits"][split]["sha256"] == mb["splits"][split]["sha256"]
+        for kind in ("images", "labels"):
+            assert (a / f"{split}_{kind}.npy").read_bytes() == (b / f"{split}_{kind}.npy").read_bytes()
+
+
+def test_synthetic_different_seed_gives_different_data(synthetic):
+    (arrays, manifest), (other, other_manifest) = (read_prepared(synthetic[k]) for k in ("a", "other_seed"))
+    for split in SPLITS:
+        assert manifest["splits"][split]["sha256"] != other_manifest["splits"][split]["sha256"]
+        assert not np.array_equal(arrays[split][0], other[split][0])
+
+
+def test_synthetic_val_images_do_not_repeat_train_images(synthetic):
+    arrays, _ = read_prepared(synthetic["a"])
+    train = {img.tobytes() for img in arrays["train"][0]}
+    val = [img.tobytes() for img in arrays["val"][0]]
+    assert len(train) == len(arrays["train"][0]) and len(set(val)) == len(val)
+    assert train.isdisjoint(val)
+
+
+def test_synthetic_classes_are_exactly_balanced(synthetic):
+    arrays, manifest = read_prepared(synthetic["a"])
+    assert len(manifest["classes"]) == NUM_CLASSES
+    for split in SPLITS:
+        labels = arrays[split][1]
+        assert np.bincount(labels, minlength=NUM_CLASSES).tolist() == [PER_CLASS[split]] * NUM_CLASSES
+        assert set(manifest["splits"][split]["per_class"].values()) == {PER_CLASS[split]}
+        # Shuffled, not sorted by class.
+        assert np.any(np.diff(labels) < 0)
+
+
+def test_synthetic_shapes_and_dtypes(synthetic):
+    arrays, manifest = read_prepared(synthetic["a"])
+    for split in SPLITS:
+        images, labels = arrays[split]
+        n = NUM_CLASSES * PER_CLASS[split]
+        assert images.shape == (n, SIZE, SIZE, 3) and images.dtype == np.uint8
+        assert labels.shape == (n,) and labels.dtype == np.int64
+        assert labels.min() >= 0 and labels.max() < NUM_CLASSES
+        assert images.std() > 10  # real pictures, not a constant fill
+    assert manifest["image_size"] == SIZE and manifest["source"] == "synthetic"
+    assert manifest["bad_images"] == []
+
+
+def test_synthetic_manifest_matches_recomputation(synthetic):
+    prepared = synthetic["a"] / "data/prepared"
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    for split in SPLITS:
+        images = np.load(prepared / f"{split}_images.npy")
+        labels = np.load(prepared / f"{split}_labels.npy")
+        h = hashlib.sha256()
+        h.update(images.tobytes())
+        h.update(labels.tobytes())
+        entry = manifest["splits"][split]
+        assert entry["sha256"] == h.hexdigest()
+        assert entry["count"] == len(labels) == len(images)
+        assert entry["per_class"] == {c: int((labels == i).sum()) for i, c in enumerate(manifest["classes"])}
+
+
+# --- image folders ----------------------------------------------------------------------------
+
+# Created in this (unsorted) order; each class has its own colour so labels can be checked
+# against pixel content.
+COLOURS = {"zebra": (220, 25, 25), "apple": (25, 220, 25), "mango": (25, 25, 220)}
+COUNTS = {"train": {"zebra": 3, "apple": 2, "mango": 4}, "val": {"zebra": 1, "apple": 2, "mango": 1}}
+# (file suffix, PIL format, mode, (width, height)): PNG and JPEG, non-square, smaller and larger
+# than the target size.
+VARIANTS = [(".png", "PNG", "RGB", (40, 24)), (".jpg", "JPEG", "RGB", (17, 31)),
+            (".png", "PNG", "RGBA", (64, 48)), (".jpeg", "JPEG", "RGB", (23, 50)),
+            (".PNG", "PNG", "P", (33, 20)), (".JPG", "JPEG", "RGB", (9, 12))]
+
+
+def write_image(path, rgb, fmt, mode):
+    Image.fromarray(rgb).convert(mode).save(path, fmt)
+
+
+def build_tree(root):
+    rng = np.random.default_rng(0)
+    k = 0
+    for split, counts in COUNTS.items():
+        for cls, n in counts.items():
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                suffix, fmt, mode, (w, h) = VARIANTS[k % len(VARIANTS)]
+                k += 1
+                noise = rng.integers(-20, 21, size=(h, w, 3))
+                rgb = np.clip(np.array(COLOURS[cls]) + noise, 0, 255).astype(np.uint8)
+                write_image(d / f"img{i}{suffix}", rgb, fmt, mode)
+    (root / "train" / "apple" / "notes.txt").write_text("not an image: ignored, not a bad image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return build_tree(tmp_path_factory.mktemp("tree"))
+
+
+def imagefolder_params(path, **prepare):
+    return micro_config(prepare={"source": "imagefolder", "path": str(path), "image_size": SIZE,
+                                 **prepare})
+
+
+@pytest.fixture(scope="module")
+def imagefolder(tmp_path_factory, tree):
+    root = tmp_path_factory.mktemp("imagefolder")
+    stage_ok("prepare", root, imagefolder_params(tree))
+    return read_prepared(root)
+
+
+def test_imagefolder_classes_sorted_and_counts_per_split(imagefolder):
+    arrays, manifest = imagefolder
+    classes = sorted(COLOURS)
+    assert manifest["classes"] == classes == ["apple", "mango", "zebra"]
+    assert manifest["source"] == "imagefolder"
+    assert manifest["bad_images"] == []  # notes.txt is not an image file, so not a bad one
+    for split in SPLITS:
+        entry = manifest["splits"][split]
+        assert entry["per_class"] == COUNTS[split]
+        assert entry["count"] == sum(COUNTS[split].values())
+        labels = arrays[split][1]
+        assert np.bincount(labels, minlength=3).tolist() == [COUNTS[split][c] for c in classes]
+
+
+def test_imagefolder_images_are_square_uint8(imagefolder):
+    arrays, manifest = imagefolder
+    assert manifest["image_size"] == SIZE
+    for split in SPLITS:
+        images, labels = arrays[split]
+        assert images.shape == (len(labels), SIZE, SIZE, 3) and images.dtype == np.uint8
+
+
+def test_imagefolder_labels_match_image_content(imagefolder):
+    arrays, manifest = imagefolder
+    channel = {i: int(np.argmax(COLOURS[c])) for i, c in enumerate(manifest["classes"])}
+    for split in SPLITS:
+        images, labels = arrays[split]
+        dominant = images.reshape(len(images), -1, 3).mean(axis=1).argmax(axis=1)
+        assert dominant.tolist() == [channel[int(y)] for y in labels]
+
+
+def test_imagefolder_resizes_shorter_side_then_centre_crops(tmp_path):
+    # Black | white | black thirds along the long side: a centre crop keeps the white third,
+    # a squash to SIZE x SIZE would keep the black thirds too (mean ~85).
+    wide = np.zeros((30, 90, 3), np.uint8)
+    wide[:, 30:60] = 255
+    for split, name, img, fmt in (("train", "wide.png", wide, "PNG"),
+                                  ("train", "tall.png", wide.transpose(1, 0, 2), "PNG"),
+                                  ("val", "wide.jpg", wide, "JPEG")):
+        (tmp_path / "tree" / split / "only").mkdir(parents=True, exist_ok=True)
+        write_image(tmp_path / "tree" / split / "only" / name, img, fmt, "RGB")
+    stage_ok("prepare", tmp_path / "work", imagefolder_params(tmp_path / "tree"))
+    arrays, _ = read_prepared(tmp_path / "work")
+    for split in SPLITS:
+        for img in arrays[split][0]:
+            assert img.shape == (SIZE, SIZE, 3)
+            assert img.mean() > 200
+            assert (img > 200).all(axis=-1).mean() > 0.85
+
+
+@pytest.fixture(scope="module")
+def corrupt_tree(tmp_path_factory, tree):
+    root = tmp_path_factory.mktemp("corrupt") / "tree"
+    shutil.copytree(tree, root)
+    bad = root / "train" / "mango" / "x.jpg"
+    bad.write_bytes(np.random.default_rng(1).bytes(2000))
+    return root, bad
+
+
+def test_corrupt_image_is_skipped_and_listed(tmp_path, corrupt_tree):
+    root, bad = corrupt_tree
+    stage_ok("prepare", tmp_path, imagefolder_params(root, on_bad_image="skip"))
+    arrays, manifest = read_prepared(tmp_path)
+    assert [entry["path"] for entry in manifest["bad_images"]] == [str(bad)]
+    assert manifest["bad_images"][0]["reason"]
+    assert manifest["splits"]["train"]["per_class"] == COUNTS["train"]
+    assert len(arrays["train"][1]) == sum(COUNTS["train"].values())
+
+
+def test_corrupt_image_with_on_bad_image_error_fails(tmp_path, corrupt_tree):
+    root, bad = corrupt_tree
+    proc = run_stage("prepare", tmp_path, imagefolder_params(root, on_bad_image="error"))
+    stage_error(proc, "prepare", str(bad), "prepare.on_bad_image")
+    assert not (tmp_path / "data").exists()

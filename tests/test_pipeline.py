@@ -1,0 +1,58 @@
+"""End to end: the real `dvc repro`, `dvc exp run -S` and `dvc metrics diff` on a micro config."""
+import json
+import re
+
+import pytest
+
+from micro import copy_project, git_commit, micro_config, run, write_params
+
+STAGES = ("prepare", "train", "extract", "spectral", "report")
+
+
+def ran(output):
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("project"))
+    write_params(root, micro_config())
+    git_commit(root, "micro project")
+    return root
+
+
+def test_repro_then_everything_skipped(project):
+    out = run(["dvc", "repro"], project).stdout
+    assert ran(out) == set(STAGES)
+    for path in ("reports/report.html", "reports/metrics/train.json", "reports/metrics/spectral.json",
+                 "reports/spectral/metrics.csv", "reports/figures/training.png", "dvc.lock"):
+        assert (project / path).exists(), path
+    spectral = json.loads((project / "reports/metrics/spectral.json").read_text())
+    assert spectral["cls"]["final_norm"]["effective_rank"] > 1
+    git_commit(project, "baseline")
+
+    again = run(["dvc", "repro"], project).stdout
+    assert ran(again) == set()
+    assert all(f"Stage '{s}' didn't change, skipping" in again for s in STAGES)
+
+
+def test_exp_run_spectral_param_reruns_spectral_and_report_only(project):
+    out = run(["dvc", "exp", "run", "-S", "spectral.alpha_ranks=[3,12]"], project).stdout
+    assert ran(out) == {"spectral", "report"}
+    diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
+    changed = json.loads(diff)["reports/metrics/spectral.json"]
+    assert "cls.final_norm.alpha" in changed
+    assert changed["cls.final_norm.alpha"]["old"] != changed["cls.final_norm.alpha"]["new"]
+    assert "cls.final_norm.effective_rank" not in changed  # alpha's window touches nothing else
+
+    shown = run(["dvc", "exp", "show", "--json"], project).stdout
+    assert "alpha_ranks" in shown
+
+
+def test_exp_run_train_param_reruns_from_train(project):
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    out = run(["dvc", "exp", "run", "-S", "train.epochs=3"], project).stdout
+    assert ran(out) == {"train", "extract", "spectral", "report"}
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
+    assert diff["reports/metrics/train.json"]["epochs"] == {"old": 2, "new": 3, "diff": 1}

@@ -1,0 +1,43 @@
+"""Training killed with SIGKILL resumes from the last complete epoch, bit for bit."""
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from micro import ENV, REPO, git_commit, micro_config, stage_ok, write_params
+
+PARAMS = micro_config(prepare={"train_per_class": 100},
+                      train={"epochs": 6, "batch_size": 20, "checkpoint_epochs": [0, 1, 3, 6]})
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    ref, work = tmp_path / "ref", tmp_path / "work"
+    ref.mkdir()
+    write_params(ref, PARAMS)
+    subprocess.run(["git", "init", "-q"], cwd=ref, check=True)
+    git_commit(ref, "init")
+    stage_ok("prepare", ref)
+    shutil.copytree(ref, work)
+    stage_ok("train", ref)
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=work, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume = work / "data/checkpoints/resume.pt"
+    deadline = time.time() + 120
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (work / "data/checkpoints/config.json").exists()
+
+    out = stage_ok("train", work).stdout
+    assert "resuming from epoch" in out
+    resumed_from = int(out.split("resuming from epoch ")[1].split()[0])
+    assert 1 <= resumed_from < 6
+    for name in ("epoch_000", "epoch_001", "epoch_003", "epoch_006"):
+        a = (ref / f"data/checkpoints/{name}.safetensors").read_bytes()
+        b = (work / f"data/checkpoints/{name}.safetensors").read_bytes()
+        assert a == b, f"{name} differs after resume"
+    assert not resume.exists()
+    assert (work / "reports/train/plots/metrics/val/top1.tsv").read_text().count("\n") == 6 + 1

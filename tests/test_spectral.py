@@ -1,0 +1,351 @@
+"""Tests for tgo.geometry.spectral: each checks numbers against an independent value
+(closed form, random-matrix theory, or a direct numpy computation)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tgo.geometry import spectral as sp
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _orthogonal(d, seed):
+    q, r = np.linalg.qr(_rng(seed).standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+# --- isotropic Gaussian: random-matrix predictions -------------------------------
+
+
+@pytest.fixture(scope="module")
+def isotropic():
+    n, d = 20000, 50
+    return sp.eigenspectrum(_rng(1).standard_normal((n, d))), n, d
+
+
+def test_isotropic_gaussian_metrics(isotropic):
+    eigs, n, d = isotropic
+    gamma = d / n
+    # Marchenko-Pastur: the top sample eigenvalue sits near (1 + sqrt(gamma))^2.
+    edge = (1 + math.sqrt(gamma)) ** 2
+    assert sp.effective_rank(eigs) == pytest.approx(d, rel=0.02)
+    # E[sum l^2] / E[sum l]^2 = (1 + gamma) / d for Wishart matrices.
+    assert sp.participation_ratio(eigs) == pytest.approx(d / (1 + gamma), rel=0.02)
+    assert sp.stable_rank(eigs) == pytest.approx(d / edge, rel=0.02)
+    assert d / edge * 0.98 < sp.stable_rank(eigs) <= d
+    assert 0.99 < sp.spectral_flatness(eigs) <= 1.0
+    assert 1 / d <= sp.anisotropy(eigs) < edge / d * 1.02
+    assert sp.spectral_entropy(eigs, normalized=True) == pytest.approx(1.0, abs=2e-3)
+    assert sp.spectral_entropy(eigs) == pytest.approx(math.log(d), rel=2e-3)
+
+
+# --- exact analytic spectra -------------------------------------------------------
+
+
+def test_two_equal_eigenvalues():
+    eigs = [4.0, 4.0, 0.0, 0.0]
+    assert sp.effective_rank(eigs) == pytest.approx(2.0, rel=1e-12)
+    assert sp.participation_ratio(eigs) == pytest.approx(2.0, rel=1e-12)
+    assert sp.stable_rank(eigs) == pytest.approx(2.0, rel=1e-12)
+    assert sp.anisotropy(eigs) == pytest.approx(0.5, rel=1e-12)
+    assert sp.spectral_entropy(eigs) == pytest.approx(math.log(2), rel=1e-12)
+    assert sp.numerical_rank(eigs) == 2
+    assert sp.spectral_entropy(eigs, normalized=True) == pytest.approx(1.0, rel=1e-12)
+    # Zeros are floored at 1e-12 * 4: GM = (4 * 4 * 4e-12 * 4e-12)^(1/4) = 4e-6, AM ~ 2.
+    assert sp.spectral_flatness(eigs) == pytest.approx(4e-6 / ((8 + 8e-12) / 4), rel=1e-9)
+
+
+def test_unequal_two_eigenvalues_and_order_independence():
+    eigs = [1.0, 3.0]
+    p = np.array([0.75, 0.25])
+    h = -np.sum(p * np.log(p))
+    assert sp.spectral_entropy(eigs) == pytest.approx(h, rel=1e-12)
+    assert sp.effective_rank(eigs) == pytest.approx(math.exp(h), rel=1e-12)
+    assert sp.participation_ratio(eigs) == pytest.approx(16 / 10, rel=1e-12)
+    assert sp.stable_rank(eigs) == pytest.approx(4 / 3, rel=1e-12)
+    assert sp.anisotropy(eigs) == pytest.approx(3 / 4, rel=1e-12)
+    assert sp.spectral_flatness(eigs) == pytest.approx(math.sqrt(3) / 2, rel=1e-12)
+    assert sp.spectral_entropy(eigs, normalized=True) == pytest.approx(h / math.log(2), rel=1e-12)
+
+
+def test_flat_spectrum():
+    eigs = np.full(37, 2.5)
+    assert sp.spectral_flatness(eigs) == pytest.approx(1.0, rel=1e-12)
+    assert sp.effective_rank(eigs) == pytest.approx(37, rel=1e-12)
+    assert sp.participation_ratio(eigs) == pytest.approx(37, rel=1e-12)
+    assert sp.stable_rank(eigs) == pytest.approx(37, rel=1e-12)
+    assert sp.anisotropy(eigs) == pytest.approx(1 / 37, rel=1e-12)
+    assert sp.spectral_entropy(eigs, normalized=True) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_single_direction_and_zero_spectrum():
+    eigs = [5.0, 0.0, 0.0]
+    assert sp.effective_rank(eigs) == pytest.approx(1.0)
+    assert sp.spectral_entropy(eigs, normalized=True) == 0.0
+    assert sp.anisotropy(eigs) == 1.0
+    for f in (sp.effective_rank, sp.stable_rank, sp.participation_ratio, sp.spectral_entropy,
+              sp.spectral_flatness, sp.anisotropy):
+        assert math.isnan(f(np.zeros(4)))
+
+
+def test_rejects_negative_eigenvalues():
+    with pytest.raises(ValueError):
+        sp.effective_rank([1.0, -0.5])
+    # Round-off negatives are clamped rather than rejected.
+    assert sp.effective_rank([1.0, 1.0, -1e-17]) == pytest.approx(2.0)
+
+
+# --- power-law spectra and alpha ---------------------------------------------------
+
+
+@pytest.mark.parametrize("a", [0.5, 1.0, 2.0, 3.0])
+def test_alpha_exact_power_law(a):
+    k = np.arange(1, 201, dtype=float)
+    fit, r2 = sp.alpha(7.3 * k ** (-a))
+    assert fit == pytest.approx(a, abs=1e-10)
+    assert r2 == pytest.approx(1.0, abs=1e-10)
+
+
+def test_alpha_matches_direct_weighted_least_squares():
+    eigs = np.sort(_rng(3).gamma(2.0, size=150))[::-1] * np.arange(1, 151) ** -1.3
+    lo, hi = 5, 60
+    k = np.arange(lo, hi + 1)
+    x = np.column_stack([-np.log(k), np.ones(k.size)])
+    y = np.log(eigs[lo - 1:hi] / eigs.sum())
+    sw = np.sqrt(1.0 / k)
+    coef, *_ = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)
+    resid = y - x @ coef
+    ybar = np.average(y, weights=1 / k)
+    r2 = 1 - np.sum(resid**2 / k) / np.sum((y - ybar) ** 2 / k)
+    fit, fit_r2 = sp.alpha(eigs, (lo, hi))
+    assert fit == pytest.approx(coef[0], rel=1e-10)
+    assert fit_r2 == pytest.approx(r2, rel=1e-10)
+
+
+@pytest.mark.parametrize("a", [1.0, 2.0])
+def test_alpha_recovered_from_sampled_data(a):
+    n, d = 10000, 200
+    k = np.arange(1, d + 1)
+    X = _rng(4).standard_normal((n, d)) * k ** (-a / 2) @ _orthogonal(d, 5)
+    fit, r2 = sp.alpha(sp.eigenspectrum(X), (11, 100))
+    assert fit == pytest.approx(a, abs=0.05)
+    assert r2 > 0.99
+
+
+def test_alpha_window_validation():
+    eigs = np.arange(50, 0, -1, dtype=float)
+    for bad in [(11, 51), (0, 10), (10, 10), (12, 10), (10, 11)]:
+        with pytest.raises(ValueError, match="length 50"):
+            sp.alpha(eigs, bad)
+        with pytest.raises(ValueError):
+            sp.batched_alpha(eigs[None], bad)
+    assert np.isfinite(sp.alpha(eigs, (1, 3))[0])
+    assert np.isfinite(sp.alpha(eigs, (48, 50))[0])
+
+
+def test_alpha_window_error():
+    msg = sp.alpha_window_error((11, 100), 64, 192)
+    assert isinstance(msg, str) and "63" in msg and "(11, 100)" in msg
+    assert sp.alpha_window_error((11, 100), 512, 192) is None
+    assert sp.alpha_window_error((11, 100), 101, 192) is None
+    assert isinstance(sp.alpha_window_error((11, 100), 100, 192), str)
+    assert isinstance(sp.alpha_window_error((11, 100), 512, 99), str)
+    assert isinstance(sp.alpha_window_error((0, 100), 512, 192), str)
+    assert isinstance(sp.alpha_window_error((11, 12), 512, 192), str)
+
+
+def test_alpha_nan_for_rank_deficient_gram_path():
+    X = _rng(6).standard_normal((64, 192))
+    assert sp.alpha_window_error((11, 100), 64, 192) is not None
+    fit, r2 = sp.alpha(sp.eigenspectrum(X), (11, 100))
+    assert math.isnan(fit) and math.isnan(r2)
+
+
+# --- rank-k data ------------------------------------------------------------------
+
+
+def test_rank_k_data():
+    n, k, d = 500, 5, 40
+    rng = _rng(7)
+    X = rng.standard_normal((n, k)) @ rng.standard_normal((k, d))
+    eigs = sp.eigenspectrum(X)
+    assert np.all(eigs[:k] > 1e-6 * eigs[0])
+    assert np.all(eigs[k:] < 1e-12 * eigs[0])
+    assert sp.numerical_rank(eigs) == k
+    assert sp.effective_rank(eigs) <= k + 1e-9
+    h = sp.spectral_entropy(eigs)
+    assert sp.spectral_entropy(eigs, normalized=True) == pytest.approx(h / math.log(k), rel=1e-9)
+    assert all(math.isnan(v) for v in sp.alpha(eigs, (2, 20)))
+    assert all(math.isnan(v) for v in sp.alpha(eigs, (1, k + 1)))
+    assert np.isfinite(sp.alpha(eigs, (1, k))[0])
+
+
+# --- eigenspectrum paths and input handling ---------------------------------------
+
+
+def _numpy_cov_eigs(X):
+    return np.sort(np.linalg.eigvalsh(np.cov(np.asarray(X, dtype=np.float64), rowvar=False)))[::-1]
+
+
+@pytest.mark.parametrize("shape", [(30, 100), (300, 40), (50, 50)])
+def test_eigenspectrum_matches_numpy_covariance(shape):
+    X = _rng(8).standard_normal(shape) * np.linspace(0.1, 3.0, shape[1]) + 2.0
+    eigs = sp.eigenspectrum(X)
+    ref = _numpy_cov_eigs(X)
+    assert eigs.shape == (shape[1],) and eigs.dtype == np.float64
+    assert np.all(np.diff(eigs) <= 0) and np.all(eigs >= 0)
+    np.testing.assert_allclose(eigs, ref, rtol=1e-10, atol=1e-10 * ref[0])
+
+
+def test_eigenspectrum_float16_input_and_validation():
+    X16 = _rng(9).standard_normal((200, 24)).astype(np.float16)
+    np.testing.assert_allclose(sp.eigenspectrum(X16), _numpy_cov_eigs(X16.astype(np.float64)), rtol=1e-10)
+    assert sp.eigenspectrum(X16.astype(np.float32)).dtype == np.float64
+    with pytest.raises(ValueError):
+        sp.eigenspectrum(np.ones((1, 5)))
+    with pytest.raises(ValueError):
+        sp.eigenspectrum(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError):
+        sp.eigenspectrum(np.ones(5))
+
+
+def test_constant_rows_give_zero_spectrum():
+    X = np.tile(_rng(10).standard_normal(16) * 0.1, (30, 1))
+    assert np.all(sp.eigenspectrum(X) == 0)
+    assert math.isnan(sp.effective_rank(sp.eigenspectrum(X)))
+
+
+def test_singular_values_match_svd_of_centred_x():
+    X = _rng(11).standard_normal((80, 20))
+    ref = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(sp.singular_values(sp.eigenspectrum(X), 80), ref, rtol=1e-10)
+
+
+# --- RankMe -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3000, 64), (40, 100), (64, 64)])
+def test_rankme_matches_svd(shape):
+    X = _rng(12).standard_normal(shape) * np.linspace(0.2, 2.0, shape[1]) + 0.5
+    s = np.linalg.svd(X, compute_uv=False)
+    p = s / s.sum() + 1e-7
+    ref = math.exp(-np.sum(p * np.log(p)))
+    assert sp.rankme(X) == pytest.approx(ref, rel=1e-10)
+
+
+def test_rankme_is_uncentred():
+    X = np.ones((100, 10))
+    assert sp.rankme(X) == pytest.approx(1.0, rel=1e-4)
+
+
+# --- batched versions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 60, 20), (5, 12, 30)])
+def test_batched_eigenspectra_equal_per_slice(shape):
+    X = _rng(13).standard_normal(shape) * np.linspace(0.5, 2.0, shape[-1])
+    batched = sp.batched_eigenspectra(X)
+    assert batched.shape == shape[:-2] + (shape[-1],)
+    for idx in np.ndindex(*shape[:-2]):
+        ref = sp.eigenspectrum(X[idx])
+        np.testing.assert_allclose(batched[idx], ref, rtol=1e-10, atol=1e-12 * ref[0])
+
+
+def test_batched_alpha_equal_per_slice():
+    k = np.arange(1, 121, dtype=float)
+    rng = _rng(14)
+    eigs = np.stack([k ** -(1 + 0.2 * i) * rng.uniform(0.9, 1.1, k.size) for i in range(6)]).reshape(2, 3, -1)
+    eigs[1, 2, 50:] = 0.0
+    a, r2 = sp.batched_alpha(eigs, (11, 100))
+    assert a.shape == r2.shape == (2, 3)
+    for idx in np.ndindex(2, 3):
+        ref_a, ref_r2 = sp.alpha(eigs[idx], (11, 100))
+        np.testing.assert_allclose([a[idx], r2[idx]], [ref_a, ref_r2], rtol=1e-12)
+    assert np.isnan(a[1, 2]) and np.isnan(r2[1, 2])
+    assert np.isfinite(a).sum() == 5
+
+
+def test_batched_pipeline_matches_eigenspectrum_alpha():
+    X = _rng(15).standard_normal((4, 300, 120)) * np.arange(1, 121) ** -0.6
+    a, r2 = sp.batched_alpha(sp.batched_eigenspectra(X), (5, 50))
+    for i in range(4):
+        np.testing.assert_allclose([a[i], r2[i]], sp.alpha(sp.eigenspectrum(X[i]), (5, 50)), rtol=1e-9)
+
+
+# --- invariances ------------------------------------------------------------------
+
+
+def test_invariance_to_rotation_and_scale():
+    X = _rng(16).standard_normal((400, 30)) * np.linspace(0.1, 2.0, 30)
+    base = sp.eigenspectrum(X)
+    for Y in (X @ _orthogonal(30, 17), 3.7 * X):
+        eigs = sp.eigenspectrum(Y)
+        for f in (sp.effective_rank, sp.participation_ratio, sp.anisotropy):
+            assert f(eigs) == pytest.approx(f(base), rel=1e-10)
+
+
+def test_eigenspectrum_invariant_to_translation():
+    X = _rng(18).standard_normal((400, 30))
+    shift = _rng(19).uniform(-50, 50, 30)
+    np.testing.assert_allclose(sp.eigenspectrum(X + shift), sp.eigenspectrum(X), rtol=1e-10)
+
+
+# --- cosine similarity ------------------------------------------------------------
+
+
+def test_mean_cosine_similarity():
+    row = _rng(20).standard_normal(32)
+    assert sp.mean_cosine_similarity(np.tile(row, (50, 1))) == pytest.approx(1.0, abs=1e-12)
+    G = _rng(21).standard_normal((3000, 64))
+    assert abs(sp.mean_cosine_similarity(G)) < 0.01
+    assert sp.mean_cosine_similarity(G) == sp.mean_cosine_similarity(G)
+    assert sp.mean_cosine_similarity(G + 3.0) > 0.8
+
+
+def test_mean_cosine_similarity_matches_pairwise_definition():
+    X = _rng(22).standard_normal((40, 8)) + 0.3
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    i, j = np.triu_indices(40, k=1)
+    ref = np.mean(np.sum(U[i] * U[j], axis=1))
+    assert sp.mean_cosine_similarity(X) == pytest.approx(ref, rel=1e-12)
+    # Subsampling picks max_samples rows deterministically.
+    sub = sp.mean_cosine_similarity(X, max_samples=10, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(40, size=10, replace=False))
+    assert sub == pytest.approx(sp.mean_cosine_similarity(X[rows]), rel=1e-12)
+
+
+# --- convenience wrapper ----------------------------------------------------------
+
+
+def test_spectral_metrics_consistent_with_functions():
+    X = _rng(23).standard_normal((600, 128)).astype(np.float32) * np.arange(1, 129) ** -0.5
+    m = sp.spectral_metrics(X, ranks=(11, 100))
+    eigs = sp.eigenspectrum(X)
+    np.testing.assert_array_equal(m["eigenvalues"], eigs)
+    expected = {
+        "effective_rank": sp.effective_rank(eigs),
+        "rankme": sp.rankme(X),
+        "stable_rank": sp.stable_rank(eigs),
+        "participation_ratio": sp.participation_ratio(eigs),
+        "spectral_entropy": sp.spectral_entropy(eigs),
+        "spectral_entropy_normalized": sp.spectral_entropy(eigs, normalized=True),
+        "spectral_flatness": sp.spectral_flatness(eigs),
+        "anisotropy": sp.anisotropy(eigs),
+        "mean_cosine_similarity": sp.mean_cosine_similarity(X),
+        "alpha": sp.alpha(eigs)[0],
+        "alpha_r2": sp.alpha(eigs)[1],
+    }
+    assert set(m) == set(expected) | {"eigenvalues"}
+    for key, value in expected.items():
+        assert type(m[key]) is float
+        assert m[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_spectral_metrics_rank_deficient_alpha_is_nan():
+    m = sp.spectral_metrics(_rng(24).standard_normal((64, 192)))
+    assert math.isnan(m["alpha"]) and math.isnan(m["alpha_r2"])
+    assert np.isfinite(m["effective_rank"])
