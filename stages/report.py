@@ -3,11 +3,14 @@ import csv
 from pathlib import Path
 
 from tgo.io import atomic_dir, atomic_file, load_params, read_csv, read_json, run_stage
-from tgo.report import (SET_TITLES, fig_across_depth, fig_across_training, fig_eigenspectra,
-                        fig_training, final_cls_verdicts, numeric_rows, png_bytes, render_html,
-                        training_trend_verdicts)
+from tgo.report import (SET_TITLES, alpha_transition_verdict, coherence_verdict, fig_across_depth,
+                        fig_across_training, fig_alpha_depth, fig_alpha_maps, fig_clusters,
+                        fig_correlation, fig_eigenspectra, fig_training, final_cls_verdicts,
+                        numeric_rows, png_bytes, render_html, training_trend_verdicts,
+                        u_shape_verdict)
 
 LIVE, SPECTRAL = Path("reports/train/plots/metrics"), Path("reports/spectral")
+TOKENS, CORRELATION = Path("reports/tokens"), Path("reports/correlation")
 FIGURES, HTML = Path("reports/figures"), Path("reports/report.html")
 
 
@@ -34,6 +37,18 @@ def main():
         figures[f"spectral_depth_{s}"] = fig_across_depth(rows, s)
         figures[f"spectral_training_{s}"] = fig_across_training(rows, s)
         figures[f"eigenspectra_{s}"] = fig_eigenspectra(spectra, rows, s, ranks)
+    depth = numeric_rows(read_csv(TOKENS / "depth_all.csv"))
+    signatures = numeric_rows(read_csv(TOKENS / "signatures.csv"))
+    coherence = numeric_rows(read_csv(TOKENS / "coherence.csv")) if (TOKENS / "coherence.csv").exists() else []
+    corr = numeric_rows(read_csv(CORRELATION / "correlation.csv"))
+    tokens = read_json("reports/metrics/tokens.json")
+    last = max(r["epoch"] for r in depth)
+    figures["alpha_depth"] = fig_alpha_depth(depth)
+    if "alpha_missing" not in tokens:
+        figures["alpha_maps"] = fig_alpha_maps(signatures, last)
+    if coherence:
+        figures["token_clusters"] = fig_clusters(signatures, last)
+    figures["intertoken_correlation"] = fig_correlation(corr)
     pngs = {name: png_bytes(fig) for name, fig in figures.items()}
 
     epochs = sorted({int(r["epoch"]) for r in rows})
@@ -54,6 +69,24 @@ def main():
                      for key, kind in (("spectral_depth", "Each metric across depth, one line per checkpoint"),
                                        ("spectral_training", "Each metric across training, one line per site"),
                                        ("eigenspectra", "Eigenspectra (log-log) with the alpha fit"))]},
+        {"title": "Token geometry (seed 000)",
+         "text": (f"Alpha of every token's covariance spectrum over the probe images at every block's "
+                  f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}); patch tokens "
+                  f"clustered by their alpha signatures ({params['tokens']['cluster_method']}, "
+                  f"{params['tokens']['n_clusters']} clusters), with the share of 4-neighbour patches in "
+                  f"one cluster against {params['tokens']['n_permutations']} label permutations; "
+                  "inter-token Pearson correlation per image, averaged over token pairs and images."
+                  + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")),
+         "verdicts": [alpha_transition_verdict(depth), coherence_verdict(coherence), u_shape_verdict(corr)],
+         "figures": [(caption, pngs[name]) for name, caption in (
+             ("alpha_depth", "Alpha across depth: patch tokens (mean, band = spread over tokens) and CLS "
+                             "(dashed), per checkpoint"),
+             ("alpha_maps", f"Alpha maps on the patch grid per block, epoch {int(last)}"),
+             ("token_clusters", f"Token clusters on the grid and cluster-mean signatures, epoch {int(last)}"),
+             ("intertoken_correlation", "Inter-token correlation: mean r and mean |r| across depth per "
+                                        "checkpoint (solid: patch tokens; dashed: with CLS), and per block "
+                                        "across training"),
+         ) if name in pngs]},
     ]
     with atomic_dir(FIGURES) as tmp:
         for name, png in pngs.items():

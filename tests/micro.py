@@ -23,6 +23,7 @@ def micro_config(**overrides):
     p["train"].update(epochs=2, batch_size=16, checkpoint_epochs=[0, 1, 2])
     p["extract"].update(probe_size=32)
     p["spectral"].update(alpha_ranks=[2, 12])
+    p["tokens"].update(alpha_ranks=[2, 12], n_clusters=3, n_permutations=200)
     for group, values in overrides.items():
         p[group].update(values)
     return p

@@ -4,6 +4,7 @@ names the param or file, no traceback, and writes nothing (its upstream outputs 
 The stages after prepare fail on a copy of a micro workspace in which prepare -> train -> extract
 ran once (module fixture), so the expensive stages run a single time.
 """
+import json
 import shutil
 
 import numpy as np
@@ -19,11 +20,14 @@ UPSTREAM = {
     "spectral": ("data/prepared", "data/checkpoints", "data/activations", "reports/train",
                  "reports/metrics/train.json"),
 }
+UPSTREAM["tokens"] = UPSTREAM["correlation"] = UPSTREAM["spectral"]
 OUTPUTS = {
     "prepare": ("data/prepared",),
     "train": ("data/checkpoints", "reports/train", "reports/metrics/train.json"),
     "extract": ("data/activations",),
     "spectral": ("reports/spectral", "reports/metrics/spectral.json"),
+    "tokens": ("reports/tokens", "reports/metrics/tokens.json"),
+    "correlation": ("reports/correlation", "reports/metrics/correlation.json"),
 }
 
 
@@ -131,3 +135,27 @@ def test_spectral_alpha_window_outside_spectrum(tmp_path, workspace):
     # probe 32 images, D = 32: the centred matrix has rank at most 31.
     fails_cleanly("spectral", root, micro_config(spectral={"alpha_ranks": [2, 500]}),
                   "spectral.alpha_ranks", "500")
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    ({"cluster_method": "dbscan"}, ("tokens.cluster_method", "dbscan")),
+    ({"n_clusters": 100}, ("tokens.n_clusters", "16")),  # a 4x4 patch grid
+])
+def test_tokens_bad_params(tmp_path, workspace, overrides, needles):
+    root = upstream_of("tokens", workspace, tmp_path)
+    fails_cleanly("tokens", root, micro_config(tokens=overrides), *needles)
+
+
+def test_correlation_bad_max_images(tmp_path, workspace):
+    root = upstream_of("correlation", workspace, tmp_path)
+    fails_cleanly("correlation", root, micro_config(correlation={"max_images": 0}), "correlation.max_images")
+
+
+def test_tokens_alpha_window_beyond_rank_is_missing_with_reason(tmp_path, workspace):
+    """Unlike spectral, tokens reports alphas it cannot fit as missing, with the reason."""
+    root = upstream_of("tokens", workspace, tmp_path)
+    stage_ok("tokens", root, micro_config(tokens={"alpha_ranks": [2, 500]}))
+    summary = json.loads((root / "reports/metrics/tokens.json").read_text())
+    assert "N-1=31" in summary["alpha_missing"]
+    assert all(np.isnan(v) for v in summary["mean_alpha"].values())
+    assert "coherence" not in summary

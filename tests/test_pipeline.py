@@ -6,7 +6,7 @@ import pytest
 
 from micro import copy_project, git_commit, micro_config, run, write_params
 
-STAGES = ("prepare", "train", "extract", "spectral", "report")
+STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "report")
 
 
 def ran(output):
@@ -25,6 +25,7 @@ def test_repro_then_everything_skipped(project):
     out = run(["dvc", "repro"], project).stdout
     assert ran(out) == set(STAGES)
     for path in ("reports/report.html", "reports/metrics/train.json", "reports/metrics/spectral.json",
+                 "reports/metrics/tokens.json", "reports/metrics/correlation.json", "reports/tokens/signatures.csv",
                  "reports/spectral/metrics.csv", "reports/figures/training.png", "dvc.lock"):
         assert (project / path).exists(), path
     spectral = json.loads((project / "reports/metrics/spectral.json").read_text())
@@ -49,10 +50,18 @@ def test_exp_run_spectral_param_reruns_spectral_and_report_only(project):
     assert "alpha_ranks" in shown
 
 
+def test_exp_run_tokens_param_reruns_tokens_and_report_only(project):
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    out = run(["dvc", "exp", "run", "-S", "tokens.n_clusters=2"], project).stdout
+    assert ran(out) == {"tokens", "report"}
+    assert "Token geometry" in (project / "reports/report.html").read_text()
+
+
 def test_exp_run_train_param_reruns_from_train(project):
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-f"], project)
     out = run(["dvc", "exp", "run", "-S", "train.epochs=3"], project).stdout
-    assert ran(out) == {"train", "extract", "spectral", "report"}
+    assert ran(out) == {"train", "extract", "spectral", "tokens", "correlation", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert diff["reports/metrics/train.json"]["epochs"] == {"old": 2, "new": 3, "diff": 1}

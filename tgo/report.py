@@ -251,3 +251,154 @@ def render_html(title, summary, sections, params):
              "figure{margin:1.5em 0}figcaption{color:#555;font-size:13px}pre{background:#f6f8fa;padding:1em}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+# ------------------------------------------------------------------------------------------------
+# Token geometry (seed 000)
+# ------------------------------------------------------------------------------------------------
+
+def alpha_transition_verdict(depth_rows):
+    """Seed 000 (a): alpha signatures show a transition from lower to higher effective
+    dimensionality across blocks, i.e. the mean patch-token alpha (decay rate) falls with depth.
+    Observed when it is lower in the last block than in the first and the Spearman correlation of
+    alpha with block index is below -0.5 (last checkpoint)."""
+    last = max(r["epoch"] for r in depth_rows)
+    rows = sorted((r for r in depth_rows if r["epoch"] == last), key=lambda r: r["block"])
+    blocks = np.array([r["block"] for r in rows])
+    alphas = np.array([r["patch_alpha_mean"] for r in rows])
+    claim = "alpha signatures move from lower to higher effective dimensionality across blocks (alpha falls)"
+    if not np.all(np.isfinite(alphas)):
+        return {"claim": claim, "verdict": "not computable", "evidence": "alpha missing (see tokens.json)"}
+    rho = spearmanr(blocks, alphas)[0] if np.ptp(alphas) > 0 else 0.0
+    ok = alphas[-1] < alphas[0] and rho < -0.5
+    return {"claim": claim, "verdict": "observed" if ok else "not observed",
+            "evidence": (f"epoch {int(last)}, mean patch alpha per block: "
+                         + ", ".join(f"{a:.2f}" for a in alphas) + f"; Spearman rho with block {rho:+.2f}")}
+
+
+def coherence_verdict(coherence_rows, z_min=3.0):
+    """Seed 000 (b): tokens cluster by signature into spatially coherent groups. Observed when
+    grid-neighbouring patches share a cluster more often than under the permutation null by at
+    least z_min standard deviations (last checkpoint)."""
+    claim = "tokens cluster by alpha signature into spatially coherent groups"
+    if not coherence_rows:
+        return {"claim": claim, "verdict": "not computable", "evidence": "no clustering (alpha missing)"}
+    c = max(coherence_rows, key=lambda r: r["epoch"])
+    return {"claim": claim, "verdict": "observed" if c["z"] >= z_min else "not observed",
+            "evidence": (f"epoch {int(c['epoch'])}: neighbours share a cluster {c['observed']:.3f} vs "
+                         f"permutation null {c['null_mean']:.3f} +- {c['null_std']:.3f}; z = {c['z']:.1f} "
+                         f"(threshold {z_min})")}
+
+
+def u_shape_verdict(corr_rows):
+    """Seed 000 (c): mean inter-token correlation across blocks is U-shaped: an interior block's
+    mean r lies below both the first and the last block's (patch tokens, last checkpoint)."""
+    last = max(r["epoch"] for r in corr_rows)
+    rows = sorted((r for r in corr_rows if r["epoch"] == last and r["tokens"] == "patches"
+                   and r["site"].startswith("block_")), key=lambda r: r["depth"])
+    r = np.array([x["mean_r"] for x in rows])
+    claim = "mean inter-token correlation across depth is U-shaped (interior minimum below both ends)"
+    if len(r) < 3:
+        return {"claim": claim, "verdict": "not computable", "evidence": f"only {len(r)} blocks"}
+    i = 1 + int(np.argmin(r[1:-1]))
+    ok = r[i] < r[0] and r[i] < r[-1]
+    return {"claim": claim, "verdict": "observed" if ok else "not observed",
+            "evidence": (f"epoch {int(last)}, mean r per block: " + ", ".join(f"{v:.3f}" for v in r)
+                         + f"; interior minimum {rows[i]['site']} ({r[i]:.3f}) vs first {r[0]:.3f}, "
+                         f"last {r[-1]:.3f}")}
+
+
+def fig_alpha_depth(depth_rows):
+    """Mean patch-token alpha across blocks (band: spread over tokens) and the CLS token's, per checkpoint."""
+    epochs = sorted({r["epoch"] for r in depth_rows})
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, e in enumerate(epochs):
+        rows = sorted((r for r in depth_rows if r["epoch"] == e), key=lambda r: r["block"])
+        b = [r["block"] for r in rows]
+        m = np.array([r["patch_alpha_mean"] for r in rows])
+        s = np.array([r["patch_alpha_std"] for r in rows])
+        colour = cmap(i / max(1, len(epochs) - 1))
+        ax.plot(b, m, marker="o", color=colour, label=f"patches, epoch {int(e)}")
+        ax.fill_between(b, m - s, m + s, color=colour, alpha=0.15)
+        ax.plot(b, [r["cls_alpha"] for r in rows], ls="--", marker="x", color=colour)
+    ax.set(xlabel="block", ylabel="alpha", title="alpha signature across depth (dashed: CLS)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _grid_map(sig_rows, value, epoch, block):
+    rows = [r for r in sig_rows if r["epoch"] == epoch and r["block"] == block and r["row"] >= 0]
+    h, w = int(max(r["row"] for r in rows)) + 1, int(max(r["col"] for r in rows)) + 1
+    m = np.full((h, w), np.nan)
+    for r in rows:
+        m[int(r["row"]), int(r["col"])] = r[value]
+    return m
+
+
+def fig_alpha_maps(sig_rows, epoch):
+    """Alpha of every patch token on the patch grid, one panel per block."""
+    blocks = sorted({int(r["block"]) for r in sig_rows})
+    fig, axes = _grid(len(blocks), width=3, height=2.8, cols=min(6, len(blocks)))
+    for ax, b in zip(axes, blocks):
+        im = ax.imshow(_grid_map(sig_rows, "alpha", epoch, b), cmap="magma")
+        ax.set_title(f"block {b}", fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"alpha per patch token on the grid, epoch {int(epoch)}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_clusters(sig_rows, epoch):
+    """Cluster map of patch tokens on the grid and each cluster's mean alpha signature."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    labels = _grid_map(sig_rows, "cluster", epoch, 1)
+    k = int(np.nanmax(labels)) + 1
+    cmap = plt.get_cmap("tab10", k)
+    axes[0].imshow(labels, cmap=cmap, vmin=-0.5, vmax=k - 0.5)
+    axes[0].set_title(f"clusters of patch tokens by alpha signature, epoch {int(epoch)}")
+    axes[0].axis("off")
+    rows = [r for r in sig_rows if r["epoch"] == epoch and r["row"] >= 0]
+    blocks = sorted({int(r["block"]) for r in rows})
+    for c in range(k):
+        mean = [np.mean([r["alpha"] for r in rows if r["block"] == b and r["cluster"] == c]) for b in blocks]
+        n = sum(1 for r in rows if r["block"] == blocks[0] and r["cluster"] == c)
+        axes[1].plot(blocks, mean, marker="o", color=cmap(c), label=f"cluster {c} ({n} patches)")
+    axes[1].set(xlabel="block", ylabel="alpha", title="cluster-mean signatures")
+    axes[1].legend(fontsize=7)
+    axes[1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_correlation(corr_rows):
+    """Mean r and mean |r| across depth per checkpoint (solid: patch tokens, dashed: with CLS), and
+    mean r of each block across training."""
+    epochs = sorted({r["epoch"] for r in corr_rows})
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key in zip(axes[:2], ("mean_r", "mean_abs_r")):
+        for i, e in enumerate(epochs):
+            for tokens, ls in (("patches", "-"), ("all", "--")):
+                pts = sorted((r["depth"], r[key]) for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
+                        color=cmap(i / max(1, len(epochs) - 1)),
+                        label=f"epoch {int(e)}" if tokens == "patches" else None)
+        ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
+        ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    pcmap = plt.get_cmap("plasma")
+    for i, site in enumerate(sites):
+        pts = sorted((r["epoch"], r["mean_r"]) for r in corr_rows if r["site"] == site and r["tokens"] == "patches")
+        axes[2].plot([p[0] for p in pts], [p[1] for p in pts], marker=".",
+                     color=pcmap(i / max(1, len(sites) - 1)), label=site)
+    axes[2].set(title="mean r (patches) across training", xlabel="epoch")
+    axes[2].legend(fontsize=6)
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

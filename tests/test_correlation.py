@@ -1,0 +1,104 @@
+"""Tests for tgo.geometry.correlation: against np.corrcoef, exact properties of Pearson
+correlation and the null distribution of independent Gaussian tokens."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tgo.geometry.correlation import intertoken_correlation
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _direct(x):
+    """Upper-triangle mean of np.corrcoef over tokens (rows): r and |r|."""
+    c = np.corrcoef(x)
+    iu = np.triu_indices(x.shape[0], k=1)
+    return c[iu].mean(), np.abs(c[iu]).mean()
+
+
+def _correlated_tokens(rng, n_tokens=30, d=48):
+    """Tokens sharing a common component plus noise, with token-specific offsets."""
+    common = rng.standard_normal(d)
+    return (rng.uniform(-1, 1, (n_tokens, 1)) * common + rng.standard_normal((n_tokens, d))
+            + rng.standard_normal((n_tokens, 1)) * 5)
+
+
+def test_matches_corrcoef_on_one_image():
+    x = _correlated_tokens(_rng(1))
+    r, a = intertoken_correlation(x)
+    assert isinstance(r, float) and isinstance(a, float)
+    expected_r, expected_a = _direct(x)
+    assert r == pytest.approx(expected_r, abs=1e-10)
+    assert a == pytest.approx(expected_a, abs=1e-10)
+    assert a > abs(r)  # mixed signs: the test data is not trivially one-signed
+
+
+def test_batch_equals_per_image_loop(monkeypatch):
+    import tgo.geometry.correlation as corr
+
+    # Force several internal image batches (3 images each) to test the batching too.
+    monkeypatch.setattr(corr, "_BATCH_BYTES", 3 * 30 * 48 * 8)
+    rng = _rng(2)
+    batch = np.stack([_correlated_tokens(rng) for _ in range(7)]).astype(np.float32)
+    r, a = intertoken_correlation(batch)
+    assert r.shape == a.shape == (7,)
+    loop = np.array([intertoken_correlation(img) for img in batch])
+    np.testing.assert_allclose(r, loop[:, 0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a, loop[:, 1], rtol=0, atol=1e-12)
+    direct = np.array([_direct(img.astype(np.float64)) for img in batch])
+    np.testing.assert_allclose(np.c_[r, a], direct, rtol=0, atol=1e-10)
+
+
+def test_identical_tokens_up_to_positive_affine_maps():
+    rng = _rng(3)
+    base = rng.standard_normal(64)
+    x = rng.uniform(0.1, 10, (12, 1)) * base + rng.normal(0, 3, (12, 1))
+    r, a = intertoken_correlation(x)
+    assert r == pytest.approx(1.0, abs=1e-12)
+    assert a == pytest.approx(1.0, abs=1e-12)
+
+
+def test_independent_gaussian_tokens():
+    d = 4096
+    x = _rng(4).standard_normal((40, d))
+    r, a = intertoken_correlation(x)
+    assert abs(r) < 3 / math.sqrt(d)
+    # r_ij ~ N(0, 1/D) for independent tokens, so E|r_ij| = sqrt(2 / (pi D)).
+    assert a == pytest.approx(math.sqrt(2 / (math.pi * d)), rel=0.15)
+
+
+def test_invariant_to_per_token_positive_affine_maps():
+    rng = _rng(5)
+    x = _correlated_tokens(rng, n_tokens=25, d=40)
+    y = rng.uniform(0.01, 100, (25, 1)) * x + rng.normal(0, 50, (25, 1))
+    np.testing.assert_allclose(intertoken_correlation(y), intertoken_correlation(x), rtol=0, atol=1e-10)
+    # A negative scale flips the sign of that token's correlations but not |r|.
+    z = x.copy()
+    z[0] *= -1
+    assert intertoken_correlation(z)[1] == pytest.approx(intertoken_correlation(x)[1], abs=1e-12)
+
+
+def test_zero_variance_tokens_are_excluded():
+    rng = _rng(6)
+    x = _correlated_tokens(rng, n_tokens=10, d=32)
+    with_constant = np.insert(x, [0, 4], [[2.5] * 32, [0.1] * 32], axis=0)  # two constant tokens
+    r, a = intertoken_correlation(with_constant)
+    expected_r, expected_a = _direct(x)
+    assert r == pytest.approx(expected_r, abs=1e-10)
+    assert a == pytest.approx(expected_a, abs=1e-10)
+    # Fewer than two tokens with variance: no pair is defined.
+    r1, a1 = intertoken_correlation(np.vstack([x[:1], np.full((3, 32), 0.3)]))
+    assert math.isnan(r1) and math.isnan(a1)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        intertoken_correlation(np.zeros(5))
+    x = np.ones((2, 3, 4))
+    x[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        intertoken_correlation(x)

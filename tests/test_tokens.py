@@ -1,0 +1,179 @@
+"""Tests for tgo.geometry.tokens: planted power laws, the rank-window guard, analytic
+permutation-null values and separable clusters."""
+
+import numpy as np
+import pytest
+
+from tgo.geometry import spectral as sp
+from tgo.geometry import tokens as tk
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _orthogonal(d, rng):
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+# --- alpha signatures --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """acts (3, 2000, 5, 64): token t of block b has covariance eigenvalues k^-alpha[b, t]."""
+    blocks, n, n_tokens, d = 3, 2000, 5, 64
+    rng = _rng(10)
+    alpha = rng.permutation(np.linspace(0.8, 2.5, blocks * n_tokens)).reshape(blocks, n_tokens)
+    k = np.arange(1, d + 1)
+    acts = np.empty((blocks, n, n_tokens, d))
+    for b in range(blocks):
+        for t in range(n_tokens):
+            scale = k ** (-alpha[b, t] / 2)
+            acts[b, :, t, :] = rng.standard_normal((n, d)) * scale @ _orthogonal(d, rng) + rng.standard_normal(d)
+    return acts, alpha
+
+
+def test_planted_power_laws_are_recovered(planted):
+    acts, alpha = planted
+    fit, r2 = tk.alpha_signatures(acts, (3, 30))
+    assert fit.shape == r2.shape == alpha.shape
+    assert fit.dtype == r2.dtype == np.float64
+    np.testing.assert_allclose(fit, alpha, atol=0.08)
+    assert np.all(r2 > 0.98)
+
+
+def test_matches_per_token_spectral_alpha(planted, monkeypatch):
+    acts, _ = planted
+    # Token batches of 2 (with a remainder of 1) exercise the batching and threading.
+    monkeypatch.setattr(tk, "_MAX_TOKENS_PER_CHUNK", 2)
+    fit, r2 = tk.alpha_signatures(acts, (3, 30))
+    for b in range(acts.shape[0]):
+        for t in range(acts.shape[2]):
+            a, q = sp.alpha(sp.eigenspectrum(acts[b, :, t, :]), (3, 30))
+            assert fit[b, t] == pytest.approx(a, abs=1e-8)
+            assert r2[b, t] == pytest.approx(q, abs=1e-8)
+
+
+def test_float16_and_memmap_input_match_float64(planted, tmp_path):
+    acts16 = planted[0][:, :1000].astype(np.float16)
+    path = tmp_path / "acts.npy"
+    np.save(path, acts16)
+    mm = np.load(path, mmap_mode="r")
+    expected = tk.alpha_signatures(acts16.astype(np.float64), (3, 30))
+    for given in (acts16, mm):
+        got = tk.alpha_signatures(given, (3, 30))
+        np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-12)
+
+
+def test_too_few_images_gives_nan_and_a_reason():
+    acts = _rng(1).standard_normal((2, 50, 3, 64)).astype(np.float32)
+    fit, r2 = tk.alpha_signatures(acts, (11, 100))
+    assert fit.shape == r2.shape == (2, 3)
+    assert np.all(np.isnan(fit)) and np.all(np.isnan(r2))
+    reason = tk.alpha_missing_reason(50, 64, (11, 100))
+    assert isinstance(reason, str) and "N-1=49" in reason
+    # With enough images and dimensions the window fits.
+    assert tk.alpha_missing_reason(1000, 384, (11, 100)) is None
+    assert tk.alpha_missing_reason(101, 100, (11, 100)) is None
+    assert tk.alpha_missing_reason(100, 384, (11, 100)) is not None  # N - 1 = 99 < 100
+
+
+def test_constant_token_is_nan_and_bad_input_raises():
+    acts = _rng(2).standard_normal((1, 40, 3, 16))
+    acts[0, :, 1, :] = 0.7  # identical for every image: no spectrum
+    fit, _ = tk.alpha_signatures(acts, (2, 10))
+    assert np.isnan(fit[0, 1]) and np.all(np.isfinite(fit[0, [0, 2]]))
+    with pytest.raises(ValueError, match="shape"):
+        tk.alpha_signatures(acts[0], (2, 10))
+    for bad in (np.inf, np.nan):
+        broken = acts.copy()
+        broken[0, 3, 2, 5] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            tk.alpha_signatures(broken, (2, 10))
+
+
+# --- spatial coherence --------------------------------------------------------------
+
+
+def _quadrants(rows=14, cols=14):
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    return (2 * (r >= rows // 2) + (c >= cols // 2)).ravel()
+
+
+def _null_expectation(labels):
+    p = labels.size
+    counts = np.bincount(labels)
+    return float(np.sum(counts * (counts - 1)) / (p * (p - 1)))
+
+
+def test_quadrants_are_spatially_coherent():
+    labels = _quadrants()
+    res = tk.spatial_coherence(labels, (14, 14), n_permutations=1000, seed=0)
+    n_pairs = 14 * 13 + 13 * 14
+    # Each row (column) has 13 neighbour pairs; exactly one crosses the quadrant border.
+    assert res["n_pairs"] == n_pairs and res["n_permutations"] == 1000
+    assert res["observed"] == pytest.approx((n_pairs - 14 - 14) / n_pairs, abs=1e-12)
+    assert res["null_mean"] == pytest.approx(_null_expectation(labels), abs=0.01)
+    assert res["z"] > 10
+
+
+def test_shuffled_labels_are_not_coherent():
+    labels = _rng(3).permutation(_quadrants())
+    res = tk.spatial_coherence(labels, (14, 14), n_permutations=1000, seed=1)
+    assert abs(res["z"]) < 3
+    assert res["null_mean"] == pytest.approx(_null_expectation(labels), abs=0.01)
+
+
+def test_unequal_blobs_null_mean_and_determinism():
+    labels = np.zeros((14, 14), dtype=int)
+    labels[2:6, 3:10] = 1
+    labels[9:, 9:] = 2
+    labels = labels.ravel()
+    res = tk.spatial_coherence(labels, (14, 14), n_permutations=500, seed=4)
+    assert res["null_mean"] == pytest.approx(_null_expectation(labels), abs=0.01)
+    assert res["z"] > 10
+    assert res == tk.spatial_coherence(labels, (14, 14), n_permutations=500, seed=4)
+
+
+def test_spatial_coherence_edge_cases():
+    res = tk.spatial_coherence(np.zeros(12, dtype=int), (3, 4), n_permutations=50)
+    assert res["observed"] == 1.0 and res["null_std"] == 0.0 and np.isnan(res["z"])
+    with pytest.raises(ValueError):
+        tk.spatial_coherence(np.zeros(11, dtype=int), (3, 4))
+    with pytest.raises(ValueError):
+        tk.spatial_coherence(np.zeros(1, dtype=int), (1, 1))
+
+
+# --- clustering ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
+def test_two_separated_groups_are_recovered(method):
+    rng = _rng(5)
+    low = 1.0 + 0.05 * rng.standard_normal((20, 6))
+    high = 2.5 + 0.05 * rng.standard_normal((15, 6))
+    order = rng.permutation(35)
+    signatures = np.vstack([low, high])[order]
+    truth = np.r_[np.zeros(20, int), np.ones(15, int)][order]  # lower mean signature -> label 0
+    labels = tk.cluster_signatures(signatures, 2, method, seed=0)
+    np.testing.assert_array_equal(labels, truth)
+    # Relabelling makes the labels independent of the input order of the groups.
+    np.testing.assert_array_equal(tk.cluster_signatures(signatures[::-1], 2, method), truth[::-1])
+
+
+def test_cluster_signatures_rejects_bad_input():
+    sig = _rng(6).standard_normal((10, 4))
+    with pytest.raises(ValueError, match="method"):
+        tk.cluster_signatures(sig, 2, "dbscan")
+    for k in (1, 11):
+        with pytest.raises(ValueError, match="n_clusters"):
+            tk.cluster_signatures(sig, k)
+    bad = sig.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        tk.cluster_signatures(bad, 2)
+    with pytest.raises(ValueError, match="shape"):
+        tk.cluster_signatures(sig[:, 0], 2)

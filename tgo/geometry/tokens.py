@@ -1,0 +1,192 @@
+"""Token-level geometry: per-token alpha signatures across blocks, their clusters and
+the spatial coherence of those clusters on the patch grid.
+
+Source (seed 000): "On the Information Geometry of Vision Transformers", NeurReps
+workshop 2023. For block b and token position t, X_{b,t} is the N x D matrix of that
+token's representation over N images; alpha_{b,t} is the power-law decay exponent of
+its covariance eigenspectrum, fitted as in alpha-ReQ (Agrawal et al. 2022, NeurIPS; see
+``tgo.geometry.spectral.alpha``). The alpha signature of token t is
+(alpha_{1,t}, ..., alpha_{B,t}); tokens are clustered by signature and the clusters are
+compared with the patch grid against a permutation null.
+"""
+
+import operator
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from tgo.geometry import spectral
+
+# Tokens per batched eigendecomposition: small batches keep the float64 copies
+# (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N.
+_MAX_TOKENS_PER_CHUNK = 8
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _n_workers():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not available on every platform
+        return max(1, os.cpu_count() or 1)
+
+
+def alpha_missing_reason(n_images, dim, ranks=(11, 100)):
+    """None if alpha over the 1-indexed rank window ``ranks`` is defined for N x D token
+    matrices, else a one-line reason (the window must lie inside rank(X_c) <= min(N-1, D)).
+
+    A thin wrapper over ``spectral.alpha_window_error`` so that stages can record why
+    ``alpha_signatures`` returned nan.
+    """
+    return spectral.alpha_window_error(ranks, n_images, dim)
+
+
+def alpha_signatures(acts, ranks=(11, 100)):
+    """alpha-ReQ exponent of every (block, token) covariance spectrum.
+
+    acts has shape (blocks, N, tokens, D) (any float dtype, e.g. a float16 memmap).
+    For X_{b,t} = acts[b, :, t, :] (N x D), alpha_{b,t} is the slope of the weighted
+    log-log fit log p_k ~ -alpha log k over k = lo..hi (weights 1/k) of the eigenvalues
+    of C = X_c^T X_c / (N - 1), X_c centred over images; r2 is the weighted R^2 of that
+    fit. Eigenvalues come from ``spectral.batched_eigenspectra`` (float64) and the fit
+    from ``spectral.batched_alpha``, so every entry equals
+    ``spectral.alpha(spectral.eigenspectrum(X_{b,t}), ranks)``.
+
+    Source: seed 000 ("On the Information Geometry of Vision Transformers", NeurReps
+    2023); alpha fit as in alpha-ReQ, Agrawal et al. (2022), NeurIPS.
+
+    Returns (alphas, r2), float64 arrays of shape (blocks, tokens). If the window does
+    not fit inside the rank of X (hi > min(N-1, D), or an invalid window) both are all
+    nan; ``alpha_missing_reason(N, D, ranks)`` gives the reason. A single token whose
+    spectrum is numerically zero in the window (e.g. constant over images) is nan too.
+    Raises ValueError if acts is not 4-D or contains non-finite values.
+
+    One block is read at a time; its tokens are split into small batches that are
+    diagonalised in parallel threads, each with single-threaded BLAS (many small
+    eigendecompositions scale better across cores this way than through a threaded
+    BLAS, see bench/alpha_signatures.py).
+    """
+    if getattr(acts, "ndim", None) != 4:
+        acts = np.asarray(acts)
+    if acts.ndim != 4:
+        raise ValueError(f"expected acts of shape (blocks, N, tokens, D), got {acts.shape}")
+    n_blocks, n, n_tokens, dim = acts.shape
+    alphas = np.full((n_blocks, n_tokens), np.nan)
+    r2 = np.full((n_blocks, n_tokens), np.nan)
+    if alpha_missing_reason(n, dim, ranks) is not None or n_tokens == 0:
+        return alphas, r2
+
+    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8))))
+    starts = range(0, n_tokens, chunk)
+
+    def fit(block, b, s):
+        part = np.moveaxis(block[:, s:s + chunk, :], 1, 0)  # (chunk, N, D)
+        # Non-finite input makes the covariance nan, which LAPACK reports as a convergence
+        # failure or nan eigenvalues; checking the output spares a pass over the data.
+        try:
+            with np.errstate(invalid="ignore"):  # reported below as a ValueError instead
+                eigs = spectral.batched_eigenspectra(part)
+        except np.linalg.LinAlgError:
+            if np.all(np.isfinite(part)):
+                raise
+            eigs = None
+        if eigs is None or not np.all(np.isfinite(eigs)):
+            raise ValueError(f"non-finite covariance: acts has non-finite (or overflowing) values "
+                             f"in block {b}, tokens {s}..{s + len(part) - 1}")
+        return spectral.batched_alpha(eigs, ranks)
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_n_workers()) as pool:
+        for b in range(n_blocks):
+            block = acts[b]
+            if isinstance(block, np.memmap):
+                block = np.array(block)  # one sequential read instead of strided ones per batch
+            for s, (a, q) in zip(starts, pool.map(lambda s: fit(block, b, s), starts)):
+                alphas[b, s:s + chunk] = a
+                r2[b, s:s + chunk] = q
+    return alphas, r2
+
+
+def cluster_signatures(signatures, n_clusters, method="kmeans", seed=0):
+    """Cluster tokens by their alpha signatures; returns int labels of shape (P,).
+
+    signatures: (P, blocks), one alpha signature per patch token. method "kmeans":
+    sklearn KMeans(n_clusters, n_init=10, random_state=seed); "agglomerative":
+    AgglomerativeClustering(n_clusters, linkage="ward") (deterministic). Clusters are
+    relabelled 0..n_clusters-1 in increasing order of their mean signature value (the
+    mean of all entries of the members' signatures; ties keep sklearn's order), so
+    labels are comparable across runs and checkpoints.
+
+    Raises ValueError for an unknown method, n_clusters < 2 or > P, a non-2-D array or
+    non-finite signatures (e.g. nan alphas from ``alpha_signatures``).
+    """
+    from sklearn.cluster import AgglomerativeClustering, KMeans  # slow import, used here only
+
+    X = np.asarray(signatures, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"expected signatures of shape (P, blocks) with P, blocks >= 1, got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("signatures must be finite (nan alphas cannot be clustered)")
+    n_clusters = operator.index(n_clusters)
+    p = X.shape[0]
+    if not 2 <= n_clusters <= p:
+        raise ValueError(f"n_clusters must be between 2 and the number of signatures P={p}, got {n_clusters}")
+    if method == "kmeans":
+        model = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+    elif method == "agglomerative":
+        model = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
+    else:
+        raise ValueError(f"unknown clustering method {method!r}: use 'kmeans' or 'agglomerative'")
+    raw = model.fit_predict(X)
+    # KMeans may leave a cluster empty on degenerate data; rank only the clusters present.
+    present = np.unique(raw)
+    means = np.array([X[raw == c].mean() for c in present])
+    order = present[np.argsort(means, kind="stable")]
+    relabel = np.empty(raw.max() + 1, dtype=np.int64)
+    relabel[order] = np.arange(order.size)
+    return relabel[raw]
+
+
+def _grid_pairs(rows, cols):
+    """Row-major indices (i, j) of all horizontal and vertical 4-neighbour pairs."""
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    i = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    j = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    return i, j
+
+
+def spatial_coherence(labels, grid, n_permutations=1000, seed=0):
+    """How often 4-neighbouring patches share a cluster, against a permutation null.
+
+    labels: (rows * cols,) cluster labels of the patches in row-major order on the grid
+    (rows, cols). observed = (1/|E|) sum_{(i,j) in E} [l_i == l_j] over the |E| =
+    rows(cols-1) + (rows-1)cols horizontal and vertical neighbour pairs. The null
+    permutes the labels over positions (numpy default_rng(seed), all permutations
+    drawn at once); its mean estimates sum_c n_c (n_c - 1) / (P (P - 1)).
+    z = (observed - null_mean) / null_std (null_std with ddof=1), nan if null_std == 0
+    (e.g. a single cluster, where every permutation gives the same fraction).
+
+    Spatial coherence of alpha-signature clusters as in seed 000 ("On the Information
+    Geometry of Vision Transformers", NeurReps 2023).
+
+    Returns a dict: observed, null_mean, null_std, z (floats), n_pairs, n_permutations.
+    """
+    labels = np.asarray(labels)
+    rows, cols = (operator.index(g) for g in grid)
+    n_permutations = operator.index(n_permutations)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"grid must have positive (rows, cols), got {grid}")
+    if labels.shape != (rows * cols,):
+        raise ValueError(f"expected {rows * cols} labels for a {rows}x{cols} grid, got shape {labels.shape}")
+    if rows * cols < 2:
+        raise ValueError(f"a {rows}x{cols} grid has no neighbouring pairs")
+    if n_permutations < 2:
+        raise ValueError(f"n_permutations must be >= 2, got {n_permutations}")
+    i, j = _grid_pairs(rows, cols)
+    observed = float(np.mean(labels[i] == labels[j]))
+    perms = np.random.default_rng(seed).permuted(np.broadcast_to(labels, (n_permutations, labels.size)), axis=1)
+    null = np.mean(perms[:, i] == perms[:, j], axis=1)
+    null_mean, null_std = float(null.mean()), float(null.std(ddof=1))
+    z = (observed - null_mean) / null_std if null_std > 0 else np.nan
+    return {"observed": observed, "null_mean": null_mean, "null_std": null_std, "z": float(z),
+            "n_pairs": int(i.size), "n_permutations": n_permutations}
