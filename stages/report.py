@@ -6,11 +6,12 @@ from tgo.io import atomic_dir, atomic_file, load_params, read_csv, read_json, ru
 from tgo.report import (SET_TITLES, alpha_transition_verdict, coherence_verdict, fig_across_depth,
                         fig_across_training, fig_alpha_depth, fig_alpha_maps, fig_clusters,
                         fig_correlation, fig_eigenspectra, fig_training, final_cls_verdicts,
-                        numeric_rows, png_bytes, render_html, training_trend_verdicts,
-                        u_shape_verdict)
+                        fig_kurtosis_bowtie, fig_mi, fig_qk, mi_verdicts, numeric_rows, png_bytes,
+                        qk_verdicts, render_html, training_trend_verdicts, u_shape_verdict)
 
 LIVE, SPECTRAL = Path("reports/train/plots/metrics"), Path("reports/spectral")
 TOKENS, CORRELATION = Path("reports/tokens"), Path("reports/correlation")
+MI, QK = Path("reports/mi"), Path("reports/qk")
 FIGURES, HTML = Path("reports/figures"), Path("reports/report.html")
 
 
@@ -49,6 +50,13 @@ def main():
     if coherence:
         figures["token_clusters"] = fig_clusters(signatures, last)
     figures["intertoken_correlation"] = fig_correlation(corr)
+    mi = {name: numeric_rows(read_csv(MI / f"{name}.csv")) for name in ("mi_distance", "kurtosis", "bowtie")}
+    qk = {name: numeric_rows(read_csv(QK / f"{name}.csv"))
+          for name in ("heads", "spectra", "angles", "attention_by_angle")}
+    mi_summary = read_json("reports/metrics/mi.json")
+    figures["mi_distance"] = fig_mi(mi["mi_distance"])
+    figures["kurtosis_bowtie"] = fig_kurtosis_bowtie(mi["kurtosis"], mi["bowtie"])
+    figures["qk"] = fig_qk(qk["heads"], qk["spectra"], qk["angles"], qk["attention_by_angle"])
     pngs = {name: png_bytes(fig) for name, fig in figures.items()}
 
     epochs = sorted({int(r["epoch"]) for r in rows})
@@ -87,6 +95,22 @@ def main():
                                         "checkpoint (solid: patch tokens; dashed: with CLS), and per block "
                                         "across training"),
          ) if name in pngs]},
+        {"title": "Neuron statistics and attention (seed 002)",
+         "text": (f"Mutual information between a neuron at the reference patch {tuple(mi_summary['reference'])} "
+                  f"and the same channel at each grid distance (Euclidean, rounded), averaged over "
+                  f"{mi_summary['n_channels']} sampled channels, {mi_summary['estimator']} estimator minus a "
+                  f"shuffle baseline, {mi_summary['n_images']} images, for the attention and MLP sublayer "
+                  "outputs; excess kurtosis of all neurons; p(y|x) for a near and a far pair. QK: "
+                  "M = W_Q W_K^T per head and for the heads together, split into symmetric and "
+                  "antisymmetric parts; angles between the patch vectors entering attention (after "
+                  "norm1) against attention averaged over heads."),
+         "verdicts": mi_verdicts(mi["mi_distance"]) + qk_verdicts(qk["heads"], qk["angles"]),
+         "figures": [
+             ("MI vs distance per block (last checkpoint) and MI at distance 1 across training", pngs["mi_distance"]),
+             ("Excess kurtosis per block; bowtie plots p(y|x) of the last block", pngs["kurtosis_bowtie"]),
+             ("QK structure across depth (heads together; grey: per head), singular values and "
+              "M_sym eigenvalues per block, attention binned by angle", pngs["qk"]),
+         ]},
     ]
     with atomic_dir(FIGURES) as tmp:
         for name, png in pngs.items():

@@ -24,6 +24,8 @@ def micro_config(**overrides):
     p["extract"].update(probe_size=32)
     p["spectral"].update(alpha_ranks=[2, 12])
     p["tokens"].update(alpha_ranks=[2, 12], n_clusters=3, n_permutations=200)
+    p["mi"].update(n_channels=4, bowtie_bins=7)
+    p["qk"].update(max_images=8)
     for group, values in overrides.items():
         p[group].update(values)
     return p

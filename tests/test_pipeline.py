@@ -6,7 +6,7 @@ import pytest
 
 from micro import copy_project, git_commit, micro_config, run, write_params
 
-STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "report")
+STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
 
 
 def ran(output):
@@ -58,10 +58,19 @@ def test_exp_run_tokens_param_reruns_tokens_and_report_only(project):
     assert "Token geometry" in (project / "reports/report.html").read_text()
 
 
+@pytest.mark.parametrize("param", ["mi.n_channels=3", "qk.angle_bins=9"])
+def test_exp_run_mi_qk_params_rerun_their_stage_and_report_only(project, param):
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    out = run(["dvc", "exp", "run", "-S", param], project).stdout
+    assert ran(out) == {param.split(".")[0], "report"}
+    assert "Neuron statistics and attention" in (project / "reports/report.html").read_text()
+
+
 def test_exp_run_train_param_reruns_from_train(project):
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-f"], project)
     out = run(["dvc", "exp", "run", "-S", "train.epochs=3"], project).stdout
-    assert ran(out) == {"train", "extract", "spectral", "tokens", "correlation", "report"}
+    assert ran(out) == {"train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert diff["reports/metrics/train.json"]["epochs"] == {"old": 2, "new": 3, "diff": 1}

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from tgo.geometry.information import decay_rate  # noqa: E402
+
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
@@ -400,5 +402,182 @@ def fig_correlation(corr_rows):
     axes[2].set(title="mean r (patches) across training", xlabel="epoch")
     axes[2].legend(fontsize=6)
     axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Neuron statistics and attention (seed 002)
+# ------------------------------------------------------------------------------------------------
+
+def _last(rows):
+    last = max(r["epoch"] for r in rows)
+    return last, [r for r in rows if r["epoch"] == last]
+
+
+def mi_verdicts(mi_rows):
+    """Seed 002 (a) MI falls with distance, faster in later blocks; (b) the first block has the
+    lowest MI. (a): observed when MI at the largest distance is below MI at distance 1 in at least
+    2/3 of (sublayer, block) pairs and the decay rate (slope of log MI on distance) correlates
+    negatively with the block index (Spearman < 0). (b): mean MI over distances and sublayers is
+    lowest in block 1. Last checkpoint."""
+    last, rows = _last(mi_rows)
+    blocks = sorted({int(r["block"]) for r in rows})
+    falls, rates = [], []
+    for sub in sorted({r["sublayer"] for r in rows}):
+        for b in blocks:
+            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["block"] == b)
+            d, m = np.array([x[0] for x in c]), np.array([x[1] for x in c])
+            falls.append(m[-1] < m[0])
+            rates.append((b, decay_rate(d, m)))
+    ok_rates = [(b, r) for b, r in rates if np.isfinite(r)]
+    rho = spearmanr([b for b, _ in ok_rates], [r for _, r in ok_rates])[0] if len(ok_rates) > 2 else np.nan
+    share = np.mean(falls)
+    mean_mi = {b: np.mean([r["mi"] for r in rows if r["block"] == b]) for b in blocks}
+    lowest = min(mean_mi, key=mean_mi.get)
+    return [
+        {"claim": "MI falls with distance, and falls faster in later blocks",
+         "verdict": "observed" if share >= 2 / 3 and rho < 0 else ("partly observed" if share >= 2 / 3 else "not observed"),
+         "evidence": (f"epoch {int(last)}: MI at the largest distance below MI at distance 1 in "
+                      f"{sum(falls)}/{len(falls)} (sublayer, block) pairs; Spearman rho of decay rate "
+                      f"with block {rho:+.2f} (negative = faster decay later)")},
+        {"claim": "the first block has the lowest MI",
+         "verdict": "observed" if lowest == blocks[0] else "not observed",
+         "evidence": f"epoch {int(last)}, mean MI per block: "
+                     + ", ".join(f"b{b} {v:.4f}" for b, v in mean_mi.items())},
+    ]
+
+
+def qk_verdicts(head_rows, angle_rows):
+    """Seed 002 (c)-(f), heads taken together, last checkpoint. (c) M_sym largely positive definite
+    in every block: positive eigenvalues carry more than half of Σ|λ| in every block. (d) in the
+    later half of the blocks most angles exceed 90° and ‖M_asym‖_F > ‖M_sym‖_F. (e) early blocks
+    attend more to similar patches, late blocks to dissimilar ones: Spearman(angle, attention) < 0
+    in block 1 and > 0 in the last block. (f) the last block's QK singular values are dominated by a
+    few: the top 10% of them carry at least half of Σσ²."""
+    last, heads = _last(head_rows)
+    heads = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["block"])
+    _, ang = _last(angle_rows)
+    ang = sorted(ang, key=lambda r: r["block"])
+    late = [r for r in heads if r["block"] > len(heads) / 2]
+    late_ang = [r for r in ang if r["block"] > len(ang) / 2]
+    mass = [r["sym_mass_positive"] for r in heads]
+    fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
+    return [
+        {"claim": "M_sym is largely positive definite in every block",
+         "verdict": "observed" if min(mass) > 0.5 else "not observed",
+         "evidence": f"epoch {int(last)}, positive share of Σ|λ(M_sym)| per block: {fmt(mass)}"},
+        {"claim": "in later blocks most angles exceed 90° and the antisymmetric part outweighs the symmetric",
+         "verdict": ("observed" if all(r["share_obtuse"] > 0.5 for r in late_ang) and all(r["asym_sym_ratio"] > 1 for r in late)
+                     else "not observed"),
+         "evidence": (f"blocks {[int(r['block']) for r in late]}: share of angles > 90° "
+                      f"{fmt([r['share_obtuse'] for r in late_ang])}; ‖M_asym‖/‖M_sym‖ "
+                      f"{fmt([r['asym_sym_ratio'] for r in late])}")},
+        {"claim": "early blocks attend more to similar patches, late blocks to dissimilar ones",
+         "verdict": "observed" if ang[0]["spearman"] < 0 < ang[-1]["spearman"] else "not observed",
+         "evidence": f"Spearman rho(angle, attention) per block: {fmt([r['spearman'] for r in ang])}"},
+        {"claim": "the last block's QK singular values are dominated by a few",
+         "verdict": "observed" if heads[-1]["sv_decay"] >= 0.5 else "not observed",
+         "evidence": (f"last block: top 10% of singular values carry {heads[-1]['sv_decay']:.2f} of Σσ², "
+                      f"σ1² alone {heads[-1]['sv_top_share']:.2f}")},
+    ]
+
+
+def fig_mi(mi_rows):
+    """MI(d) curves per block at the last checkpoint, one panel per sublayer, and MI at distance 1
+    across training per block."""
+    last, rows = _last(mi_rows)
+    subs = sorted({r["sublayer"] for r in rows})
+    blocks = sorted({int(r["block"]) for r in rows})
+    cmap = plt.get_cmap("plasma")
+    fig, axes = plt.subplots(1, len(subs) + 1, figsize=(5 * (len(subs) + 1), 4))
+    for ax, sub in zip(axes, subs):
+        for i, b in enumerate(blocks):
+            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["block"] == b)
+            ax.plot([x[0] for x in c], [x[1] for x in c], marker=".", color=cmap(i / max(1, len(blocks) - 1)),
+                    label=f"block {b}")
+        ax.set(xlabel="distance on the patch grid", ylabel="MI (nats, shuffle-corrected)",
+               title=f"MI vs distance: {sub} sublayer, epoch {int(last)}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    for i, b in enumerate(blocks):
+        for sub, ls in zip(subs, ("-", "--")):
+            pts = sorted((r["epoch"], r["mi"]) for r in mi_rows
+                         if r["sublayer"] == sub and r["block"] == b and r["distance"] == 1)
+            axes[-1].plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
+                          color=cmap(i / max(1, len(blocks) - 1)))
+    axes[-1].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
+    axes[-1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_kurtosis_bowtie(kurt_rows, bowtie_rows):
+    """Excess kurtosis per block and sublayer (median, 10-90% band) at the last checkpoint, and
+    p(y|x) bowtie plots of the last block for a near and a far pair."""
+    last, rows = _last(kurt_rows)
+    subs = sorted({r["sublayer"] for r in rows})
+    fig, axes = plt.subplots(1, 1 + 2 * len(subs), figsize=(4.2 * (1 + 2 * len(subs)), 3.8))
+    for sub in subs:
+        r = sorted((x for x in rows if x["sublayer"] == sub), key=lambda x: x["block"])
+        b = [x["block"] for x in r]
+        axes[0].plot(b, [x["kurtosis_median"] for x in r], marker="o", label=sub)
+        axes[0].fill_between(b, [x["kurtosis_p10"] for x in r], [x["kurtosis_p90"] for x in r], alpha=0.2)
+    axes[0].set(xlabel="block", ylabel="excess kurtosis", title=f"neuron kurtosis, epoch {int(last)}")
+    axes[0].legend()
+    axes[0].grid(alpha=0.3)
+    block = max(r["block"] for r in bowtie_rows)
+    for ax, (sub, pair) in zip(axes[1:], [(s, p) for s in subs for p in ("near", "far")]):
+        r = [x for x in bowtie_rows if x["sublayer"] == sub and x["pair"] == pair and x["block"] == block]
+        centres = np.unique([x["x"] for x in r])
+        h = np.zeros((len(centres), len(centres)))
+        for x in r:
+            h[np.searchsorted(centres, x["x"]), np.searchsorted(centres, x["y"])] = x["p"]
+        ax.imshow(h.T, origin="lower", extent=(centres[0], centres[-1], centres[0], centres[-1]), cmap="viridis")
+        ax.set(xlabel="x (reference neuron, sd)", ylabel="y (sd)", title=f"p(y|x) {sub}, {pair} pair, block {int(block)}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
+    """QK structure across depth (heads together) and per head at the last checkpoint, singular
+    values per block, and attention binned by angle per block."""
+    last, heads = _last(head_rows)
+    together = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["block"])
+    _, ang = _last(angle_rows)
+    ang = sorted(ang, key=lambda r: r["block"])
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    b = [r["block"] for r in together]
+    axes[0].plot(b, [r["sym_mass_positive"] for r in together], marker="o", label="M_sym: positive share of Σ|λ|")
+    axes[0].plot(b, [r["asym_sym_ratio"] for r in together], marker="o", label="‖M_asym‖ / ‖M_sym‖")
+    axes[0].plot(b, [r["share_obtuse"] for r in ang], marker="o", label="share of angles > 90°")
+    axes[0].plot(b, [r["spearman"] for r in ang], marker="o", label="Spearman(angle, attention)")
+    per_head = [r for r in heads if r["head"] != "all"]
+    axes[0].scatter([r["block"] for r in per_head], [r["asym_sym_ratio"] for r in per_head], s=8, c="grey",
+                    label="ratio per head")
+    axes[0].axhline(0.5, color="k", lw=0.5, ls=":")
+    axes[0].set(xlabel="block", title=f"QK structure, epoch {int(last)}")
+    axes[0].legend(fontsize=7)
+    axes[0].grid(alpha=0.3)
+    cmap = plt.get_cmap("plasma")
+    _, spec = _last(spectra_rows)
+    for ax, kind, title in ((axes[1], "singular_values", "singular values of W_Q W_K^T"),
+                            (axes[2], "sym_eigenvalues", "eigenvalues of M_sym")):
+        for i, blk in enumerate(b):
+            v = [r["value"] for r in sorted((r for r in spec if r["kind"] == kind and r["block"] == blk),
+                                            key=lambda r: r["index"])]
+            ax.plot(range(1, len(v) + 1), v, color=cmap(i / max(1, len(b) - 1)), label=f"block {blk}")
+        ax.set(xlabel="index", title=title)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[1].legend(fontsize=7)
+    _, binned = _last(binned_rows)
+    for i, blk in enumerate(b):
+        pts = sorted((r["angle"], r["attention"]) for r in binned if r["block"] == blk)
+        axes[3].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=cmap(i / max(1, len(b) - 1)),
+                     label=f"block {blk}")
+    axes[3].set(xlabel="angle between patch vectors (degrees)", ylabel="mean attention (heads averaged)",
+                title="attention binned by angle")
+    axes[3].grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -1,0 +1,249 @@
+"""Tests for tgo.geometry.qk: the factored spectra against dense float64 numpy on M = W_Q W_K^T,
+the per-head split against the full qkv weight, and the recomputed attention against timm's own."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from tgo.geometry import qk
+
+
+def _weights(seed, dim=48, d_head=8):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((dim, d_head)), rng.standard_normal((dim, d_head))
+
+
+def _padded(values, n):
+    return np.sort(np.concatenate([values, np.zeros(n - values.size)]))[::-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_decompose_matches_dense(seed):
+    w_q, w_k = _weights(seed)
+    dim, d_head = w_q.shape
+    m = w_q @ w_k.T
+    m_sym, m_asym = (m + m.T) / 2, (m - m.T) / 2
+    np.testing.assert_allclose(m_sym + m_asym, m, rtol=0, atol=1e-12)
+    out = qk.decompose(w_q, w_k)
+
+    # Symmetric part: nonzero eigenvalues, all other eigenvalues of the dense matrix are 0.
+    dense_sym = np.linalg.eigvalsh(m_sym)[::-1]
+    scale = np.abs(dense_sym).max()
+    assert out["sym_eigenvalues"].shape == (2 * d_head,)
+    assert np.all(np.diff(out["sym_eigenvalues"]) <= 0)
+    np.testing.assert_allclose(_padded(out["sym_eigenvalues"], dim), dense_sym, rtol=0, atol=1e-9 * scale)
+    # Generic random weights: 2 d_head nonzero eigenvalues, d_head of each sign
+    # (M_sym = ½[A B][B A]^T has signature (d_head, d_head)).
+    assert out["sym_fraction_positive"] == pytest.approx(0.5)
+    assert out["sym_mass_positive"] == pytest.approx(dense_sym[dense_sym > 0].sum() / np.abs(dense_sym).sum(), rel=1e-9)
+
+    # Antisymmetric part: a general eig here only, as the independent reference.
+    ev = np.linalg.eigvals(m_asym)
+    ascale = np.abs(ev).max()
+    np.testing.assert_allclose(ev.real, 0, atol=1e-9 * ascale)
+    imag = np.sort(ev.imag)
+    np.testing.assert_allclose(imag, -imag[::-1], atol=1e-9 * ascale)  # ± pairs
+    dense_mag = np.sort(imag[imag > 1e-9 * ascale])[::-1]
+    assert dense_mag.size == d_head
+    np.testing.assert_allclose(out["asym_magnitudes"], dense_mag, rtol=1e-9)
+    sv_asym = np.linalg.svd(m_asym, compute_uv=False)
+    np.testing.assert_allclose(sv_asym[0:2 * d_head:2], sv_asym[1:2 * d_head:2], rtol=1e-9)
+    np.testing.assert_allclose(out["asym_magnitudes"], sv_asym[0:2 * d_head:2], rtol=1e-9)
+
+    # Singular values of M.
+    sv = np.linalg.svd(m, compute_uv=False)
+    np.testing.assert_allclose(out["singular_values"], sv[:d_head], rtol=1e-9)
+    assert np.all(sv[d_head:] < 1e-9 * sv[0])
+    assert out["sv_top_share"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)
+    assert out["sv_decay"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)  # 10% of 8 -> 1 value
+
+    assert out["asym_sym_ratio"] == pytest.approx(np.linalg.norm(m_asym) / np.linalg.norm(m_sym), rel=1e-9)
+
+
+def test_decompose_sv_decay_uses_top_tenth():
+    w_q, w_k = _weights(5, dim=64, d_head=32)
+    sv = np.linalg.svd(w_q @ w_k.T, compute_uv=False)[:32]
+    out = qk.decompose(w_q, w_k)
+    assert out["sv_decay"] == pytest.approx(np.sum(sv[:3] ** 2) / np.sum(sv ** 2), rel=1e-9)
+
+
+def test_decompose_symmetric_case():
+    w, _ = _weights(7)
+    out = qk.decompose(w, w)
+    assert out["asym_sym_ratio"] == pytest.approx(0, abs=1e-12)
+    np.testing.assert_allclose(out["asym_magnitudes"], 0, atol=1e-12 * out["sym_eigenvalues"][0])
+    assert out["sym_fraction_positive"] == 1.0
+    assert out["sym_mass_positive"] == pytest.approx(1.0, abs=1e-12)
+    # M = W W^T: eigenvalues are the squared singular values of W.
+    sv_w = np.linalg.svd(w, compute_uv=False)
+    np.testing.assert_allclose(out["sym_eigenvalues"][:8], sv_w ** 2, rtol=1e-9)
+    np.testing.assert_allclose(out["singular_values"], sv_w ** 2, rtol=1e-9)
+
+
+def test_decompose_antisymmetric_case():
+    # M = A B^T - B A^T is skew, so M_sym = 0 up to round-off.
+    a, b = _weights(8, d_head=4)
+    m = a @ b.T - b @ a.T
+    out = qk.decompose(np.concatenate([a, b], 1), np.concatenate([b, -a], 1))
+    assert out["asym_sym_ratio"] > 1e12
+    np.testing.assert_allclose(out["sym_eigenvalues"], 0, atol=1e-12 * np.abs(m).max())
+    # rank(M) = 8: 4 ± pairs, the other 4 of the 8 returned magnitudes are 0.
+    ev = np.sort(np.linalg.eigvals(m).imag)[::-1]
+    np.testing.assert_allclose(out["asym_magnitudes"][:4], ev[:4], rtol=1e-9)
+    np.testing.assert_allclose(out["asym_magnitudes"][4:], 0, atol=1e-12 * ev[0])
+
+
+def test_decompose_wide_head():
+    # D < 2 d_head (as for all heads together): the small problem is D x D.
+    w_q, w_k = _weights(9, dim=12, d_head=8)
+    m = w_q @ w_k.T
+    out = qk.decompose(w_q, w_k)
+    m_sym = (m + m.T) / 2
+    np.testing.assert_allclose(out["sym_eigenvalues"], np.linalg.eigvalsh(m_sym)[::-1],
+                               atol=1e-9 * np.abs(m_sym).max() * 12)
+    np.testing.assert_allclose(out["singular_values"], np.linalg.svd(m, compute_uv=False)[:8], rtol=1e-9, atol=1e-9)
+
+
+def test_head_projections_and_heads_together():
+    rng = np.random.default_rng(11)
+    dim, heads, d_head = 24, 3, 8
+    weight = rng.standard_normal((3 * heads * d_head, dim))
+    w_q, w_k = qk.head_projections(weight, heads)
+    assert w_q.shape == w_k.shape == (heads, dim, d_head)
+
+    # Per-head q from the projections equals timm's reshape(B, N, 3, H, d_head) of x W^T.
+    x = rng.standard_normal((5, dim))
+    full = (x @ weight.T).reshape(5, 3, heads, d_head)
+    for h in range(heads):
+        np.testing.assert_allclose(x @ w_q[h], full[:, 0, h], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(x @ w_k[h], full[:, 1, h], rtol=1e-12, atol=1e-12)
+
+    # Sum of per-head score matrices = W_Q W_K^T from the full weight.
+    m_sum = sum(w_q[h] @ w_k[h].T for h in range(heads))
+    m_full = weight[:dim].T @ weight[dim:2 * dim]
+    np.testing.assert_allclose(m_sum, m_full, rtol=1e-12, atol=1e-10)
+    together = qk.heads_together(w_q, w_k)
+    np.testing.assert_allclose(together["singular_values"], np.linalg.svd(m_full, compute_uv=False), rtol=1e-9,
+                               atol=1e-9)
+    ratio = np.linalg.norm(m_full - m_full.T) / np.linalg.norm(m_full + m_full.T)
+    assert together["asym_sym_ratio"] == pytest.approx(ratio, rel=1e-9)
+
+    # Accepts torch tensors (state dict values) too.
+    tq, _ = qk.head_projections(torch.from_numpy(weight), heads)
+    np.testing.assert_array_equal(tq, w_q)
+
+
+def _tiny_vit():
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
+                              embed_dim=32, num_heads=2, num_classes=4).eval()
+    with torch.no_grad():  # sharpen attention so the comparison is not against ~uniform rows
+        for blk in model.blocks:
+            blk.attn.qkv.weight.mul_(20.0)
+            blk.attn.qkv.bias.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("block", [0, 1])
+def test_attention_matches_timm(block):
+    model = _tiny_vit()
+    blk = model.blocks[block]
+    captured = {}
+    hooks = [blk.register_forward_pre_hook(lambda m, args: captured.__setitem__("x", args[0].detach().clone())),
+             blk.norm1.register_forward_hook(lambda m, i, o: captured.__setitem__("norm1", o.detach().clone())),
+             blk.attn.attn_drop.register_forward_hook(lambda m, i, o: captured.__setitem__("attn", o.detach().clone()))]
+    blk.attn.fused_attn = False
+    try:
+        with torch.no_grad():
+            model(torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    timm_attn = captured["attn"].double().numpy()
+    n_tok = timm_attn.shape[-1]
+    assert timm_attn.shape == (3, 2, 17, 17)
+    assert timm_attn.max() > 5.0 / n_tok  # not trivially uniform
+
+    ln = blk.norm1
+    hidden = qk.layer_norm(captured["x"].numpy(), ln.weight.detach(), ln.bias.detach(), ln.eps)
+    np.testing.assert_allclose(hidden, captured["norm1"].double().numpy(), atol=1e-5)
+    ours = qk.attention_from_inputs(hidden, blk.attn.qkv.weight, blk.attn.qkv.bias, 2)
+    assert ours.dtype == np.float64 and ours.shape == timm_attn.shape
+    np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-12)
+    assert np.abs(ours - timm_attn).max() < 1e-5
+
+    # From float16 stored inputs (as capture writes them) the error stays small.
+    x16 = captured["x"].numpy().astype(np.float16)
+    hidden16 = qk.layer_norm(x16, ln.weight.detach(), ln.bias.detach(), ln.eps)
+    ours16 = qk.attention_from_inputs(hidden16, blk.attn.qkv.weight, blk.attn.qkv.bias, 2)
+    assert np.abs(ours16 - timm_attn).max() < 2e-3
+
+
+def _uniform_attention(n, t, heads=2):
+    return np.full((n, heads, t, t), 1.0 / t)
+
+
+def test_angles_orthogonal_exactly_90():
+    # CLS (anything) + 6 patches along distinct scaled basis vectors: every pair at 90°.
+    n, p, dim = 2, 6, 8
+    h = np.zeros((n, 1 + p, dim))
+    h[:, 0] = 1.0
+    for i in range(p):
+        h[:, 1 + i, i] = 0.5 + i
+    rng = np.random.default_rng(0)
+    attn = rng.random((n, 2, 1 + p, 1 + p))
+    attn /= attn.sum(-1, keepdims=True)
+    st = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18)
+    assert st["n_pairs"] == n * p * (p - 1)
+    assert st["share_obtuse"] == 0.0
+    # All pairs in the bin [90, 100); its mean is the head-averaged patch->patch attention.
+    patch = attn.mean(1)[:, 1:, 1:][:, ~np.eye(p, dtype=bool)]
+    expected = np.full(18, np.nan)
+    expected[9] = patch.mean()
+    np.testing.assert_allclose(st["attention_by_angle"], expected, rtol=1e-12)
+    np.testing.assert_allclose(st["bin_centres"], np.arange(5, 180, 10))
+    assert np.isnan(st["spearman"])  # constant angle
+
+
+def test_angles_antipodal_and_obtuse_share():
+    # Patches v, -v, w, -w with v ⟂ w: 4 antipodal ordered pairs (180°), 8 at 90°.
+    v, w = np.array([1.0, 2.0, 0.0]), np.array([-2.0, 1.0, 0.0])
+    h = np.stack([np.array([9.0, 9.0, 9.0]), v, -v, 3 * w, -0.5 * w])[None]
+    st = qk.angle_attention_stats(h, _uniform_attention(1, 5), num_prefix_tokens=1, bins=4)
+    assert st["n_pairs"] == 12
+    assert st["share_obtuse"] == pytest.approx(4 / 12)
+    by = st["attention_by_angle"]
+    assert np.isnan(by[0]) and np.isnan(by[1])  # bins [0,45) [45,90) [90,135) [135,180]
+    np.testing.assert_allclose(by[[2, 3]], 0.2)
+
+    # Angles themselves: a known mixture, checked via the obtuse share and the bins.
+    rng = np.random.default_rng(3)
+    pts = rng.standard_normal((2, 9, 5))
+    st = qk.angle_attention_stats(pts, _uniform_attention(2, 9), num_prefix_tokens=1, bins=36)
+    u = pts[:, 1:] / np.linalg.norm(pts[:, 1:], axis=-1, keepdims=True)
+    cos = np.einsum("nid,njd->nij", u, u)[:, ~np.eye(8, dtype=bool)]
+    assert st["share_obtuse"] == pytest.approx(np.mean(cos < 0))
+
+
+def test_antipodal_is_180_degrees():
+    v = np.random.default_rng(4).standard_normal(16)
+    h = np.stack([v, v, -2.5 * v])[None]
+    st = qk.angle_attention_stats(h, _uniform_attention(1, 3), num_prefix_tokens=1, bins=180)
+    assert st["share_obtuse"] == 1.0
+    assert np.isfinite(st["attention_by_angle"][179]) and np.all(np.isnan(st["attention_by_angle"][:179]))
+
+
+def test_spearman_sign_and_subsample():
+    # Attention that decreases with angle -> rho = -1; large enough to trigger the subsample.
+    rng = np.random.default_rng(5)
+    n, p, dim = 6, 200, 10
+    h = rng.standard_normal((n, 1 + p, dim))
+    u = h / np.linalg.norm(h, axis=-1, keepdims=True)
+    cos = np.einsum("nid,njd->nij", u, u)
+    attn = np.exp(3 * cos)[:, None]  # monotone in cos, rows need not be normalised here
+    st = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18)
+    assert st["n_pairs"] == n * p * (p - 1) > 200_000
+    assert st["spearman"] == pytest.approx(-1.0, abs=1e-9)
+    again = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18)
+    assert again["spearman"] == st["spearman"]
