@@ -39,13 +39,13 @@ def main():
         for sub in SUBLAYERS:
             acts = np.load(act_dir / f"{sub}.npy", mmap_mode="r")
             for b in range(acts.shape[0]):
-                x = np.asarray(acts[b, :n, p0:], dtype=np.float64)  # (N, patches, C)
+                x = acts[b, :n, p0:]  # float16 (N, patches, C); mi_vs_distance reads only its channels
                 res = mi_vs_distance(x, (rows_, cols_), channels, reference, k=cfg["k"],
                                      estimator=cfg["estimator"], n_shuffles=cfg["n_shuffles"], seed=cfg["seed"])
                 for d, m, s in zip(res["distances"], res["mi"], res["mi_std"]):
                     curves.append({"epoch": meta["epoch"], "sublayer": sub, "block": b + 1,
                                    "distance": d, "mi": m, "mi_std": s})
-                k = excess_kurtosis(x.reshape(len(x), -1), axis=0)
+                k = excess_kurtosis(np.asarray(x).reshape(len(x), -1), axis=0)
                 q = np.nanpercentile(k, [10, 50, 90])
                 kurtosis.append({"epoch": meta["epoch"], "sublayer": sub, "block": b + 1,
                                  "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0],

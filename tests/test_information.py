@@ -4,6 +4,7 @@ fields, kurtosis of known distributions and row-normalised conditional histogram
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import digamma
 
 from tgo.geometry import information as im
@@ -38,14 +39,24 @@ def _brute_ksg(x, y, k=3):
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.3, 0.6, 0.9])
-# At rho = 0.9 and n = 2000 the estimate scatters by ~0.02 nats between samples (seeds
-# 1 and 3 land 0.06 and 0.045 low, identically with scikit-learn), so three fixed seeds
-# that pass are used; the tolerance is the issue's.
-@pytest.mark.parametrize("seed", [0, 2, 4])
-def test_ksg_minus_shuffle_matches_gaussian_truth(rho, seed):
-    x, y = _gaussian_pair(rho, 2000, seed)
-    mi = im.ksg_mi(x, y) - im.shuffle_baseline(x, y, seed=seed)
+def test_ksg_minus_shuffle_matches_gaussian_truth(rho):
+    # One sample, seed 0. Over 200 seeds the error (KSG minus one shuffle) has mean
+    # |bias| < 0.006 and sd 0.023-0.030 nats (scikit-learn's estimator scatters alike;
+    # even the Gaussian MLE of the sample scatters by 0.021 at rho = 0.9), so 20-30% of
+    # single samples miss 0.03; the mean over seeds is tested below.
+    x, y = _gaussian_pair(rho, 2000, 0)
+    mi = im.ksg_mi(x, y) - im.shuffle_baseline(x, y, seed=0)
     assert abs(mi - _truth(rho)) < 0.03
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.9])
+def test_ksg_minus_shuffle_is_unbiased_over_samples(rho):
+    errors = []
+    for seed in range(1, 21):
+        x, y = _gaussian_pair(rho, 2000, seed)
+        errors.append(im.ksg_mi(x, y) - im.shuffle_baseline(x, y, seed=seed) - _truth(rho))
+    # 20 samples with sd <= 0.03: the mean's standard error is <= 0.007.
+    assert abs(np.mean(errors)) < 0.015
 
 
 def test_binned_mi_approaches_gaussian_truth():
@@ -139,6 +150,17 @@ def test_excess_kurtosis():
     v = np.column_stack([rng.standard_normal(400_000), rng.laplace(size=400_000)])
     k = im.excess_kurtosis(v)
     assert abs(k[0]) < 0.05 and abs(k[1] - 3.0) < 0.15
+
+
+def test_excess_kurtosis_equals_scipy_across_blocks_and_axes():
+    rng = np.random.default_rng(8)
+    v = rng.standard_t(5, size=(300, 5000)).astype(np.float16)  # > one 2048-neuron block
+    np.testing.assert_allclose(im.excess_kurtosis(v), stats.kurtosis(v.astype(np.float64), axis=0), atol=1e-10)
+    np.testing.assert_allclose(im.excess_kurtosis(v.T, axis=1), stats.kurtosis(v.T.astype(np.float64), axis=1),
+                               atol=1e-10)
+    v3 = v.reshape(300, 50, 100)
+    assert im.excess_kurtosis(v3).shape == (50, 100)
+    assert np.isnan(im.excess_kurtosis(np.ones((10, 1)))[0])  # a constant neuron has no kurtosis
 
 
 def test_conditional_histogram_rows():

@@ -13,17 +13,15 @@ estimator's value on the same marginals with the pairing destroyed). The paper's
 Eq. 1 is the plain definition I(X;Y) = integral p(x,y) log p(x,y)/(p(x)p(y)).
 """
 
+import numba
 import numpy as np
 from scipy import stats
-from scipy.spatial import cKDTree
 from scipy.special import digamma
 
 # Jitter breaks ties (float16 activations have many) exactly as scikit-learn's
 # mutual_info_regression does: 1e-10 * max(1, mean|x|) * N(0, 1), fixed seed.
 _JITTER = 1e-10
 _JITTER_SEED = 0
-# Rows per chunk: keeps the (k, rows, n) float64 work arrays near 10-30 MB.
-_ROWS_PER_CHUNK = 256
 
 
 def _standardise(v):
@@ -48,70 +46,88 @@ def _prepare(x, y):
     return x, y
 
 
-def _insert(best, d, sl):
-    """Insert candidate distances d into the ascending k-smallest lists best[:, sl]."""
-    k = best.shape[0]
-    for j in range(k - 1, 0, -1):
-        np.minimum(best[j][sl], np.maximum(best[j - 1][sl], d), out=best[j][sl])
-    np.minimum(best[0][sl], d, out=best[0][sl])
+@numba.njit(cache=True)
+def _one_pair(x, y, ys, rank, psi, best, k):
+    """KSG-1 of one pair: x ascending, y in x order, ys = sorted y, rank[i] = position of
+    y[i] in ys, best a work array of size k."""
+    numba.literally(k)
+    n = x.size
+    acc = 0.0
+    for i in range(n):
+        xi, yi = x[i], y[i]
+        best[:] = np.inf
+        # k nearest neighbours in the max norm: walk outwards in x order; a side stops
+        # once its x gap alone reaches the current k-th distance.
+        ends = (i, i)
+        for side, step in enumerate((-1, 1)):
+            j = i + step
+            while 0 <= j < n:
+                dx = abs(x[j] - xi)
+                if dx >= best[k - 1]:
+                    break
+                d = max(dx, abs(y[j] - yi))
+                for m in range(k - 1, 0, -1):  # branch-free insertion into the sorted k best
+                    best[m] = min(best[m], max(best[m - 1], d))
+                best[0] = min(best[0], d)
+                j += step
+            ends = (j, ends[1]) if side == 0 else (ends[0], j)
+        eps = best[k - 1]
+        # n_x + 1, n_y + 1: the points strictly within eps in each marginal, i included.
+        # In x they lie inside the walk: step back in from where each side stopped.
+        lo, hi = ends
+        while lo + 1 < i and xi - x[lo + 1] >= eps:
+            lo += 1
+        while hi - 1 > i and x[hi - 1] - xi >= eps:
+            hi -= 1
+        cx = hi - lo - 1
+        lo = hi = rank[i]
+        while lo > 0 and yi - ys[lo - 1] < eps:
+            lo -= 1
+        while hi < n - 1 and ys[hi + 1] - yi < eps:
+            hi += 1
+        acc += psi[cx] + psi[hi - lo + 1]
+    return psi[k] + psi[n] - acc / n
 
 
-def _kth_neighbour(xs, yo, k):
-    """eps_i: max-norm distance from point i to its k-th nearest neighbour (self excluded).
+@numba.njit(parallel=True, cache=True)
+def _ksg_kernel(xs, xrow, yo, perms, psi, k):
+    """KSG-1 for many pairs -> (rows, 1 + s). k is compiled in as a constant
+    (``numba.literally``), so that the k best distances stay in registers.
 
-    xs (rows or 1, n) and yo (rows, n) hold the pairs (in any common order). All rows go
-    into one cKDTree as 3-D points (x, y, row * gap): with gap larger than any distance
-    inside a row, neighbours never cross rows, and the query runs in C on all cores.
+    xs (m, n) rows ascending; pair r is (xs[xrow[r]], yo[r]) with yo (rows, n) in the
+    order of xs[xrow[r]]; perms (rows, s, n):
+    column 1 + j of the output is the MI of x with y permuted by perms[r, j] (a shuffle
+    baseline that reuses the row's sort of y); psi[m] = digamma(m). Rows run in parallel
+    and each sum runs in a fixed order, so results do not depend on the number of threads.
     """
+    numba.literally(k)
     rows, n = yo.shape
-    xs = np.broadcast_to(xs, (rows, n))
-    gap = 2.0 * max(np.abs(xs).max(), np.abs(yo).max()) + 1.0
-    pts = np.column_stack([xs.ravel(), yo.ravel(), np.repeat(np.arange(rows) * gap, n)])
-    tree = cKDTree(pts, leafsize=16, balanced_tree=False, compact_nodes=False)
-    dist, _ = tree.query(pts, k=k + 1, p=np.inf, workers=-1)  # column 0 is the point itself
-    return dist[:, k].reshape(rows, n)
+    out = np.empty((rows, 1 + perms.shape[1]))
+    for r in numba.prange(rows):
+        x = xs[xrow[r]]
+        y = yo[r]
+        order = np.argsort(y)
+        ys = y[order]
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        best = np.empty(k)
+        out[r, 0] = _one_pair(x, y, ys, rank, psi, best, k)
+        for s in range(perms.shape[1]):
+            p = perms[r, s]
+            out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
+    return out
 
 
-def _strict_counts(sorted_vals, vals, eps):
-    """#{j : |v_j - v_i| < eps_i} per row (self included), exact.
-
-    sorted_vals (rows, n) sorted ascending, vals and eps (rows, n). One global
-    searchsorted on row-offset keys gives positions to within a few ranks (the offset
-    costs precision); they are then corrected with the exact comparison |v_j - v_i| < eps.
-    """
-    rows, n = vals.shape
-    span = np.abs(sorted_vals).max() + eps.max() + 1.0
-    offs = (np.arange(rows) * (2.0 * span))[:, None]
-    keys = (sorted_vals + offs).ravel()
-    base = (np.arange(rows) * n)[:, None]
-    flat = sorted_vals.ravel()
-    hi = np.searchsorted(keys, (vals + eps + offs).ravel(), "left").reshape(rows, n) - base
-    lo = np.searchsorted(keys, (vals - eps + offs).ravel(), "right").reshape(rows, n) - base
-    np.clip(hi, 0, n, out=hi)
-    np.clip(lo, 0, n, out=lo)
-    while True:  # hi: first rank with v_j - v_i >= eps
-        up = (hi < n) & (flat[base + np.minimum(hi, n - 1)] - vals < eps)
-        down = (hi > 0) & (flat[base + np.maximum(hi - 1, 0)] - vals >= eps)
-        if not (up.any() or down.any()):
-            break
-        hi += up.astype(np.intp) - down
-    while True:  # lo: first rank with v_i - v_j < eps
-        down = (lo > 0) & (vals - flat[base + np.maximum(lo - 1, 0)] < eps)
-        up = (lo < n) & (vals - flat[base + np.minimum(lo, n - 1)] >= eps)
-        if not (up.any() or down.any()):
-            break
-        lo += up.astype(np.intp) - down
-    return hi - lo
-
-
-def _ksg_sorted(xs, yo, ys, k):
-    """KSG-1 MI per row from x sorted (rows or 1, n), y in x-order and y sorted (rows, n)."""
-    rows, n = yo.shape
-    eps = _kth_neighbour(xs, yo, k)
-    cx = _strict_counts(np.broadcast_to(xs, (rows, n)), np.broadcast_to(xs, (rows, n)), eps)
-    cy = _strict_counts(ys, yo, eps)
-    # psi(n_x + 1) with n_x = count - 1 (self excluded).
-    return digamma(k) + digamma(n) - (digamma(cx) + digamma(cy)).mean(axis=-1)
+def _ksg(xs, xrow, yo, k, perms=None):
+    """KSG-1 per row (and per shuffle in perms) of prepared data; see ``_ksg_kernel``."""
+    n = yo.shape[1]
+    if perms is None:
+        perms = np.empty((yo.shape[0], 0, n), np.int64)
+    psi = np.zeros(n + 1)
+    psi[1:] = digamma(np.arange(1, n + 1))
+    out = _ksg_kernel(np.ascontiguousarray(xs), np.asarray(xrow, np.int64), np.ascontiguousarray(yo),
+                      perms, psi, k)
+    return out[:, 0] if perms.shape[1] == 0 else out
 
 
 def _check_pairs(x, y, k):
@@ -145,9 +161,10 @@ def ksg_mi(x, y, k=3):
 def ksg_mi_batch(x, y, k=3):
     """``ksg_mi`` for m independent pairs: x and y of shape (m, n) (x may be (n,), shared).
 
-    Returns float64 (m,). Each row equals ``ksg_mi(x[r], y[r], k)``. All rows are
-    processed together with array operations (k-th neighbours from one cKDTree over all
-    rows, marginal counts by one searchsorted on sorted rows).
+    Returns float64 (m,). Each row equals ``ksg_mi(x[r], y[r], k)``. A compiled kernel
+    (numba, rows in parallel) sorts each pair by x, finds the k-th neighbour by walking
+    outwards in x order until the x gap alone exceeds it, and counts the marginal
+    neighbours by walking outwards in each sorted marginal: O(n sqrt(k n)) per pair.
     """
     x = np.asarray(x)
     y = np.asarray(y)
@@ -159,19 +176,10 @@ def ksg_mi_batch(x, y, k=3):
     x, y = _prepare(x, y)
     if x.ndim == 1:
         order = np.argsort(x, kind="stable")
-        return _ksg_chunks(x[order][None], y[:, order], np.sort(y, axis=1), k)
+        return _ksg(x[order][None], np.zeros(len(y)), y[:, order], k)
     order = np.argsort(x, axis=1, kind="stable")
-    xs = np.take_along_axis(x, order, axis=1)
-    yo = np.take_along_axis(y, order, axis=1)
-    return _ksg_chunks(xs, yo, np.sort(y, axis=1), k)
-
-
-def _ksg_chunks(xs, yo, ys, k):
-    out = np.empty(yo.shape[0])
-    for s in range(0, yo.shape[0], _ROWS_PER_CHUNK):
-        sl = slice(s, s + _ROWS_PER_CHUNK)
-        out[sl] = _ksg_sorted(xs if xs.shape[0] == 1 else xs[sl], yo[sl], ys[sl], k)
-    return out
+    return _ksg(np.take_along_axis(x, order, axis=1), np.arange(len(y)),
+                np.take_along_axis(y, order, axis=1), k)
 
 
 def shuffle_baseline(x, y, k=3, n_shuffles=1, seed=0):
@@ -263,19 +271,23 @@ def mi_vs_distance(
     channels = np.atleast_1d(np.asarray(channels, dtype=np.intp))
     rng = np.random.default_rng(seed)
 
-    per_channel = np.empty((channels.size, distances.size))
-    for ci, c in enumerate(channels):
-        block = np.asarray(acts[:, :, c], dtype=np.float64)  # (N, P)
-        x, y = block[:, ref], block[:, others].T  # (N,), (P - 1, N)
-        perms = rng.permuted(np.broadcast_to(np.arange(n), (n_shuffles * y.shape[0], n)), axis=1)
-        y_shuf = np.take_along_axis(np.tile(y, (n_shuffles, 1)), perms, axis=1)
-        if estimator == "ksg":
-            both = ksg_mi_batch(x, np.concatenate([y, y_shuf]), k)
-        else:
-            xs = np.broadcast_to(x, y_shuf.shape)
-            both = np.array([binned_mi(a, b) for a, b in zip(np.concatenate([xs[: len(y)], xs]), np.concatenate([y, y_shuf]))])
-        mi = both[: y.shape[0]] - both[y.shape[0] :].reshape(n_shuffles, -1).mean(axis=0)
-        per_channel[ci] = [mi[dist[others] == d].mean() for d in distances]
+    sel = np.asarray(acts[:, :, channels], dtype=np.float64).transpose(2, 1, 0)  # (C', P, N)
+    x_all, y_all = sel[:, ref], sel[:, others]
+    if estimator == "ksg":
+        x_all, y_all = _prepare(x_all, y_all)
+    # Shuffles: random permutations of the images, n_shuffles per pair.
+    perms = rng.permuted(np.broadcast_to(np.arange(n), (y_all.shape[0] * y_all.shape[1], n_shuffles, n)), axis=2)
+    if estimator == "ksg":  # all pairs in one call; each channel's x is sorted once
+        order = np.argsort(x_all, axis=1, kind="stable")
+        yo = np.take_along_axis(y_all, order[:, None, :], axis=2).reshape(-1, n)
+        xrow = np.repeat(np.arange(channels.size), others.size)
+        both = _ksg(np.take_along_axis(x_all, order, axis=1), xrow, yo, k, perms)
+        mi = both[:, 0] - both[:, 1:].mean(axis=1)
+    else:
+        pairs = zip(np.repeat(x_all, others.size, axis=0), y_all.reshape(-1, n), perms)
+        mi = np.array([binned_mi(x, y) - np.mean([binned_mi(x, y[p]) for p in ps]) for x, y, ps in pairs])
+    mi = mi.reshape(channels.size, others.size)
+    per_channel = np.stack([mi[:, dist[others] == d].mean(axis=1) for d in distances], axis=1)
     return {
         "distances": distances,
         "mi": per_channel.mean(axis=0),
@@ -300,11 +312,24 @@ def decay_rate(distances, mi):
 
 
 def excess_kurtosis(values, axis=0):
-    """Excess (Fisher) kurtosis E[(v - mu)^4] / sigma^4 - 3 along ``axis`` (0 for a
-    Gaussian, 3 for a Laplace distribution): ``scipy.stats.kurtosis(fisher=True)``,
-    biased moment estimator. E.g. values (N, neurons) -> one number per neuron.
+    """Excess (Fisher) kurtosis m4 / m2^2 - 3 along ``axis``, with m_j = mean((v - mean v)^j)
+    the biased central moments (0 for a Gaussian, 3 for a Laplace distribution; equals
+    ``scipy.stats.kurtosis(fisher=True, bias=True)``). E.g. values (N, neurons) -> one
+    number per neuron. Computed in float64 over blocks of 2048 neurons, so a block's
+    float16 activations never need a full float64 copy.
     """
-    return stats.kurtosis(np.asarray(values, dtype=np.float64), axis=axis, fisher=True)
+    v = np.moveaxis(np.asarray(values), axis, 0)
+    flat = v.reshape(v.shape[0], -1)
+    out = np.empty(flat.shape[1])
+    for s in range(0, flat.shape[1], 2048):
+        d = flat[:, s:s + 2048].astype(np.float64)
+        d -= d.mean(axis=0)
+        d *= d
+        m2 = d.mean(axis=0)
+        d *= d
+        with np.errstate(divide="ignore", invalid="ignore"):  # constant neurons: nan
+            out[s:s + 2048] = d.mean(axis=0) / m2**2 - 3.0
+    return out.reshape(v.shape[1:])
 
 
 def conditional_histogram(x, y, bins=21, range_sd=3):
