@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test test-all
+.PHONY: install demo test test-all params
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 demo: install
 	dvc repro
-	dvc metrics show
-	@echo "Report: $(CURDIR)/reports/report.html"
+	dvc metrics show reports/metrics/train.json
+	@echo "All metrics: dvc metrics show --md.  Report: $(CURDIR)/reports/report.html"
+
+# params.yaml from conf/ (what `dvc exp run` writes), after editing conf/ and before `dvc repro`.
+params: install
+	python -c "from dvc.utils.hydra import compose_and_dump; compose_and_dump('params.yaml', '$(CURDIR)/conf', None, 'config', '', [])"
 
 test: install
 	pytest

@@ -1,13 +1,22 @@
 """prepare: write a fixed, validated copy of the data set to data/prepared/."""
-from tgo.data import (list_imagefolder, load_imagefolder_split, make_synthetic, write_prepared)
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tgo.data import list_imagefolder, load_imagefolder_split, make_synthetic, write_prepared
+from tgo.imagenet import decode_split, list_imagenet, read_class_list
 from tgo.io import TGOError, atomic_dir, load_params, run_stage
 
 OUT = "data/prepared"
+WORK = Path("data/prepare-work")  # decoding progress of large sets, kept until prepare finishes
 
 
 def main():
     cfg = load_params()["prepare"]
     size = cfg["image_size"]
+    decoded = {}  # {split: images file decoded in place} (imagenet100)
     if cfg["on_bad_image"] not in ("skip", "error"):
         raise TGOError(f"prepare.on_bad_image={cfg['on_bad_image']!r}: use skip or error")
     if cfg["source"] == "synthetic":
@@ -27,11 +36,27 @@ def main():
             images, labels, skipped = load_imagefolder_split(items, classes, size, cfg["on_bad_image"])
             splits[split] = (images, labels)
             bad += skipped
+    elif cfg["source"] == "imagenet100":
+        if not cfg["path"]:
+            raise TGOError("prepare.path is not set; point it at the ImageNet-1k root (train/<wnid>/, val/)")
+        classes = sorted(read_class_list(cfg["class_list"]))
+        listing = list_imagenet(cfg["path"], classes, cfg["val_csv"])
+        workers = cfg["workers"] or os.cpu_count()
+        splits, bad = {}, []
+        for split, items in listing.items():
+            decoded[split], labels, skipped = decode_split(items, classes, size, cfg["resize"], WORK, split,
+                                                           workers, cfg["on_bad_image"])
+            splits[split] = (None, labels)
+            bad += skipped
     else:
-        raise TGOError(f"prepare.source={cfg['source']!r}: use synthetic or imagefolder")
+        raise TGOError(f"prepare.source={cfg['source']!r}: use synthetic, imagefolder or imagenet100")
 
     with atomic_dir(OUT) as tmp:
+        for split, npy in decoded.items():
+            os.replace(npy, tmp / f"{split}_images.npy")
+            splits[split] = (np.load(tmp / f"{split}_images.npy", mmap_mode="r"), splits[split][1])
         manifest = write_prepared(tmp, splits, classes, cfg["source"], bad)
+    shutil.rmtree(WORK, ignore_errors=True)
     counts = ", ".join(f"{s} {m['count']}" for s, m in manifest["splits"].items())
     print(f"prepared {cfg['source']} data: {len(classes)} classes, {counts} images of "
           f"{size}x{size}; {len(bad)} unreadable images skipped -> {OUT}")

@@ -63,8 +63,7 @@ def main():
     sections = [
         {"title": "Training", "figures": [("Training and validation loss; validation top-1/top-5 "
                                            "accuracy per epoch (DVCLive).", pngs["training"])],
-         "text": f"Final validation top-1 {train['val_top1']:.2f}%, top-5 {train['val_top5']:.2f}% "
-                 f"after {train['epochs']} epochs ({train['params_M']} M parameters)."},
+         "text": training_text(train)},
         {"title": "Spectral geometry (TGO-I)",
          "text": (f"Covariance eigenspectra of the residual stream (embedding, every block's output, "
                   f"final norm) for {len(epochs)} checkpoints (epochs {epochs}) and three sample sets: "
@@ -119,6 +118,15 @@ def main():
         f.write(render_html("TGO report", f"{params['model']['name']} on {params['prepare']['source']} "
                             "data", sections, params))
     print(f"report with {len(pngs)} figures -> {HTML}, {FIGURES}/")
+
+
+def training_text(train):
+    accuracy = (f"validation top-1 {train['val_top1']:.2f}%, top-5 {train['val_top5']:.2f}%"
+                if "val_top1" in train else "no validation accuracy (the head does not match the classes)")
+    if "weights" in train:
+        return (f"No training: the external weights {train['weights']} ({train['params_M']} M parameters) "
+                f"are the one checkpoint analysed (epoch 0); {accuracy}.")
+    return f"Final {accuracy} after {train['epochs']} epochs ({train['params_M']} M parameters)."
 
 
 if __name__ == "__main__":

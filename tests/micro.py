@@ -32,8 +32,12 @@ def micro_config(**overrides):
 
 
 def write_params(path, params):
-    with open(Path(path) / "params.yaml", "w") as f:
-        yaml.safe_dump(params, f, sort_keys=False)
+    """params.yaml, and conf/config.yaml with the same values (no defaults list): `dvc exp run`
+    composes params.yaml from conf/ (DVC's Hydra composition is enabled)."""
+    for rel in ("params.yaml", "conf/config.yaml"):
+        (Path(path) / rel).parent.mkdir(parents=True, exist_ok=True)
+        with open(Path(path) / rel, "w") as f:
+            yaml.safe_dump(params, f, sort_keys=False)
 
 
 def run(cmd, cwd, check=True, **kw):

@@ -117,11 +117,19 @@ def test_unknown_prepare_source(tmp_path):
     ({"model": {"name": "vit_does_not_exist"}}, ("model.name", "vit_does_not_exist")),
     ({"model": {"patch_size": 5}}, ("model.patch_size", "16")),  # image_size 16
     ({"train": {"epochs": 2, "checkpoint_epochs": [0, 5]}}, ("train.checkpoint_epochs", "5")),
-], ids=["unknown_model", "patch_size_not_dividing", "checkpoint_beyond_epochs"])
+    ({"model": {"img_size": 32}}, ("model.img_size=32", "16")),
+], ids=["unknown_model", "patch_size_not_dividing", "checkpoint_beyond_epochs", "img_size_beyond_stored"])
 def test_train_bad_params(tmp_path, workspace, overrides, needles):
     root = upstream_of("train", workspace, tmp_path)
     fails_cleanly("train", root, micro_config(**overrides), *needles)
     assert not list(root.rglob("*.safetensors"))
+
+
+def test_train_nan_loss_stops_with_one_line(tmp_path, workspace):
+    root = upstream_of("train", workspace, tmp_path)
+    proc = run_stage("train", root, micro_config(train={"lr": 1e30, "clip_grad": 0.0, "warmup_epochs": 0}))
+    stage_error(proc, "train", "loss is nan", "train.lr")
+    assert not (root / "reports/metrics/train.json").exists()
 
 
 def test_extract_probe_larger_than_val_split(tmp_path, workspace):

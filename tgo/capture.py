@@ -52,7 +52,7 @@ def capture(model, images, batch_size, out_dir, desc="capture"):
     try:
         for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False):
             sl = slice(start, start + batch_size)
-            x = to_input(torch.from_numpy(np.array(images[sl])))
+            x = to_input(torch.from_numpy(np.array(images[sl])), model.patch_embed.img_size[0])
             final, inter = model.forward_intermediates(x, indices=depth, norm=False, output_fmt="NLC",
                                                        return_prefix_tokens=True)
             arrays["final_norm"][sl] = final.numpy()

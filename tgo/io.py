@@ -31,7 +31,8 @@ def run_stage(name, main):
     except TGOError as e:
         print(f"tgo {name}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+    if "LOCAL_RANK" not in os.environ:  # torchrun workers: the launching process reports
+        print(f"[{name}] done in {time.perf_counter() - start:.1f} s")
 
 
 def _tmp_path(path):

@@ -566,7 +566,7 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
         for i, blk in enumerate(b):
             v = [r["value"] for r in sorted((r for r in spec if r["kind"] == kind and r["block"] == blk),
                                             key=lambda r: r["index"])]
-            ax.plot(range(1, len(v) + 1), v, color=cmap(i / max(1, len(b) - 1)), label=f"block {blk}")
+            ax.plot(range(1, len(v) + 1), v, color=cmap(i / max(1, len(b) - 1)), label=f"block {int(blk)}")
         ax.set(xlabel="index", title=title)
         ax.grid(alpha=0.3)
     axes[1].set_yscale("log")
@@ -575,7 +575,7 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     for i, blk in enumerate(b):
         pts = sorted((r["angle"], r["attention"]) for r in binned if r["block"] == blk)
         axes[3].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=cmap(i / max(1, len(b) - 1)),
-                     label=f"block {blk}")
+                     label=f"block {int(blk)}")
     axes[3].set(xlabel="angle between patch vectors (degrees)", ylabel="mean attention (heads averaged)",
                 title="attention binned by angle")
     axes[3].grid(alpha=0.3)

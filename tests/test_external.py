@@ -1,0 +1,84 @@
+"""Analysing externally trained weights (train.weights): no training, every metric and the report."""
+import json
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+from micro import copy_project, git_commit, micro_config, run, run_stage, stage_error, stage_ok, write_params
+from tgo.models import load_weights
+
+STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
+
+
+def micro_vit(img_size, num_classes, depth=2, seed=123):
+    """A ViT with the micro config's architecture, as someone else might have trained it."""
+    torch.manual_seed(seed)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, patch_size=4, depth=depth, embed_dim=32,
+                             num_heads=2, img_size=img_size, num_classes=num_classes)
+
+
+def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path):
+    weights = tmp_path / "external.safetensors"
+    model = micro_vit(16, 4)
+    save_file(model.state_dict(), str(weights))
+    root = copy_project(tmp_path / "project")
+    write_params(root, micro_config(train={"weights": str(weights)}))
+    git_commit(root, "external weights")
+
+    out = run(["dvc", "repro"], root).stdout
+    assert "no training:" in out and "epoch 1/" not in out  # train ran, but trained nothing
+    for stage in ("spectral", "tokens", "correlation", "mi", "qk"):
+        metrics = json.loads((root / f"reports/metrics/{stage}.json").read_text())
+        assert metrics, stage
+    assert (root / "reports/report.html").stat().st_size > 10_000
+    assert "No training: the external weights" in (root / "reports/report.html").read_text()
+    train = json.loads((root / "reports/metrics/train.json").read_text())
+    assert train["epochs"] == 0 and train["weights"] == str(weights) and 0 <= train["val_top1"] <= 100
+    ckpt = load_file(str(root / "data/checkpoints/epoch_000.safetensors"))
+    assert all(torch.equal(ckpt[k], v) for k, v in model.state_dict().items())
+    assert json.loads((root / "data/checkpoints/config.json").read_text())["checkpoints"] == [0]
+    assert sorted(p.name for p in (root / "data/activations").iterdir()) == ["epoch_000"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    stage_ok("prepare", root, micro_config())
+    return root
+
+
+def test_state_dict_with_other_head_and_resolution(prepared, tmp_path):
+    # A PyTorch state dict of a 1000-class model trained at 32 px, analysed on 16 px images:
+    # the position embedding is resampled, the head kept, and no accuracy is claimed.
+    weights = tmp_path / "imagenet1k.pth"
+    torch.save(micro_vit(32, 1000).state_dict(), weights)
+    proc = stage_ok("train", prepared, micro_config(train={"weights": str(weights)}))
+    assert "1000 outputs" in proc.stdout
+    train = json.loads((prepared / "reports/metrics/train.json").read_text())
+    assert "val_top1" not in train and train["epochs"] == 0
+    config = json.loads((prepared / "data/checkpoints/config.json").read_text())
+    assert config["model_kwargs"]["num_classes"] == 1000 and config["model_kwargs"]["img_size"] == 16
+
+
+def test_load_weights_keeps_every_tensor(tmp_path):
+    model = micro_vit(16, 4, seed=5)
+    kwargs = {"model_name": "vit_tiny_patch16_224", "pretrained": False, "num_classes": 4, "img_size": 16,
+              "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "ckpt.pth")  # a training checkpoint's nesting
+    loaded, _ = load_weights(kwargs, tmp_path / "ckpt.pth")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_missing_and_mismatched_weights_are_errors(prepared, tmp_path):
+    proc = run_stage("train", prepared, micro_config(train={"weights": str(tmp_path / "nope.safetensors")}))
+    stage_error(proc, "train", "train.weights", "nope.safetensors", "does not exist")
+    deeper = tmp_path / "depth3.safetensors"
+    save_file(micro_vit(16, 4, depth=3).state_dict(), str(deeper))
+    proc = run_stage("train", prepared, micro_config(train={"weights": str(deeper)}))
+    stage_error(proc, "train", "train.weights", "does not fit", "blocks.2")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    stage_error(run_stage("train", prepared, micro_config(train={"weights": str(junk)})), "train",
+                "train.weights", "cannot read")

@@ -1,0 +1,158 @@
+"""prepare source imagenet100 on a small fake ImageNet-1k tree of real JPEGs: three CMC wnids
+(plus one class that is not listed), both val layouts, a corrupt file, a missing class, resume."""
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from micro import micro_config, run_stage, stage_error, stage_ok
+from tgo import imagenet
+
+SIZE = 16
+WNIDS = ["n02869837", "n01749939", "n02488291"]  # the first three of the CMC list
+OTHER = "n01440764"  # in ImageNet-1k, not in ImageNet-100
+COLOURS = {WNIDS[0]: (220, 30, 30), WNIDS[1]: (30, 220, 30), WNIDS[2]: (30, 30, 220), OTHER: (128, 128, 128)}
+TRAIN = {WNIDS[0]: 3, WNIDS[1]: 4, WNIDS[2]: 5, OTHER: 2}
+VAL = {WNIDS[0]: 2, WNIDS[1]: 1, WNIDS[2]: 3, OTHER: 1}
+CORRUPT = f"train/{WNIDS[1]}/{WNIDS[1]}_corrupt.JPEG"
+
+
+def jpeg(path, wnid, i):
+    rng = np.random.default_rng(i)
+    h, w = 20 + 7 * (i % 3), 24 + 5 * (i % 4)  # non-square, various sizes
+    rgb = np.clip(np.array(COLOURS[wnid]) + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, "JPEG", quality=95)
+
+
+def build(root, flat_val):
+    for wnid, n in TRAIN.items():
+        for i in range(n):
+            jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", wnid, i)
+    (root / CORRUPT).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rows, k = [], 0
+    for wnid, n in VAL.items():
+        for i in range(n):
+            k += 1
+            name = f"ILSVRC2012_val_{k:08d}"
+            if flat_val:
+                jpeg(root / "val" / f"{name}.JPEG", wnid, 100 + i)
+                rows.append(f"{name},{wnid} 1 2 30 40 {wnid} 3 4 20 10")
+            else:
+                jpeg(root / "val" / wnid / f"{name}.JPEG", wnid, 100 + i)
+    if flat_val:
+        (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+    (root / "classes.txt").write_text("\n".join(WNIDS) + "\n")
+    return root
+
+
+def params(root, **prepare):
+    return micro_config(prepare={"source": "imagenet100", "path": str(root), "image_size": SIZE,
+                                 "class_list": str(root / "classes.txt"), "workers": 2, **prepare})
+
+
+def prepared(work):
+    out = work / "data" / "prepared"
+    manifest = json.loads((out / "manifest.json").read_text())
+    arrays = {s: (np.load(out / f"{s}_images.npy"), np.load(out / f"{s}_labels.npy")) for s in ("train", "val")}
+    return arrays, manifest
+
+
+@pytest.fixture(scope="module", params=["folders", "flat"])
+def run(request, tmp_path_factory):
+    root = build(tmp_path_factory.mktemp(f"imagenet_{request.param}"), request.param == "flat")
+    work = tmp_path_factory.mktemp("work")
+    proc = stage_ok("prepare", work, params(root))
+    return (*prepared(work), proc, work)
+
+
+def test_keeps_the_listed_classes_with_their_counts(run):
+    arrays, manifest, _, _ = run
+    assert manifest["classes"] == sorted(WNIDS) and manifest["source"] == "imagenet100"
+    train = {w: TRAIN[w] for w in WNIDS}  # the corrupt file (an extra one) is not counted
+    assert manifest["splits"]["train"]["per_class"] == train
+    assert manifest["splits"]["val"]["per_class"] == {w: VAL[w] for w in WNIDS}
+    for split, counts in (("train", train), ("val", VAL)):
+        images, labels = arrays[split]
+        assert images.shape == (sum(counts[w] for w in WNIDS), SIZE, SIZE, 3) and images.dtype == np.uint8
+        assert np.bincount(labels).tolist() == [counts[w] for w in sorted(WNIDS)]
+
+
+def test_labels_match_pixels(run):
+    arrays, manifest, _, _ = run
+    for images, labels in arrays.values():
+        dominant = images.reshape(len(images), -1, 3).mean(axis=1).argmax(axis=1)
+        assert dominant.tolist() == [int(np.argmax(COLOURS[manifest["classes"][y]])) for y in labels]
+
+
+def test_corrupt_jpeg_is_listed_and_skipped(run):
+    _, manifest, proc, work = run
+    assert [b["path"].endswith(CORRUPT) for b in manifest["bad_images"]] == [True]
+    assert "1 unreadable images skipped" in proc.stdout
+    assert not (work / "data" / "prepare-work").exists()  # the work directory is gone when done
+
+
+def test_both_val_layouts_give_the_same_arrays(tmp_path):
+    a = build(tmp_path / "folders", flat_val=False)
+    b = build(tmp_path / "flat", flat_val=True)
+    stage_ok("prepare", tmp_path / "wa", params(a))
+    stage_ok("prepare", tmp_path / "wb", params(b))
+    (xa, ma), (xb, mb) = prepared(tmp_path / "wa"), prepared(tmp_path / "wb")
+    for split in ("train", "val"):
+        assert ma["splits"][split]["sha256"] == mb["splits"][split]["sha256"]
+        np.testing.assert_array_equal(xa[split][0], xb[split][0])
+
+
+def test_missing_class_is_an_error_naming_the_wnid(tmp_path):
+    root = build(tmp_path / "tree", flat_val=False)
+    (root / "classes.txt").write_text("\n".join(WNIDS + ["n09999999"]))
+    proc = run_stage("prepare", tmp_path / "work", params(root))
+    stage_error(proc, "prepare", "n09999999", "prepare.path")
+    assert not (tmp_path / "work" / "data" / "prepared").exists()
+
+
+def test_flat_val_without_csv_is_an_error(tmp_path):
+    root = build(tmp_path / "tree", flat_val=True)
+    (root / "LOC_val_solution.csv").unlink()
+    stage_error(run_stage("prepare", tmp_path / "work", params(root)), "prepare", "prepare.val_csv",
+                "LOC_val_solution.csv")
+
+
+def test_corrupt_file_with_on_bad_image_error(tmp_path):
+    root = build(tmp_path / "tree", flat_val=False)
+    proc = run_stage("prepare", tmp_path / "work", params(root, on_bad_image="error"))
+    stage_error(proc, "prepare", "_corrupt.JPEG", "on_bad_image")
+    assert not (tmp_path / "work" / "data" / "prepared").exists()
+
+
+def test_shipped_class_list_is_imagenet100():
+    wnids = imagenet.read_class_list()
+    assert len(wnids) == len(set(wnids)) == 100
+    assert all(re.fullmatch(r"n\d{8}", w) for w in wnids)
+
+
+def test_decoding_resumes_from_saved_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(imagenet, "CHUNK", 2)
+    root = build(tmp_path / "tree", flat_val=False)
+    items = imagenet.list_imagenet(root, WNIDS)["val"]  # 6 images, 3 chunks, all readable
+    classes = sorted(WNIDS)
+    work = tmp_path / "work"
+    npy, labels, bad = imagenet.decode_split(items, classes, SIZE, None, work, "val", 2, "skip")
+    full = np.load(npy).copy()
+    assert bad == [] and len(labels) == len(items)
+    # As if killed after the first chunk: rows 0-1 marked done (and set to a marker that a
+    # re-decode would overwrite), the rest not done.
+    state = json.loads((work / "val_state.json").read_text())
+    state["done"] = [0]
+    (work / "val_state.json").write_text(json.dumps(state))
+    images = np.load(npy, mmap_mode="r+")
+    images[:2], images[2:] = 7, 0
+    images.flush()
+    del images
+    npy, labels2, _ = imagenet.decode_split(items, classes, SIZE, None, work, "val", 2, "skip")
+    again = np.load(npy)
+    assert (again[:2] == 7).all()  # the saved chunk was not decoded again
+    np.testing.assert_array_equal(again[2:], full[2:])
+    np.testing.assert_array_equal(labels2, labels)

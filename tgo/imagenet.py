@@ -1,0 +1,167 @@
+"""ImageNet-100 from a user's ImageNet-1k (ILSVRC2012) directory.
+
+ImageNet-100 is the 100-class subset of Tian, Krishnan & Isola, "Contrastive Multiview Coding"
+(CMC), listed in imagenet100_cmc.txt next to this file. Accepted layouts of the ImageNet root:
+
+    train/<wnid>/*.JPEG
+    val/<wnid>/*.JPEG                          (class folders), or
+    val/*.JPEG + LOC_val_solution.csv          (flat, with Kaggle's ground-truth CSV:
+                                                ImageId,PredictionString = "<wnid> x0 y0 x1 y1 ...")
+
+Each image is decoded once, its shorter side resized and centre-cropped, into a memory-mappable
+uint8 array, by a pool of worker processes that write their rows straight into the array.
+Progress (the rows done) is saved after every chunk in a work directory next to the output, so a
+killed run resumes where it stopped.
+"""
+import csv
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from tgo.data import IMAGE_SUFFIXES, SPLITS, load_image
+from tgo.io import TGOError
+
+CMC_CLASSES = Path(__file__).with_name("imagenet100_cmc.txt")
+VAL_CSV = "LOC_val_solution.csv"
+CHUNK = 256  # images per work item; progress is saved after each
+
+
+def read_class_list(path=None):
+    """The wnids of a class-list file (one per line; default: the CMC ImageNet-100 list)."""
+    path = Path(path) if path else CMC_CLASSES
+    if not path.is_file():
+        raise TGOError(f"prepare.class_list: file '{path}' does not exist; give a text file with one "
+                       "wnid per line, or null for the ImageNet-100 (CMC) list")
+    wnids = [w for w in path.read_text().split() if w]
+    if len(set(wnids)) != len(wnids) or not wnids:
+        raise TGOError(f"prepare.class_list: '{path}' is empty or lists a wnid twice")
+    return wnids
+
+
+def _images_in(folder):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def list_imagenet(root, wnids, val_csv=None):
+    """{split: [(path, wnid), ...]} for the listed classes of an ImageNet-1k tree.
+
+    A listed class without images in a split is an error naming the wnid; other classes in the tree
+    are ignored. The val split uses val/<wnid>/ folders when they exist, otherwise the flat
+    val/*.JPEG files labelled by val_csv (default <root>/LOC_val_solution.csv).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise TGOError(f"prepare.path: directory '{root}' does not exist; point it at the ImageNet-1k "
+                       "root holding train/<wnid>/ and val/")
+    listing = {"train": [], "val": []}
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise TGOError(f"prepare.path: '{root / split}' is missing; the ImageNet root needs train/ "
+                           "and val/")
+    for wnid in wnids:
+        folder = root / "train" / wnid
+        files = _images_in(folder) if folder.is_dir() else []
+        if not files:
+            raise TGOError(f"prepare.path: class {wnid} has no images in '{folder}'; the ImageNet-1k "
+                           "train split must hold every class of prepare.class_list")
+        listing["train"] += [(p, wnid) for p in files]
+
+    if any((root / "val" / w).is_dir() for w in wnids):
+        by_class = {w: _images_in(root / "val" / w) if (root / "val" / w).is_dir() else [] for w in wnids}
+    else:
+        csv_path = Path(val_csv) if val_csv else root / VAL_CSV
+        if not csv_path.is_file():
+            raise TGOError(f"prepare.val_csv: '{csv_path}' not found; val/ has no class folders, so the "
+                           f"flat val/*.JPEG files need the ground-truth CSV ({VAL_CSV})")
+        wanted = set(wnids)
+        by_class = {w: [] for w in wnids}
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                wnid = row["PredictionString"].split()[0]
+                path = root / "val" / f"{row['ImageId']}.JPEG"
+                if wnid in wanted and path.is_file():
+                    by_class[wnid].append(path)
+    for wnid in wnids:
+        if not by_class[wnid]:
+            raise TGOError(f"prepare.path: class {wnid} has no images in the val split "
+                           f"('{root / 'val'}'); every class of prepare.class_list needs val images")
+        listing["val"] += [(p, wnid) for p in sorted(by_class[wnid])]
+    return listing
+
+
+def _decode_chunk(args):
+    """Worker: decode images[start:start+len(paths)] into the memmap. Returns (start, bad)."""
+    npy, start, paths, size, resize = args
+    images = np.load(npy, mmap_mode="r+")
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            images[start + i] = load_image(path, size, resize)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            bad.append((start + i, str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
+    images.flush()
+    return start, bad
+
+
+def _save_json(path, obj):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_image):
+    """Decode one split into work_dir/<split>_images.npy, resuming saved progress.
+
+    Returns (path of the images file with only readable images, labels, bad images). A listing that
+    differs from the saved one (other files or sizes) starts the split over.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    npy, state_path = work_dir / f"{split}_decoding.npy", work_dir / f"{split}_state.json"
+    key = hashlib.sha256(json.dumps([[str(p) for p, _ in items], size, resize]).encode()).hexdigest()
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("key") != key or not npy.exists():
+        state = {"key": key, "done": [], "bad": []}
+        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3)).flush()
+        _save_json(state_path, state)
+    done = set(state["done"])
+    todo = [s for s in range(0, len(items), CHUNK) if s not in done]
+    if done:
+        print(f"{split}: resuming, {len(done)} of {len(done) + len(todo)} chunks already decoded")
+    jobs = [(str(npy), s, [str(p) for p, _ in items[s:s + CHUNK]], size, resize) for s in todo]
+    pool = ProcessPoolExecutor(workers)
+    try:
+        with tqdm(total=len(items), initial=len(items) - sum(len(j[2]) for j in jobs),
+                  desc=f"decoding {split}", unit="img", leave=False) as bar:
+            for start, bad in pool.map(_decode_chunk, jobs):
+                if bad and on_bad_image == "error":
+                    raise TGOError(f"{bad[0][1]}: unreadable image ({bad[0][2]}); fix or remove it, or "
+                                   "set prepare.on_bad_image: skip")
+                state["done"].append(start)
+                state["bad"] += bad
+                _save_json(state_path, state)
+                bar.update(len(items[start:start + CHUNK]))
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[w] for _, w in items], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(items)), [b[0] for b in state["bad"]])
+    if len(keep) < len(items) and not state.get("compacted"):  # copy the readable rows out
+        src = np.load(npy, mmap_mode="r")
+        compact = work_dir / f"{split}_compact.npy"
+        dst = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
+        for s in range(0, len(keep), 4096):
+            dst[s:s + 4096] = src[keep[s:s + 4096]]
+        dst.flush()
+        del src, dst
+        os.replace(compact, npy)
+        state["compacted"] = True
+        _save_json(state_path, state)
+    return npy, labels[keep], [{"path": p, "reason": r} for _, p, r in state["bad"]]
