@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import timm
 import torch
+from safetensors.torch import load_file
 
+from tgo.capture import capture
 from tgo.geometry import qk
+from tgo.models import to_input
+from tgo.training import save_weights
 
 
 def _weights(seed, dim=48, d_head=8):
@@ -178,6 +182,35 @@ def test_attention_matches_timm(block):
     hidden16 = qk.layer_norm(x16, ln.weight.detach(), ln.bias.detach(), ln.eps)
     ours16 = qk.attention_from_inputs(hidden16, blk.attn.qkv.weight, blk.attn.qkv.bias, 2)
     assert np.abs(ours16 - timm_attn).max() < 2e-3
+
+
+def test_attention_from_stored_inputs_of_a_checkpoint_equals_timm(tmp_path):
+    # The qk stage's path: a safetensors checkpoint, activations written by tgo.capture (float16),
+    # norm1 and qkv from the checkpoint's tensors -> the attention timm computes in every block.
+    kwargs = dict(model_name="vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
+                  embed_dim=32, num_heads=2, num_classes=4)
+    save_weights(_tiny_vit(), tmp_path / "epoch_001.safetensors")
+    weights = load_file(str(tmp_path / "epoch_001.safetensors"))
+    model = timm.create_model(**kwargs)
+    model.load_state_dict(weights)
+    images = np.random.default_rng(2).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    capture(model, images, batch_size=2, out_dir=tmp_path)
+
+    timm_attn = {}
+    for b, blk in enumerate(model.blocks):
+        blk.attn.fused_attn = False
+        blk.attn.attn_drop.register_forward_hook(lambda m, i, o, b=b: timm_attn.__setitem__(b, o.double().numpy()))
+    with torch.no_grad():
+        model(to_input(torch.from_numpy(images)))
+    embed, residual = np.load(tmp_path / "embed.npy"), np.load(tmp_path / "residual.npy")
+    w = {k: v.double().numpy() for k, v in weights.items()}
+    for b in range(2):
+        stored = embed if b == 0 else residual[b - 1]
+        hidden = qk.layer_norm(stored, w[f"blocks.{b}.norm1.weight"], w[f"blocks.{b}.norm1.bias"],
+                               model.blocks[b].norm1.eps)
+        ours = qk.attention_from_inputs(hidden, w[f"blocks.{b}.attn.qkv.weight"], w[f"blocks.{b}.attn.qkv.bias"], 2)
+        assert timm_attn[b].max() > 5.0 / 17  # not trivially uniform
+        assert np.abs(ours - timm_attn[b]).max() < 2e-3  # float16 storage of the block input
 
 
 def _uniform_attention(n, t, heads=2):
