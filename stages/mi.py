@@ -28,6 +28,12 @@ def main():
     if not (0 <= reference[0] < rows_ and 0 <= reference[1] < cols_):
         raise TGOError(f"mi.reference={list(reference)} is outside the {rows_}x{cols_} patch grid")
     n = min(cfg["max_images"], meta["n_images"])
+    if not 1 <= cfg["k"] < n:
+        raise TGOError(f"mi.k={cfg['k']} with {n} images (mi.max_images, at most extract.probe_size): need "
+                       f"1 <= k < {n}; lower mi.k (3 is usual) or use more images")
+    if cfg["n_shuffles"] < 1 or cfg["bowtie_bins"] < 2:
+        raise TGOError(f"mi.n_shuffles={cfg['n_shuffles']}, mi.bowtie_bins={cfg['bowtie_bins']}: need at least "
+                       "1 shuffle and 2 bins")
     channels = np.sort(np.random.default_rng(cfg["seed"]).choice(meta["dim"], cfg["n_channels"], replace=False))
     ref_index = reference[0] * cols_ + reference[1]
 

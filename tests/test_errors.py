@@ -20,7 +20,7 @@ UPSTREAM = {
     "spectral": ("data/prepared", "data/checkpoints", "data/activations", "reports/train",
                  "reports/metrics/train.json"),
 }
-UPSTREAM["tokens"] = UPSTREAM["correlation"] = UPSTREAM["spectral"]
+UPSTREAM["tokens"] = UPSTREAM["correlation"] = UPSTREAM["mi"] = UPSTREAM["qk"] = UPSTREAM["spectral"]
 OUTPUTS = {
     "prepare": ("data/prepared",),
     "train": ("data/checkpoints", "reports/train", "reports/metrics/train.json"),
@@ -28,6 +28,8 @@ OUTPUTS = {
     "spectral": ("reports/spectral", "reports/metrics/spectral.json"),
     "tokens": ("reports/tokens", "reports/metrics/tokens.json"),
     "correlation": ("reports/correlation", "reports/metrics/correlation.json"),
+    "mi": ("reports/mi", "reports/metrics/mi.json"),
+    "qk": ("reports/qk", "reports/metrics/qk.json"),
 }
 
 
@@ -157,6 +159,25 @@ def test_tokens_bad_params(tmp_path, workspace, overrides, needles):
 def test_correlation_bad_max_images(tmp_path, workspace):
     root = upstream_of("correlation", workspace, tmp_path)
     fails_cleanly("correlation", root, micro_config(correlation={"max_images": 0}), "correlation.max_images")
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    ({"estimator": "kde"}, ("mi.estimator", "kde")),
+    ({"n_channels": 0}, ("mi.n_channels=0", "32")),  # the micro width
+    ({"reference": [9, 0]}, ("mi.reference", "4x4")),
+    ({"k": 40}, ("mi.k=40", "32 images")),  # the micro probe set
+    ({"max_images": 1}, ("mi.k=3", "mi.max_images")),
+    ({"n_shuffles": 0}, ("mi.n_shuffles=0",)),
+])
+def test_mi_bad_params(tmp_path, workspace, overrides, needles):
+    root = upstream_of("mi", workspace, tmp_path)
+    fails_cleanly("mi", root, micro_config(mi=overrides), *needles)
+
+
+@pytest.mark.parametrize("overrides", [{"max_images": 0}, {"angle_bins": 1}])
+def test_qk_bad_params(tmp_path, workspace, overrides):
+    root = upstream_of("qk", workspace, tmp_path)
+    fails_cleanly("qk", root, micro_config(qk=overrides), *(f"qk.{k}={v}" for k, v in overrides.items()))
 
 
 def test_tokens_alpha_window_beyond_rank_is_missing_with_reason(tmp_path, workspace):
