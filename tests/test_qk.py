@@ -138,10 +138,13 @@ def test_head_projections_and_heads_together():
     np.testing.assert_array_equal(tq, w_q)
 
 
+TINY_VIT = dict(model_name="vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
+                embed_dim=32, num_heads=2, num_classes=4)
+
+
 def _tiny_vit():
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
-                              embed_dim=32, num_heads=2, num_classes=4).eval()
+    model = timm.create_model(**TINY_VIT).eval()
     with torch.no_grad():  # sharpen attention so the comparison is not against ~uniform rows
         for blk in model.blocks:
             blk.attn.qkv.weight.mul_(20.0)
@@ -187,11 +190,9 @@ def test_attention_matches_timm(block):
 def test_attention_from_stored_inputs_of_a_checkpoint_equals_timm(tmp_path):
     # The qk stage's path: a safetensors checkpoint, activations written by tgo.capture (float16),
     # norm1 and qkv from the checkpoint's tensors -> the attention timm computes in every block.
-    kwargs = dict(model_name="vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
-                  embed_dim=32, num_heads=2, num_classes=4)
     save_weights(_tiny_vit(), tmp_path / "epoch_001.safetensors")
     weights = load_file(str(tmp_path / "epoch_001.safetensors"))
-    model = timm.create_model(**kwargs)
+    model = timm.create_model(**TINY_VIT)
     model.load_state_dict(weights)
     images = np.random.default_rng(2).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
     capture(model, images, batch_size=2, out_dir=tmp_path)
