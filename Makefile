@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test test-all params
+.PHONY: install demo test params
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,3 @@ params: install
 
 test: install
 	pytest
-
-test-all: install
-	pytest -m ""

@@ -26,7 +26,7 @@ from sklearn.decomposition import PCA  # imported here so the import is not time
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tgo.geometry import spectral  # noqa: E402
-from tgo.geometry.tokens import alpha_missing_reason, alpha_signatures  # noqa: E402
+from tgo.geometry.tokens import alpha_signatures  # noqa: E402
 
 
 def synthetic_acts(blocks, n, tokens, dim, seed=0):
@@ -69,7 +69,7 @@ def main():
     ranks = tuple(args.ranks)
     sub = min(args.baseline_blocks, args.blocks)
 
-    reason = alpha_missing_reason(args.n, args.dim, ranks)
+    reason = spectral.alpha_window_error(ranks, args.n, args.dim)
     if reason:
         sys.exit(f"alpha is undefined for this shape: {reason}")
 

@@ -1,6 +1,6 @@
 """Benchmark: training throughput with the real data path against the same step fed from the device.
 
-Real path: uint8 images in a memory-mapped .npy -> tgo.training.device_batches (gather into pinned
+Real path: uint8 images in a memory-mapped .npy -> tgo.loader.device_batches (gather into pinned
 memory on a background thread, copy to the device) -> training_batch (the DeiT recipe on the device:
 random resized crop, flip, RandAugment subset, mixup/cutmix, random erasing) -> train_step.
 Ceiling: train_step alone on one batch that already sits on the device, augmented once. Both run in
@@ -23,7 +23,10 @@ from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 
-from tgo.training import device_batches, pick_device, train_step, training_batch
+from tgo.augment import training_batch
+from tgo.distributed import pick_device
+from tgo.loader import device_batches
+from tgo.training import train_step
 
 RECIPE = {"augment": "deit", "rrc_scale": [0.08, 1.0], "hflip": 0.5, "randaug_ops": 2, "randaug_magnitude": 9,
           "randaug_std": 0.5, "augment_pad": 0, "clip_grad": 0.0}

@@ -3,27 +3,23 @@
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tgo.capture import checkpoint_dirs, residual_sites
+from tgo import activations
+from tgo.activations import each_checkpoint, residual_sites
 from tgo.geometry.correlation import intertoken_correlation
-from tgo.io import TGOError, atomic_dir, load_params, read_json, run_stage, write_csv, write_json
+from tgo.io import atomic_dir, run_stage, write_csv, write_json
+from tgo.params import load
 
-ACTS, OUT, METRICS = Path("data/activations"), Path("reports/correlation"), "reports/metrics/correlation.json"
+OUT, METRICS = Path("reports/correlation"), "reports/metrics/correlation.json"
 TOKEN_SETS = ("patches", "all")  # patch tokens only; all tokens including CLS
 
 
 def main():
-    cfg = load_params()["correlation"]
-    dirs = checkpoint_dirs(ACTS)
-    n_probe = read_json(dirs[0] / "meta.json")["n_images"]
-    if cfg["max_images"] < 1:
-        raise TGOError(f"correlation.max_images={cfg['max_images']}: must be at least 1")
-    n = min(cfg["max_images"], n_probe)
+    cfg = load("correlation")
+    n = min(cfg["max_images"], activations.checkpoints()[0][1]["n_images"])
 
     rows = []
-    for act_dir in tqdm(dirs, desc="checkpoints", unit="ckpt"):
-        meta = read_json(act_dir / "meta.json")
+    for act_dir, meta in each_checkpoint():
         p0 = meta["num_prefix_tokens"]
         for site, depth, tokens in residual_sites(act_dir):
             x = np.asarray(tokens[:n])
@@ -37,7 +33,7 @@ def main():
     at_last = [r for r in rows if r["epoch"] == last]
     blocks = [r for r in at_last if r["site"].startswith("block_") and r["tokens"] == "patches"]
     lowest = min(blocks, key=lambda r: r["mean_r"])
-    summary = {"epoch": last, "n_images": n, "lowest_block": lowest["site"], "lowest_mean_r": lowest["mean_r"]}
+    summary = {"epoch": last, "n_images": n, "lowest_mean_r_site": lowest["site"], "lowest_mean_r": lowest["mean_r"]}
     for name in TOKEN_SETS:
         summary[name] = {r["site"]: {"mean_r": r["mean_r"], "mean_abs_r": r["mean_abs_r"]}
                          for r in at_last if r["tokens"] == name}
@@ -46,8 +42,8 @@ def main():
         for name in TOKEN_SETS:  # DVC plot data: across depth at the last checkpoint
             write_csv(tmp / f"depth_{name}.csv", [r for r in at_last if r["tokens"] == name])
     write_json(METRICS, summary)
-    print(f"inter-token correlation over {n} images x {len(dirs)} checkpoints; lowest mean r at "
-          f"{lowest['site']} ({lowest['mean_r']:.4f}) -> {OUT}, {METRICS}")
+    print(f"inter-token correlation over {n} images x {len({r['epoch'] for r in rows})} checkpoints; lowest "
+          f"mean r at {lowest['site']} ({lowest['mean_r']:.4f}) -> {OUT}, {METRICS}")
 
 
 if __name__ == "__main__":

@@ -4,86 +4,79 @@ spatial distance, excess kurtosis, conditional ("bowtie") histograms
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tgo.capture import checkpoint_dirs
-from tgo.geometry.information import (conditional_histogram, decay_rate, excess_kurtosis,
-                                      mi_vs_distance)
-from tgo.io import TGOError, atomic_dir, load_params, read_json, run_stage, write_csv, write_json
+from tgo import activations
+from tgo.activations import each_checkpoint, site_name
+from tgo.geometry.information import conditional_histogram, excess_kurtosis, log_mi_slope, mi_vs_distance
+from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
+from tgo.params import load
 
-ACTS, OUT, METRICS = Path("data/activations"), Path("reports/mi"), "reports/metrics/mi.json"
+OUT, METRICS = Path("reports/mi"), "reports/metrics/mi.json"
 SUBLAYERS = ("attn", "mlp")
 
 
 def main():
-    cfg = load_params()["mi"]
-    if cfg["estimator"] not in ("ksg", "binned"):
-        raise TGOError(f"mi.estimator={cfg['estimator']!r}: use ksg or binned")
-    dirs = checkpoint_dirs(ACTS)
-    meta = read_json(dirs[0] / "meta.json")
+    cfg = load("mi")
+    checkpoints = activations.checkpoints()
+    meta = checkpoints[0][1]
     rows_, cols_ = meta["grid"]
-    if not 1 <= cfg["n_channels"] <= meta["dim"]:
+    if cfg["n_channels"] > meta["dim"]:
         raise TGOError(f"mi.n_channels={cfg['n_channels']}: choose 1..{meta['dim']} (the width)")
     reference = tuple(cfg["reference"]) if cfg["reference"] else (rows_ // 2, cols_ // 2)
-    if not (0 <= reference[0] < rows_ and 0 <= reference[1] < cols_):
+    if not (reference[0] < rows_ and reference[1] < cols_):
         raise TGOError(f"mi.reference={list(reference)} is outside the {rows_}x{cols_} patch grid")
     n = min(cfg["max_images"], meta["n_images"])
-    if not 1 <= cfg["k"] < n:
+    if cfg["k"] >= n:
         raise TGOError(f"mi.k={cfg['k']} with {n} images (mi.max_images, at most extract.probe_size): need "
                        f"1 <= k < {n}; lower mi.k (3 is usual) or use more images")
-    if cfg["n_shuffles"] < 1 or cfg["bowtie_bins"] < 2:
-        raise TGOError(f"mi.n_shuffles={cfg['n_shuffles']}, mi.bowtie_bins={cfg['bowtie_bins']}: need at least "
-                       "1 shuffle and 2 bins")
     channels = np.sort(np.random.default_rng(cfg["seed"]).choice(meta["dim"], cfg["n_channels"], replace=False))
     ref_index = reference[0] * cols_ + reference[1]
 
     curves, kurtosis, bowtie = [], [], []
-    last_dir = dirs[-1]
-    for act_dir in tqdm(dirs, desc="checkpoints", unit="ckpt"):
-        meta = read_json(act_dir / "meta.json")
-        p0 = meta["num_prefix_tokens"]
+    last_dir = checkpoints[-1][0]
+    for act_dir, meta in each_checkpoint():
+        p0, n_blocks = meta["num_prefix_tokens"], meta["n_blocks"]
         for sub in SUBLAYERS:
-            acts = np.load(act_dir / f"{sub}.npy", mmap_mode="r")
-            for b in range(acts.shape[0]):
+            acts = activations.load(act_dir, sub)
+            for b in range(n_blocks):
                 x = acts[b, :n, p0:]  # float16 (N, patches, C); mi_vs_distance reads only its channels
                 res = mi_vs_distance(x, (rows_, cols_), channels, reference, k=cfg["k"],
                                      estimator=cfg["estimator"], n_shuffles=cfg["n_shuffles"], seed=cfg["seed"])
+                at = {"epoch": meta["epoch"], "sublayer": sub, "site": site_name(b + 1, n_blocks), "depth": b + 1}
                 for d, m, s in zip(res["distances"], res["mi"], res["mi_std"]):
-                    curves.append({"epoch": meta["epoch"], "sublayer": sub, "block": b + 1,
-                                   "distance": d, "mi": m, "mi_std": s})
+                    curves.append({**at, "distance": d, "mi": m, "mi_std": s})
                 k = excess_kurtosis(np.asarray(x).reshape(len(x), -1), axis=0)
                 q = np.nanpercentile(k, [10, 50, 90])
-                kurtosis.append({"epoch": meta["epoch"], "sublayer": sub, "block": b + 1,
-                                 "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0],
+                kurtosis.append({**at, "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0],
                                  "kurtosis_median": q[1], "kurtosis_p90": q[2]})
                 if act_dir == last_dir:
-                    bowtie += _bowtie_rows(x, (rows_, cols_), ref_index, channels[0], cfg["bowtie_bins"],
-                                           meta["epoch"], sub, b + 1)
+                    bowtie += _bowtie_rows(x, (rows_, cols_), ref_index, channels[0], cfg["bowtie_bins"], at)
 
     last = max(r["epoch"] for r in curves)
     summary = {"epoch": last, "reference": list(reference), "n_channels": cfg["n_channels"],
                "estimator": cfg["estimator"], "n_images": n}
+    depth_rows = {sub: [] for sub in SUBLAYERS}
     for sub in SUBLAYERS:
         summary[sub] = {}
-        for b in sorted({r["block"] for r in curves}):
+        for site, depth in sorted({(r["site"], r["depth"]) for r in curves}, key=lambda s: s[1]):
             c = sorted((r["distance"], r["mi"]) for r in curves
-                       if r["epoch"] == last and r["sublayer"] == sub and r["block"] == b)
+                       if r["epoch"] == last and r["sublayer"] == sub and r["depth"] == depth)
             d, m = np.array([x[0] for x in c]), np.array([x[1] for x in c])
-            summary[sub][f"block_{b}"] = {"mi_d1": float(m[0]), "mi_dmax": float(m[-1]),
-                                          "decay_rate": decay_rate(d, m)}
+            summary[sub][site] = {"mi_at_distance_1": float(m[0]), "mi_at_max_distance": float(m[-1]),
+                                  "log_mi_slope": log_mi_slope(d, m)}
+            depth_rows[sub].append({"site": site, "depth": depth, **summary[sub][site]})
     with atomic_dir(OUT) as tmp:
         write_csv(tmp / "mi_distance.csv", curves)
         write_csv(tmp / "kurtosis.csv", kurtosis)
         write_csv(tmp / "bowtie.csv", bowtie)
         for sub in SUBLAYERS:  # DVC plot data: MI at distance 1 across depth, last checkpoint
-            write_csv(tmp / f"depth_{sub}.csv", [{"block": int(k.split("_")[1]), **v}
-                                                 for k, v in summary[sub].items()])
+            write_csv(tmp / f"depth_{sub}.csv", depth_rows[sub])
     write_json(METRICS, summary)
     print(f"MI vs distance ({cfg['estimator']}, {cfg['n_channels']} channels, reference patch "
-          f"{reference}, {n} images) for {len(dirs)} checkpoints -> {OUT}, {METRICS}")
+          f"{reference}, {n} images) for {len(checkpoints)} checkpoints -> {OUT}, {METRICS}")
 
 
-def _bowtie_rows(x, grid, ref_index, channel, bins, epoch, sub, block):
+def _bowtie_rows(x, grid, ref_index, channel, bins, at):
     """p(y|x) for the reference neuron and the same channel at a near (distance 1) and a far patch."""
     rows_, cols_ = grid
     r0, c0 = divmod(ref_index, cols_)
@@ -93,8 +86,8 @@ def _bowtie_rows(x, grid, ref_index, channel, bins, epoch, sub, block):
     for pair, p in (("near", near), ("far", far)):
         edges, h = conditional_histogram(x[:, ref_index, channel], x[:, p, channel], bins=bins)
         centres = (edges[:-1] + edges[1:]) / 2
-        out += [{"epoch": epoch, "sublayer": sub, "block": block, "pair": pair, "x": centres[i],
-                 "y": centres[j], "p": h[i, j]} for i in range(len(centres)) for j in range(len(centres))]
+        out += [{**at, "pair": pair, "x": centres[i], "y": centres[j], "p": h[i, j]}
+                for i in range(len(centres)) for j in range(len(centres))]
     return out
 
 

@@ -7,23 +7,23 @@ import numpy as np
 
 from tgo.data import list_imagefolder, load_imagefolder_split, make_synthetic, write_prepared
 from tgo.imagenet import decode_split, list_imagenet, read_class_list
-from tgo.io import TGOError, atomic_dir, load_params, run_stage
+from tgo.io import TGOError, atomic_dir, run_stage
+from tgo.params import load
 
 OUT = "data/prepared"
 WORK = Path("data/prepare-work")  # decoding progress of large sets, kept until prepare finishes
 
 
 def main():
-    cfg = load_params()["prepare"]
+    cfg = load("prepare")
     size = cfg["image_size"]
     decoded = {}  # {split: images file decoded in place} (imagenet100)
-    if cfg["on_bad_image"] not in ("skip", "error"):
-        raise TGOError(f"prepare.on_bad_image={cfg['on_bad_image']!r}: use skip or error")
     if cfg["source"] == "synthetic":
         splits = {}
+        per_class = {"train": cfg["train_per_class"], "val": cfg["val_per_class"]}
         for i, split in enumerate(("train", "val")):
-            images, labels, classes = make_synthetic(cfg["num_classes"], cfg[f"{split}_per_class"],
-                                                     size, seed=cfg["seed"] * 2 + i)
+            images, labels, classes = make_synthetic(cfg["num_classes"], per_class[split], size,
+                                                     seed=cfg["seed"] * 2 + i)
             splits[split] = (images, labels)
         bad = []
     elif cfg["source"] == "imagefolder":
@@ -33,10 +33,10 @@ def main():
         listing, classes = list_imagefolder(cfg["path"])
         splits, bad = {}, []
         for split, items in listing.items():
-            images, labels, skipped = load_imagefolder_split(items, classes, size, cfg["on_bad_image"])
+            images, labels, skipped = load_imagefolder_split(items, classes, size, cfg["on_bad_image"], cfg["resize"])
             splits[split] = (images, labels)
             bad += skipped
-    elif cfg["source"] == "imagenet100":
+    else:  # imagenet100
         if not cfg["path"]:
             raise TGOError("prepare.path is not set; point it at the ImageNet-1k root (train/<wnid>/, val/)")
         classes = sorted(read_class_list(cfg["class_list"]))
@@ -48,8 +48,6 @@ def main():
                                                            workers, cfg["on_bad_image"])
             splits[split] = (None, labels)
             bad += skipped
-    else:
-        raise TGOError(f"prepare.source={cfg['source']!r}: use synthetic, imagefolder or imagenet100")
 
     with atomic_dir(OUT) as tmp:
         for split, npy in decoded.items():

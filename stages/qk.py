@@ -3,67 +3,63 @@ angle between patch vectors vs their attention -> reports/qk/, reports/metrics/q
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file
-from tqdm import tqdm
 
-from tgo.capture import checkpoint_dirs
+from tgo import activations
+from tgo.activations import each_checkpoint, site_name
+from tgo.checkpoints import CHECKPOINTS, load_checkpoint, read_config
 from tgo.geometry.qk import (angle_attention_stats, attention_from_inputs, decompose, head_projections,
                              heads_together, layer_norm)
-from tgo.io import TGOError, atomic_dir, load_params, read_json, run_stage, write_csv, write_json
+from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.models import build_model
-from tgo.training import checkpoint_name
+from tgo.params import load
 
-CKPT, ACTS = Path("data/checkpoints"), Path("data/activations")
 OUT, METRICS = Path("reports/qk"), "reports/metrics/qk.json"
-SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_ratio", "sv_top_share", "sv_decay")
+SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
+           "top10pct_sv_energy_share")
 
 
 def main():
-    cfg = load_params()["qk"]
-    if cfg["max_images"] < 1 or cfg["angle_bins"] < 2:
-        raise TGOError(f"qk.max_images={cfg['max_images']}, qk.angle_bins={cfg['angle_bins']}: "
-                       "need at least 1 image and 2 bins")
-    run = read_json(CKPT / "config.json")
+    cfg = load("qk")
+    run = read_config()
     norm1 = build_model(run["model_kwargs"]).blocks[0].norm1
     num_heads, eps = run["model_kwargs"]["num_heads"], norm1.eps
 
     heads, spectra, angles, binned = [], [], [], []
-    for act_dir in tqdm(checkpoint_dirs(ACTS), desc="checkpoints", unit="ckpt"):
-        meta = read_json(act_dir / "meta.json")
-        epoch, p0 = meta["epoch"], meta["num_prefix_tokens"]
-        w = {k: v.double().numpy() for k, v in load_file(str(CKPT / checkpoint_name(epoch))).items()}
-        residual = np.load(act_dir / "residual.npy", mmap_mode="r")
+    for act_dir, meta in each_checkpoint():
+        epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
+        w = {k: v.double().numpy() for k, v in load_checkpoint(CHECKPOINTS, epoch).items()}
+        embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
         n = min(cfg["max_images"], meta["n_images"])
-        for b in range(meta["depth"]):
+        for b in range(n_blocks):
             pre = f"blocks.{b}."
+            at = {"epoch": epoch, "site": site_name(b + 1, n_blocks), "depth": b + 1}
             w_q, w_k = head_projections(w[pre + "attn.qkv.weight"], num_heads)
             for h in range(num_heads):
                 d = decompose(w_q[h], w_k[h])
-                heads.append({"epoch": epoch, "block": b + 1, "head": h, **{k: d[k] for k in SUMMARY}})
+                heads.append({**at, "head": h, **{k: d[k] for k in SUMMARY}})
             together = heads_together(w_q, w_k)
-            heads.append({"epoch": epoch, "block": b + 1, "head": "all", **{k: together[k] for k in SUMMARY}})
+            heads.append({**at, "head": "all", **{k: together[k] for k in SUMMARY}})
             for kind in ("sym_eigenvalues", "asym_magnitudes", "singular_values"):
-                spectra += [{"epoch": epoch, "block": b + 1, "kind": kind, "index": i + 1, "value": v}
-                            for i, v in enumerate(together[kind])]
+                spectra += [{**at, "kind": kind, "index": i + 1, "value": v} for i, v in enumerate(together[kind])]
 
             # Angles and attention among the tokens that enter attention: norm1 of the block input.
-            x = np.load(act_dir / "embed.npy", mmap_mode="r")[:n] if b == 0 else residual[b - 1, :n]
+            x = embed[:n] if b == 0 else residual[b - 1, :n]
             hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
             attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w[pre + "attn.qkv.bias"], num_heads)
             st = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"])
-            angles.append({"epoch": epoch, "block": b + 1, "spearman": st["spearman"],
-                           "share_obtuse": st["share_obtuse"], "n_pairs": st["n_pairs"]})
-            binned += [{"epoch": epoch, "block": b + 1, "angle": c, "attention": a}
+            angles.append({**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"],
+                           "n_pairs": st["n_pairs"]})
+            binned += [{**at, "angle": c, "attention": a}
                        for c, a in zip(st["bin_centres"], st["attention_by_angle"])]
 
     last = max(r["epoch"] for r in angles)
     summary = {"epoch": last, "heads_together": {}, "angle": {}}
     for r in heads:
         if r["epoch"] == last and r["head"] == "all":
-            summary["heads_together"][f"block_{r['block']}"] = {k: r[k] for k in SUMMARY}
+            summary["heads_together"][r["site"]] = {k: r[k] for k in SUMMARY}
     for r in angles:
         if r["epoch"] == last:
-            summary["angle"][f"block_{r['block']}"] = {"spearman": r["spearman"], "share_obtuse": r["share_obtuse"]}
+            summary["angle"][r["site"]] = {"spearman": r["spearman"], "share_obtuse": r["share_obtuse"]}
     with atomic_dir(OUT) as tmp:
         write_csv(tmp / "heads.csv", heads)
         write_csv(tmp / "spectra.csv", spectra)
@@ -72,7 +68,7 @@ def main():
         # DVC plot data: across depth at the last checkpoint
         write_csv(tmp / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last
                                       for h in heads if h["epoch"] == last and h["head"] == "all"
-                                      and h["block"] == a["block"]])
+                                      and h["depth"] == a["depth"]])
     write_json(METRICS, summary)
     print(f"QK spectra ({num_heads} heads and together) and angle vs attention ({n} images) for "
           f"{len({r['epoch'] for r in angles})} checkpoints -> {OUT}, {METRICS}")

@@ -3,33 +3,32 @@ site and sample set -> reports/spectral/ (plot data) and reports/metrics/spectra
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tgo.capture import SAMPLE_SETS, checkpoint_dirs, residual_sites, sample_sets
+from tgo import activations
+from tgo.activations import SAMPLE_SETS, each_checkpoint, residual_sites, sample_sets
 from tgo.geometry.spectral import alpha_window_error, singular_values, spectral_metrics
-from tgo.io import TGOError, atomic_dir, load_params, read_json, run_stage, write_csv, write_json
+from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
+from tgo.params import load
 
-ACTS, OUT, METRICS = Path("data/activations"), Path("reports/spectral"), "reports/metrics/spectral.json"
+OUT, METRICS = Path("reports/spectral"), "reports/metrics/spectral.json"
 SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
            "spectral_flatness", "anisotropy", "alpha")
 
 
 def main():
-    cfg = load_params()["spectral"]
+    cfg = load("spectral")
     ranks = tuple(cfg["alpha_ranks"])
-    dirs = checkpoint_dirs(ACTS)
-    meta = read_json(dirs[0] / "meta.json")
+    _, meta = activations.checkpoints()[0]
     reason = alpha_window_error(ranks, meta["n_images"], meta["dim"])
     if reason:
         raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
                        f"or raise extract.probe_size")
 
     rows, spectra = [], []
-    for act_dir in tqdm(dirs, desc="checkpoints", unit="ckpt"):
-        meta = read_json(act_dir / "meta.json")
+    for act_dir, meta in each_checkpoint():
         for site, depth, tokens in residual_sites(act_dir):
             for name, X in sample_sets(tokens, meta["num_prefix_tokens"]).items():
-                m = spectral_metrics(X, ranks)
+                m = spectral_metrics(X, ranks, cfg["cosine_max_samples"])
                 eigs = m.pop("eigenvalues")
                 rows.append({"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name,
                              "n_samples": len(X), **m})
@@ -57,7 +56,8 @@ def main():
             "block_mean": {k: float(np.mean([r[k] for r in blocks])) for k in SUMMARY},
         }
     write_json(METRICS, summary)
-    print(f"spectral metrics for {len(dirs)} checkpoints x {len(rows) // len(dirs) // len(SAMPLE_SETS)} "
+    n_checkpoints = len({r["epoch"] for r in rows})
+    print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(SAMPLE_SETS)} "
           f"sites x {len(SAMPLE_SETS)} sample sets (alpha window {ranks}) -> {OUT}, {METRICS}")
 
 

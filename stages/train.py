@@ -1,46 +1,43 @@
 """train: a timm ViT on the prepared data; checkpoints to data/checkpoints/, logs via DVCLive.
 With train.nproc_per_node x train.nnodes > 1 it relaunches itself under torchrun (DDP)."""
 import os
-from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from dvclive import Live
 
+from tgo import distributed
+from tgo.checkpoints import CHECKPOINTS, checkpoint_name, config_hash, save_weights, write_config
 from tgo.data import load_prepared
-from tgo.io import TGOError, load_params, run_stage, write_json
-from tgo.models import build_model, load_weights, model_kwargs
-from tgo.training import (checkpoint_name, checkpoint_schedule, config_hash, evaluate, finish,
-                          pick_device, save_weights, torchrun, train)
+from tgo.io import TGOError, run_stage, write_json
+from tgo.models import build_model, load_external_weights, model_kwargs
+from tgo.params import load
+from tgo.training import evaluate, train
 
-DATA, CKPT, LIVE, METRICS = "data/prepared", Path("data/checkpoints"), "reports/train", "reports/metrics/train.json"
+DATA, LIVE, METRICS = "data/prepared", "reports/train", "reports/metrics/train.json"
 
 
 def main():
-    params = load_params()
+    params = load("model", "train")
     mcfg, tcfg = params["model"], params["train"]
     train_images, train_labels, manifest = load_prepared(DATA, "train")
     val_images, val_labels, _ = load_prepared(DATA, "val")
     kwargs = model_kwargs(mcfg, len(manifest["classes"]), manifest["image_size"])
     if tcfg["weights"]:
         return use_external(kwargs, tcfg, manifest, (val_images, val_labels))
-    checkpoint_schedule(tcfg["checkpoint_epochs"], tcfg["epochs"])
+    if tcfg["batch_size"] > len(train_labels):
+        raise TGOError(f"train.batch_size={tcfg['batch_size']} exceeds the train split ({len(train_labels)} "
+                       "images); lower it")
     n_procs = tcfg["nproc_per_node"] * tcfg["nnodes"]
     if n_procs > 1 and "LOCAL_RANK" not in os.environ:  # DVC started us: launch the workers
-        if tcfg["batch_size"] % n_procs:
-            raise TGOError(f"train.batch_size={tcfg['batch_size']} does not split over {n_procs} processes; "
-                           "use a multiple of train.nproc_per_node x train.nnodes")
-        return torchrun(__file__, tcfg["nproc_per_node"], tcfg["nnodes"], tcfg["rdzv_endpoint"])
-    if n_procs > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if n_procs > 1 else 0
+        return distributed.torchrun(__file__, tcfg["nproc_per_node"], tcfg["nnodes"], tcfg["rdzv_endpoint"])
+    rank = distributed.init() if n_procs > 1 else 0
     torch.manual_seed(tcfg["seed"])
-    model = build_model(kwargs).to(pick_device())
+    model = build_model(kwargs).to(distributed.pick_device())
     run_hash = config_hash(kwargs, tcfg, manifest["splits"])
-    CKPT.mkdir(parents=True, exist_ok=True)
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
     if rank > 0:  # a worker of a distributed run: rank 0 logs and writes
-        train(model, (train_images, train_labels), (val_images, val_labels), tcfg, CKPT, run_hash,
+        train(model, (train_images, train_labels), (val_images, val_labels), tcfg, CHECKPOINTS, run_hash,
               lambda row: None)
         return
     print(f"training {mcfg['name']} ({n_params / 1e6:.2f} M params) for {tcfg['epochs']} epochs "
@@ -57,24 +54,24 @@ def main():
             live.next_step()
 
         history, schedule = train(model, (train_images, train_labels), (val_images, val_labels),
-                                  tcfg, CKPT, run_hash, log_epoch)
-    finish(CKPT, kwargs, schedule, manifest["classes"], run_hash)
+                                  tcfg, CHECKPOINTS, run_hash, log_epoch)
+    write_config(CHECKPOINTS, kwargs, schedule, manifest["classes"], run_hash)
     last = history[-1]
     write_json(METRICS, {"val_top1": last["val_top1"], "val_top5": last["val_top5"],
                          "val_loss": last["val_loss"], "train_loss": last["train_loss"],
                          "epochs": tcfg["epochs"], "params_M": round(n_params / 1e6, 3)})
-    print(f"final val top-1 {last['val_top1']:.2f}%; checkpoints at epochs {schedule} -> {CKPT}")
+    print(f"final val top-1 {last['val_top1']:.2f}%; checkpoints at epochs {schedule} -> {CHECKPOINTS}")
 
 
 def use_external(kwargs, tcfg, manifest, val_data):
     """No training: the weights file becomes the one checkpoint (epoch 0) that the analysis reads."""
-    model, kwargs = load_weights(kwargs, tcfg["weights"])
+    model, kwargs = load_external_weights(kwargs, tcfg["weights"])
     n_params = sum(p.numel() for p in model.parameters())
-    for p in CKPT.iterdir() if CKPT.exists() else ():
+    for p in CHECKPOINTS.iterdir() if CHECKPOINTS.exists() else ():
         p.unlink()
-    CKPT.mkdir(parents=True, exist_ok=True)
-    save_weights(model, CKPT / checkpoint_name(0))
-    finish(CKPT, kwargs, [0], manifest["classes"], config_hash(kwargs, tcfg["weights"]))
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    save_weights(model, CHECKPOINTS / checkpoint_name(0))
+    write_config(CHECKPOINTS, kwargs, [0], manifest["classes"], config_hash(kwargs, tcfg["weights"]))
     metrics = {"weights": str(tcfg["weights"]), "epochs": 0, "params_M": round(n_params / 1e6, 3)}
     with Live(LIVE, save_dvc_exp=False, dvcyaml=False) as live:
         # Accuracy only when the head has one output per prepared class (assumed in their order).
@@ -85,7 +82,7 @@ def use_external(kwargs, tcfg, manifest, val_data):
                 live.log_metric(f"val/{name}", res[name])
     write_json(METRICS, metrics)
     print(f"no training: {tcfg['weights']} ({kwargs['model_name']}, {n_params / 1e6:.2f} M params, "
-          f"{kwargs['num_classes']} outputs) is the checkpoint at epoch 0 -> {CKPT}")
+          f"{kwargs['num_classes']} outputs) is the checkpoint at epoch 0 -> {CHECKPOINTS}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 """A micro configuration and workspace helpers shared by the end-to-end tests."""
+import functools
 import os
+import runpy
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
+from dvc.utils.hydra import compose_and_dump
 
 REPO = Path(__file__).resolve().parents[1]
 # Stage commands in dvc.yaml call `python`: make it this interpreter.
@@ -14,10 +19,27 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def compose(overrides=()):
+    """params.yaml as DVC composes it from conf/ with these -S overrides (the committed defaults
+    when there are none: an experiment in the workspace, which rewrites params.yaml, changes nothing here)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "params.yaml"
+        compose_and_dump(out, str(REPO / "conf"), None, "config", "", list(overrides))
+        return out.read_text()
+
+
+@functools.cache
+def _defaults():
+    return compose()
+
+
+def defaults():
+    return yaml.safe_load(_defaults())
+
+
 def micro_config(**overrides):
-    """The repo's params.yaml shrunk so that every stage runs in seconds on a CPU."""
-    with open(REPO / "params.yaml") as f:
-        p = yaml.safe_load(f)
+    """The committed default params shrunk so that every stage runs in seconds on a CPU."""
+    p = defaults()
     p["prepare"].update(num_classes=4, train_per_class=20, val_per_class=10, image_size=16)
     p["model"].update(depth=2, embed_dim=32, num_heads=2)
     p["train"].update(epochs=2, batch_size=16, checkpoint_epochs=[0, 1, 2])
@@ -40,8 +62,8 @@ def write_params(path, params):
             yaml.safe_dump(params, f, sort_keys=False)
 
 
-def run(cmd, cwd, check=True, **kw):
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, **kw)
+def run(cmd, cwd, check=True, env=None, **kw):
+    proc = subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -105,4 +127,37 @@ def stage_error(proc, stage, *needles):
     assert line.startswith(f"tgo {stage}: error: "), report
     for needle in needles:
         assert str(needle) in line, f"{needle!r} not in {line!r}"
+    return line
+
+
+def run_inprocess(stage, cwd, params, capsys):
+    """Run stages/<stage>.py inside this process (its imports are already loaded, so it takes
+    milliseconds) in cwd with these params; returns returncode, stdout and stderr like run_stage."""
+    with open(Path(cwd) / "params.yaml", "w") as f:
+        yaml.safe_dump(params, f, sort_keys=False)
+    old = os.getcwd()
+    os.chdir(cwd)
+    code = 0
+    try:
+        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    finally:
+        os.chdir(old)
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+
+def snapshot(root):
+    """Every path under root with its size and modification time, except params.yaml."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(root).rglob("*") if p.name != "params.yaml"}
+
+
+def fails_before_writing(stage, root, params, capsys, *needles):
+    """Run a stage in this process, expecting an error before it writes: one line naming the
+    needles, exit code 2, and not a file under root created, changed or removed."""
+    before = snapshot(root)
+    line = stage_error(run_inprocess(stage, root, params, capsys), stage, *needles)
+    assert snapshot(root) == before, "the failed stage changed the workspace"
     return line

@@ -7,8 +7,8 @@ from torchvision.transforms import RandomResizedCrop
 
 from tgo import augment as A
 from tgo.models import to_input
-from tgo.training import augment as light_augment
-from tgo.training import device_batches
+from tgo.augment import flip_shift
+from tgo.loader import device_batches
 
 CFG = {"rrc_scale": [0.08, 1.0], "hflip": 0.5, "randaug_ops": 2, "randaug_magnitude": 9, "randaug_std": 0.5}
 
@@ -87,8 +87,8 @@ def test_a_ranks_rows_get_what_a_single_process_gives_them():
     d = A.draw(8, torch.Generator().manual_seed(3), CFG)
     half = A.deit_augment(x[4:], A.slice_draws(d, slice(4, 8)), 12)
     torch.testing.assert_close(half, full[4:])
-    light_full = light_augment(x, torch.Generator().manual_seed(3), 2)
-    light_half = light_augment(x[4:], torch.Generator().manual_seed(3), 2, 8, 4)
+    light_full = flip_shift(x, torch.Generator().manual_seed(3), 2)
+    light_half = flip_shift(x[4:], torch.Generator().manual_seed(3), 2, 8, 4)
     assert torch.equal(light_half, light_full[4:])
 
 

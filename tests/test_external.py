@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from micro import copy_project, git_commit, micro_config, run, run_stage, stage_error, stage_ok, write_params
-from tgo.models import load_weights
+from tgo.models import load_external_weights
 
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
 
@@ -62,12 +62,12 @@ def test_state_dict_with_other_head_and_resolution(prepared, tmp_path):
     assert config["model_kwargs"]["num_classes"] == 1000 and config["model_kwargs"]["img_size"] == 16
 
 
-def test_load_weights_keeps_every_tensor(tmp_path):
+def test_load_external_weights_keeps_every_tensor(tmp_path):
     model = micro_vit(16, 4, seed=5)
     kwargs = {"model_name": "vit_tiny_patch16_224", "pretrained": False, "num_classes": 4, "img_size": 16,
               "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
     torch.save({"state_dict": model.state_dict()}, tmp_path / "ckpt.pth")  # a training checkpoint's nesting
-    loaded, _ = load_weights(kwargs, tmp_path / "ckpt.pth")
+    loaded, _ = load_external_weights(kwargs, tmp_path / "ckpt.pth")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 

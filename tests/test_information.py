@@ -126,7 +126,7 @@ def test_mi_vs_distance_decays_and_matches_truth(field_profile):
     assert np.all(np.diff(res["mi"]) < 0)
     assert abs(res["mi"][0] - _truth(np.exp(-1 / 2.0))) < 0.05
     assert res["mi_std"].shape == res["mi"].shape
-    assert im.decay_rate(res["distances"], res["mi"]) < 0
+    assert im.log_mi_slope(res["distances"], res["mi"]) < 0
 
 
 def test_mi_vs_distance_independent_patches():
@@ -136,10 +136,10 @@ def test_mi_vs_distance_independent_patches():
     assert np.all(np.abs(res["mi"]) < 0.02)
 
 
-def test_decay_rate():
+def test_log_mi_slope():
     d = np.arange(1, 6)
-    assert im.decay_rate(d, 2.0 * np.exp(-0.4 * d)) == pytest.approx(-0.4)
-    assert np.isnan(im.decay_rate([1, 2], [0.1, -0.1]))
+    assert im.log_mi_slope(d, 2.0 * np.exp(-0.4 * d)) == pytest.approx(-0.4)
+    assert np.isnan(im.log_mi_slope([1, 2], [0.1, -0.1]))
 
 
 # --- kurtosis and conditional histograms --------------------------------------------

@@ -1,12 +1,15 @@
 """End to end: the real `dvc repro`, `dvc exp run -S` and `dvc metrics diff` on a micro config."""
 import json
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
-from micro import copy_project, git_commit, micro_config, run, write_params
+from micro import REPO, copy_project, git_commit, micro_config, run, write_params
 
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
+AUDIT = REPO / "tests" / "audit"  # its sitecustomize records the files each stage reads
 
 
 def ran(output):
@@ -21,12 +24,19 @@ def project(tmp_path_factory):
     return root
 
 
-def test_repro_then_everything_skipped(project):
-    out = run(["dvc", "repro"], project).stdout
+@pytest.fixture(scope="module")
+def reads(tmp_path_factory):
+    """{stage: paths it opened for reading during the first `dvc repro`} (filled by that test)."""
+    return tmp_path_factory.mktemp("reads")
+
+
+def test_repro_then_everything_skipped(project, reads):
+    out = run(["dvc", "repro"], project, env={"PYTHONPATH": str(AUDIT), "TGO_READ_AUDIT": str(reads)}).stdout
     assert ran(out) == set(STAGES)
     for path in ("reports/report.html", "reports/metrics/train.json", "reports/metrics/spectral.json",
                  "reports/metrics/tokens.json", "reports/metrics/correlation.json", "reports/tokens/signatures.csv",
-                 "reports/spectral/metrics.csv", "reports/figures/training.png", "dvc.lock"):
+                 "reports/spectral/metrics.csv", "reports/figures/training.png", "reports/metrics/verdicts.json",
+                 "dvc.lock"):
         assert (project / path).exists(), path
     spectral = json.loads((project / "reports/metrics/spectral.json").read_text())
     assert spectral["cls"]["final_norm"]["effective_rank"] > 1
@@ -35,6 +45,23 @@ def test_repro_then_everything_skipped(project):
     again = run(["dvc", "repro"], project).stdout
     assert ran(again) == set()
     assert all(f"Stage '{s}' didn't change, skipping" in again for s in STAGES)
+
+
+def test_every_file_a_stage_reads_is_a_declared_dep(project, reads):
+    # Beside its deps a stage may read params.yaml, its own outputs (train's resume state) and
+    # DVC's or git's own files; code is checked by test_dvc_yaml.py.
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    records = [json.loads(p.read_text()) for p in sorted(reads.glob("*.json"))]
+    assert {r["stage"] for r in records} == set(STAGES)
+    for r in records:
+        spec = stages[r["stage"]]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
+        allowed = [project / p for p in spec["deps"] + outs + ["params.yaml", ".dvc", ".git", ".dvcignore", ".gitignore"]]
+        undeclared = [p for p in map(Path, r["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
+                      and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]
+        assert not undeclared, f"stage {r['stage']} reads files dvc.yaml does not list as deps: {undeclared}"
+    report = next(r for r in records if r["stage"] == "report")
+    assert str(project / "reports/metrics/tokens.json") in report["reads"]  # the audit sees real reads
 
 
 def test_exp_run_spectral_param_reruns_spectral_and_report_only(project):
@@ -46,8 +73,9 @@ def test_exp_run_spectral_param_reruns_spectral_and_report_only(project):
     assert changed["cls.final_norm.alpha"]["old"] != changed["cls.final_norm.alpha"]["new"]
     assert "cls.final_norm.effective_rank" not in changed  # alpha's window touches nothing else
 
-    shown = run(["dvc", "exp", "show", "--json"], project).stdout
+    shown = run(["dvc", "exp", "show", "--md"], project).stdout
     assert "alpha_ranks" in shown
+    assert "tgo1.erank_rises.verdict" in shown and "probing.msym_pd.value" in shown  # the verdict columns
 
 
 def test_exp_run_tokens_param_reruns_tokens_and_report_only(project):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from tgo.capture import capture
 from tgo.geometry import qk
 from tgo.models import to_input
-from tgo.training import save_weights
+from tgo.checkpoints import save_weights
 
 
 def _weights(seed, dim=48, d_head=8):
@@ -59,23 +59,23 @@ def test_decompose_matches_dense(seed):
     sv = np.linalg.svd(m, compute_uv=False)
     np.testing.assert_allclose(out["singular_values"], sv[:d_head], rtol=1e-9)
     assert np.all(sv[d_head:] < 1e-9 * sv[0])
-    assert out["sv_top_share"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)
-    assert out["sv_decay"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)  # 10% of 8 -> 1 value
+    assert out["sv1_energy_share"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)
+    assert out["top10pct_sv_energy_share"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)  # 10% of 8 -> 1 value
 
-    assert out["asym_sym_ratio"] == pytest.approx(np.linalg.norm(m_asym) / np.linalg.norm(m_sym), rel=1e-9)
+    assert out["asym_sym_norm_ratio"] == pytest.approx(np.linalg.norm(m_asym) / np.linalg.norm(m_sym), rel=1e-9)
 
 
-def test_decompose_sv_decay_uses_top_tenth():
+def test_decompose_top10pct_energy_uses_top_tenth():
     w_q, w_k = _weights(5, dim=64, d_head=32)
     sv = np.linalg.svd(w_q @ w_k.T, compute_uv=False)[:32]
     out = qk.decompose(w_q, w_k)
-    assert out["sv_decay"] == pytest.approx(np.sum(sv[:3] ** 2) / np.sum(sv ** 2), rel=1e-9)
+    assert out["top10pct_sv_energy_share"] == pytest.approx(np.sum(sv[:3] ** 2) / np.sum(sv ** 2), rel=1e-9)
 
 
 def test_decompose_symmetric_case():
     w, _ = _weights(7)
     out = qk.decompose(w, w)
-    assert out["asym_sym_ratio"] == pytest.approx(0, abs=1e-12)
+    assert out["asym_sym_norm_ratio"] == pytest.approx(0, abs=1e-12)
     np.testing.assert_allclose(out["asym_magnitudes"], 0, atol=1e-12 * out["sym_eigenvalues"][0])
     assert out["sym_fraction_positive"] == 1.0
     assert out["sym_mass_positive"] == pytest.approx(1.0, abs=1e-12)
@@ -90,7 +90,7 @@ def test_decompose_antisymmetric_case():
     a, b = _weights(8, d_head=4)
     m = a @ b.T - b @ a.T
     out = qk.decompose(np.concatenate([a, b], 1), np.concatenate([b, -a], 1))
-    assert out["asym_sym_ratio"] > 1e12
+    assert out["asym_sym_norm_ratio"] > 1e12
     np.testing.assert_allclose(out["sym_eigenvalues"], 0, atol=1e-12 * np.abs(m).max())
     # rank(M) = 8: 4 ± pairs, the other 4 of the 8 returned magnitudes are 0.
     ev = np.sort(np.linalg.eigvals(m).imag)[::-1]
@@ -131,7 +131,7 @@ def test_head_projections_and_heads_together():
     np.testing.assert_allclose(together["singular_values"], np.linalg.svd(m_full, compute_uv=False), rtol=1e-9,
                                atol=1e-9)
     ratio = np.linalg.norm(m_full - m_full.T) / np.linalg.norm(m_full + m_full.T)
-    assert together["asym_sym_ratio"] == pytest.approx(ratio, rel=1e-9)
+    assert together["asym_sym_norm_ratio"] == pytest.approx(ratio, rel=1e-9)
 
     # Accepts torch tensors (state dict values) too.
     tq, _ = qk.head_projections(torch.from_numpy(weight), heads)

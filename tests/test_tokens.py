@@ -73,12 +73,12 @@ def test_too_few_images_gives_nan_and_a_reason():
     fit, r2 = tk.alpha_signatures(acts, (11, 100))
     assert fit.shape == r2.shape == (2, 3)
     assert np.all(np.isnan(fit)) and np.all(np.isnan(r2))
-    reason = tk.alpha_missing_reason(50, 64, (11, 100))
+    reason = sp.alpha_window_error((11, 100), 50, 64)
     assert isinstance(reason, str) and "N-1=49" in reason
     # With enough images and dimensions the window fits.
-    assert tk.alpha_missing_reason(1000, 384, (11, 100)) is None
-    assert tk.alpha_missing_reason(101, 100, (11, 100)) is None
-    assert tk.alpha_missing_reason(100, 384, (11, 100)) is not None  # N - 1 = 99 < 100
+    assert sp.alpha_window_error((11, 100), 1000, 384) is None
+    assert sp.alpha_window_error((11, 100), 101, 100) is None
+    assert sp.alpha_window_error((11, 100), 100, 384) is not None  # N - 1 = 99 < 100
 
 
 def test_constant_token_is_nan_and_bad_input_raises():
@@ -115,7 +115,7 @@ def test_quadrants_are_spatially_coherent():
     n_pairs = 14 * 13 + 13 * 14
     # Each row (column) has 13 neighbour pairs; exactly one crosses the quadrant border.
     assert res["n_pairs"] == n_pairs and res["n_permutations"] == 1000
-    assert res["observed"] == pytest.approx((n_pairs - 14 - 14) / n_pairs, abs=1e-12)
+    assert res["neighbour_share"] == pytest.approx((n_pairs - 14 - 14) / n_pairs, abs=1e-12)
     assert res["null_mean"] == pytest.approx(_null_expectation(labels), abs=0.01)
     assert res["z"] > 10
 
@@ -140,7 +140,7 @@ def test_unequal_blobs_null_mean_and_determinism():
 
 def test_spatial_coherence_edge_cases():
     res = tk.spatial_coherence(np.zeros(12, dtype=int), (3, 4), n_permutations=50)
-    assert res["observed"] == 1.0 and res["null_std"] == 0.0 and np.isnan(res["z"])
+    assert res["neighbour_share"] == 1.0 and res["null_std"] == 0.0 and np.isnan(res["z"])
     with pytest.raises(ValueError):
         tk.spatial_coherence(np.zeros(11, dtype=int), (3, 4))
     with pytest.raises(ValueError):

@@ -1,43 +1,150 @@
-"""The report's seed-002 verdicts follow the numbers: rows built from analytic MI profiles and from
-tgo.geometry.qk.decompose on weights whose structure is known, with the claims made true or false."""
+"""Every claim's verdict follows the numbers: rows built from data whose answer is known (power-law
+spectra, planted token clusters, tokens with a shared component of known strength, analytic MI
+profiles, QK weights with known structure), each claim made true and false."""
 import numpy as np
 import pytest
 
+from tgo import verdicts as V
 from tgo.geometry import qk
-from tgo.report import mi_verdicts, qk_verdicts
+from tgo.geometry import spectral as sp
+from tgo.geometry.correlation import intertoken_correlation
+from tgo.geometry.tokens import spatial_coherence
 
 BLOCKS = 6
+SITES = ["embed"] + [f"block_{b}" for b in range(1, BLOCKS + 1)] + ["final_norm"]
 
+
+def labels(records):
+    return {v["id"]: v["verdict"] for v in records}
+
+
+def test_every_claim_has_a_paper_and_a_threshold():
+    for cid, c in V.CLAIMS.items():
+        assert cid.split(".")[0] == c.paper and c.paper in V.PAPERS and c.threshold and c.statistic
+
+
+# --- TGO-I: spectral claims --------------------------------------------------------------------
+
+def spectral_row(epoch, site, sample_set, exponent, dim=64):
+    """A row of reports/spectral/metrics.csv for the power-law spectrum lambda_k = k^-exponent:
+    the smaller the exponent, the flatter the spectrum (higher effective rank, participation
+    ratio, entropy and flatness, lower anisotropy)."""
+    lam = np.arange(1, dim + 1, dtype=float) ** -exponent
+    return {"epoch": epoch, "site": site, "depth": SITES.index(site), "sample_set": sample_set,
+            "effective_rank": sp.effective_rank(lam), "participation_ratio": sp.participation_ratio(lam),
+            "spectral_entropy": sp.spectral_entropy(lam), "spectral_flatness": sp.spectral_flatness(lam),
+            "anisotropy": sp.anisotropy(lam)}
+
+
+def spectral_rows(exponent):
+    """exponent(epoch, site) -> rows for epochs 0, 4, 8, every site and sample set."""
+    return [spectral_row(e, s, ss, exponent(e, s)) for e in (0, 4, 8) for s in SITES
+            for ss in ("cls", "patches", "patch_mean")]
+
+
+def test_spectra_that_flatten_over_training_are_observed():
+    v = labels(V.training_trends(spectral_rows(lambda e, s: 2.0 - e / 8)))
+    assert set(v) == set(V.TRAINING_TRENDS) and set(v.values()) == {"observed"}
+
+
+def test_spectra_that_sharpen_over_training_are_not_observed():
+    v = labels(V.training_trends(spectral_rows(lambda e, s: 1.0 + e / 8)))
+    assert set(v.values()) == {"not observed"}
+
+
+def test_half_the_sites_flattening_is_partly_observed():
+    early = {f"block_{b}" for b in range(1, 4)} | {"embed"}
+    rows = spectral_rows(lambda e, s: 2.0 - e / 8 if s in early else 1.0 + e / 8)  # 3 of 7 sites flatten
+    records = V.training_trends(rows)
+    assert all(r["value"] == pytest.approx(3 / 7) for r in records)
+    assert set(labels(records).values()) == {"partly observed"}
+
+
+def test_final_cls_flattest_is_observed_and_a_flatter_block_is_not():
+    flat_final = spectral_rows(lambda e, s: 0.5 if s == "final_norm" else 1.5)
+    assert set(labels(V.final_cls(flat_final)).values()) == {"observed"}
+    flatter_block = spectral_rows(lambda e, s: 0.3 if s == "block_3" else 1.0)
+    records = V.final_cls(flatter_block)
+    assert set(labels(records).values()) == {"not observed"}
+    assert all(r["value"] < 0 and "block_3" in r["evidence"] for r in records)
+
+
+# --- On the Information Geometry of ViTs: token claims ------------------------------------------
+
+def token_depth_rows(exponents):
+    """Mean patch-token alpha per block, fitted by spectral.alpha on planted power-law spectra."""
+    k = np.arange(1, 201, dtype=float)
+    return [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1,
+             "patch_alpha_mean": sp.alpha(k ** -a, (11, 100))[0]} for b, a in enumerate(exponents)]
+
+
+def test_alpha_falling_with_depth():
+    falls = V.alpha_falls(token_depth_rows([2.0, 1.8, 1.6, 1.4, 1.2, 1.0]))
+    assert falls["verdict"] == "observed" and falls["value"] == pytest.approx(-1.0)
+    assert V.alpha_falls(token_depth_rows([1.0, 1.2, 1.4, 1.6, 1.8, 2.0]))["verdict"] == "not observed"
+    assert V.alpha_falls(token_depth_rows([1.5] * BLOCKS))["verdict"] == "not observed"
+    missing = [{**r, "patch_alpha_mean": np.nan} for r in token_depth_rows([1.5] * BLOCKS)]
+    assert V.alpha_falls(missing)["verdict"] == "not computable"
+
+
+def test_spatially_coherent_clusters():
+    quadrants = (np.arange(8)[:, None] // 4) * 2 + np.arange(8)[None, :] // 4  # four 4x4 blocks of one label
+    coherent = spatial_coherence(quadrants.ravel(), (8, 8), 500, seed=0)
+    scattered = spatial_coherence(np.random.default_rng(0).permutation(quadrants.ravel()), (8, 8), 500, seed=0)
+    assert V.coherent_clusters([{"epoch": 8, **coherent}])["verdict"] == "observed"
+    assert V.coherent_clusters([{"epoch": 8, **scattered}])["verdict"] == "not observed"
+    assert V.coherent_clusters([])["verdict"] == "not computable"
+
+
+def correlation_rows(shared):
+    """Per block, tokens = shared[b] * (one random direction per image) + unit noise: the mean
+    inter-token correlation is about shared^2 / (shared^2 + 1), measured by intertoken_correlation."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for b, s in enumerate(shared):
+        tokens = s * rng.standard_normal((20, 1, 32)) + rng.standard_normal((20, 10, 32))
+        r, _ = intertoken_correlation(tokens)
+        rows.append({"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "tokens": "patches", "mean_r": r.mean()})
+    return rows
+
+
+def test_u_shaped_correlation():
+    u = V.u_shape(correlation_rows([2.0, 1.0, 0.3, 0.3, 1.0, 2.0]))
+    assert u["verdict"] == "observed" and u["value"] < 0
+    assert V.u_shape(correlation_rows([2.0, 1.5, 1.0, 0.7, 0.5, 0.3]))["verdict"] == "not observed"
+    assert V.u_shape(correlation_rows([0.3, 1.0, 2.0, 2.0, 1.0, 0.3]))["verdict"] == "not observed"
+
+
+# --- Probing ViT attention: MI and QK claims ------------------------------------------------------
 
 def mi_rows(amplitude, length):
     """MI(d) = amplitude[b] * exp(-d / length[b]) per block, both sublayers, at epochs 0 and 8."""
-    return [{"epoch": e, "sublayer": sub, "block": b + 1, "distance": d,
+    return [{"epoch": e, "sublayer": sub, "site": f"block_{b + 1}", "depth": b + 1, "distance": d,
              "mi": (1.0 if e == 8 else 0.5) * amplitude[b] * np.exp(-d / length[b])}
             for e in (0, 8) for sub in ("attn", "mlp") for b in range(BLOCKS) for d in range(1, 7)]
 
 
-def verdicts(fn, *rows):
-    return {v["claim"]: v["verdict"] for v in fn(*rows)}
-
-
 def test_mi_falls_faster_later_and_first_block_lowest():
-    rows = mi_rows(amplitude=[0.2, 0.5, 0.6, 0.7, 0.8, 2.0], length=[6, 5, 4, 3, 2, 1])
-    v = verdicts(mi_verdicts, rows)
-    assert v["MI falls with distance, and falls faster in later blocks"] == "observed"
-    assert v["the first block has the lowest MI"] == "observed"
+    v = labels(V.mi_claims(mi_rows(amplitude=[0.2, 0.5, 0.6, 0.7, 0.8, 2.0], length=[6, 5, 4, 3, 2, 1])))
+    assert v == {"probing.mi_falls_with_distance": "observed", "probing.mi_faster_decay_later": "observed",
+                 "probing.first_block_min_mi": "observed"}
 
 
 def test_mi_falls_slower_later_and_first_block_highest():
-    rows = mi_rows(amplitude=[5.0, 0.5, 0.6, 0.7, 0.8, 0.4], length=[1, 2, 3, 4, 5, 6])
-    v = verdicts(mi_verdicts, rows)
-    assert v["MI falls with distance, and falls faster in later blocks"] == "partly observed"
-    assert v["the first block has the lowest MI"] == "not observed"
+    v = labels(V.mi_claims(mi_rows(amplitude=[5.0, 0.5, 0.6, 0.7, 0.8, 0.4], length=[1, 2, 3, 4, 5, 6])))
+    assert v == {"probing.mi_falls_with_distance": "observed", "probing.mi_faster_decay_later": "not observed",
+                 "probing.first_block_min_mi": "not observed"}
 
 
 def test_mi_that_rises_with_distance_is_not_observed():
-    rows = mi_rows(amplitude=[0.1] * BLOCKS, length=[-3.0] * BLOCKS)
-    v = verdicts(mi_verdicts, rows)
-    assert v["MI falls with distance, and falls faster in later blocks"] == "not observed"
+    records = V.mi_claims(mi_rows(amplitude=[0.1] * BLOCKS, length=[-3.0] * BLOCKS))
+    assert labels(records)["probing.mi_falls_with_distance"] == "not observed"
+    assert records[0]["value"] == 0.0
+
+
+def test_mi_falling_in_half_the_blocks_is_partly_observed():
+    records = V.mi_claims(mi_rows(amplitude=[1.0] * BLOCKS, length=[2, 2, 2, -2, -2, -2]))
+    assert records[0]["value"] == 0.5 and records[0]["verdict"] == "partly observed"
 
 
 def head_rows(kind, dim=24, d_head=4, heads=3):
@@ -53,48 +160,73 @@ def head_rows(kind, dim=24, d_head=4, heads=3):
         else:
             j = np.kron(np.eye(d_head // 2), np.array([[0.0, 1.0], [-1.0, 0.0]]))
             w_k = w_q @ j
-        rows.append({"epoch": 8, "block": b, "head": "all", **qk.heads_together(w_q, w_k)})
+        rows.append({"epoch": 8, "site": f"block_{b}", "depth": b, "head": "all", **qk.heads_together(w_q, w_k)})
     return rows
 
 
 def angle_rows(spearman, share_obtuse):
-    return [{"epoch": 8, "block": b + 1, "spearman": s, "share_obtuse": o}
+    return [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "spearman": s, "share_obtuse": o}
             for b, (s, o) in enumerate(zip(spearman, share_obtuse))]
 
 
 def test_qk_symmetric_positive_weights():
     heads = head_rows("sym")
-    assert all(r["asym_sym_ratio"] == pytest.approx(0.0, abs=1e-12) for r in heads)
-    v = verdicts(qk_verdicts, heads, angle_rows([-0.3, -0.2, -0.1, 0.1, 0.2, 0.3], [0.2] * BLOCKS))
-    assert v["M_sym is largely positive definite in every block"] == "observed"
-    assert v["in later blocks most angles exceed 90° and the antisymmetric part outweighs the symmetric"] \
-        == "not observed"
-    assert v["early blocks attend more to similar patches, late blocks to dissimilar ones"] == "observed"
+    assert all(r["asym_sym_norm_ratio"] == pytest.approx(0.0, abs=1e-12) for r in heads)
+    v = labels(V.qk_claims(heads, angle_rows([-0.3, -0.2, -0.1, 0.1, 0.2, 0.3], [0.2] * BLOCKS)))
+    assert v["probing.msym_pd"] == "observed"
+    assert v["probing.late_obtuse"] == "not observed" and v["probing.late_asym_dominates"] == "not observed"
+    assert v["probing.early_attend_similar"] == "observed" and v["probing.late_attend_dissimilar"] == "observed"
 
 
 def test_qk_antisymmetric_weights_and_obtuse_angles():
     heads = head_rows("skew")
-    assert all(r["asym_sym_ratio"] > 1e6 or not np.isfinite(r["asym_sym_ratio"]) for r in heads)
-    v = verdicts(qk_verdicts, heads, angle_rows([0.3, 0.2, 0.1, -0.1, -0.2, -0.3], [0.2, 0.3, 0.4, 0.6, 0.7, 0.8]))
-    assert v["in later blocks most angles exceed 90° and the antisymmetric part outweighs the symmetric"] \
-        == "observed"
-    assert v["early blocks attend more to similar patches, late blocks to dissimilar ones"] == "not observed"
+    assert all(r["asym_sym_norm_ratio"] > 1e6 or not np.isfinite(r["asym_sym_norm_ratio"]) for r in heads)
+    v = labels(V.qk_claims(heads, angle_rows([0.3, 0.2, 0.1, -0.1, -0.2, -0.3], [0.2, 0.3, 0.4, 0.6, 0.7, 0.8])))
+    assert v["probing.late_obtuse"] == "observed" and v["probing.late_asym_dominates"] == "observed"
+    assert v["probing.early_attend_similar"] == "not observed" and v["probing.late_attend_dissimilar"] == "not observed"
     # 12 singular values in equal pairs: the top tenth (one of them) carries less than half.
-    assert v["the last block's QK singular values are dominated by a few"] == "not observed"
+    assert v["probing.last_block_sv_dominated"] == "not observed"
 
 
 def test_one_negative_first_block_is_not_enough_for_early_blocks():
     # Block 1 alone below zero while the early half on average is positive: not observed.
-    v = verdicts(qk_verdicts, head_rows("sym"), angle_rows([-0.01, 0.29, 0.25, 0.2, 0.25, 0.22], [0.1] * BLOCKS))
-    assert v["early blocks attend more to similar patches, late blocks to dissimilar ones"] == "not observed"
+    v = labels(V.qk_claims(head_rows("sym"), angle_rows([-0.01, 0.29, 0.25, 0.2, 0.25, 0.22], [0.1] * BLOCKS)))
+    assert v["probing.early_attend_similar"] == "not observed"
 
 
 def test_rank_one_qk_is_dominated_by_a_few():
     rng = np.random.default_rng(1)
     u, w = rng.standard_normal((1, 24, 1)), rng.standard_normal((1, 24, 1))
-    rank_one = {"epoch": 8, "block": BLOCKS, "head": "all", **qk.heads_together(np.tile(u, (1, 1, 4)),
-                                                                               np.tile(w, (1, 1, 4)))}
+    rank_one = {"epoch": 8, "site": f"block_{BLOCKS}", "depth": BLOCKS, "head": "all",
+                **qk.heads_together(np.tile(u, (1, 1, 4)), np.tile(w, (1, 1, 4)))}
     heads = head_rows("sym")[:-1] + [rank_one]
-    v = verdicts(qk_verdicts, heads, angle_rows([0.0] * BLOCKS, [0.0] * BLOCKS))
-    assert rank_one["sv_top_share"] == pytest.approx(1.0)
-    assert v["the last block's QK singular values are dominated by a few"] == "observed"
+    v = labels(V.qk_claims(heads, angle_rows([0.0] * BLOCKS, [0.0] * BLOCKS)))
+    assert rank_one["sv1_energy_share"] == pytest.approx(1.0)
+    assert v["probing.last_block_sv_dominated"] == "observed"
+
+
+def test_metrics_json_has_a_number_and_a_label_per_claim():
+    records = (V.training_trends(spectral_rows(lambda e, s: 2.0 - e / 8)) + V.final_cls(spectral_rows(lambda e, s: 1.0))
+               + [V.alpha_falls(token_depth_rows([1.5] * BLOCKS)), V.coherent_clusters([]),
+                  V.u_shape(correlation_rows([1.0] * BLOCKS))]
+               + V.mi_claims(mi_rows([1.0] * BLOCKS, [2.0] * BLOCKS))
+               + V.qk_claims(head_rows("sym"), angle_rows([0.0] * BLOCKS, [0.0] * BLOCKS)))
+    assert [r["id"] for r in records] == list(V.CLAIMS)
+    m = V.metrics(records)
+    assert set(m) == set(V.PAPERS)
+    for cid in V.CLAIMS:
+        paper, name = cid.split(".")
+        assert set(m[paper][name]) == {"value", "verdict"}
+
+
+def test_verdicts_import_no_figures():
+    import subprocess
+    import sys
+    code = "import sys, tgo.verdicts; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_claims_table_is_generated_from_the_claims():
+    from micro import REPO
+    assert V.markdown() in (REPO / "README.md").read_text(), \
+        "README.md's claims table is stale: paste the output of `python -m tgo.verdicts`"

@@ -1,4 +1,5 @@
-"""Batched augmentation on the training device: the DeiT recipe for uint8 NHWC batches.
+"""Batched augmentation on the training device, for uint8 NHWC batches: `light` (flip and shift)
+and the DeiT recipe; `training_batch` turns a batch into the network's input per train.augment.
 
 No per-image work on the host: random draws are made on the CPU from the epoch's generator (for a
 whole global batch, so that a rank's share of the rows is augmented as a single process would) and
@@ -21,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from tgo.models import to_input
 
 GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 COLOUR = ("autocontrast", "brightness", "color", "contrast", "sharpness", "posterize", "solarize")
@@ -127,3 +130,40 @@ def deit_augment(x, d, out_size):
 def slice_draws(d, part):
     """The draws of rows `part` (a slice) of a batch."""
     return {k: v[part] for k, v in d.items()}
+
+
+def flip_shift(x, gen, pad, n_batch=None, start=0):
+    """The light recipe: batched random horizontal flip and random translation (reflect-pad, crop)
+    of uint8 NHWC.
+
+    The random draws are made for a batch of n_batch images (default len(x)) of which x holds rows
+    start:start+len(x) (a rank's share), so each row gets what a single process would give it.
+    """
+    n, h, w, _ = x.shape
+    n_batch = n_batch or n
+    part = slice(start, start + n)
+    dev = x.device
+    flip = (torch.rand(n_batch, generator=gen) < 0.5)[part].to(dev)
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(2), x)
+    if pad:
+        xp = F.pad(x.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="reflect")
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, n_batch), generator=gen)[:, part].to(dev)
+        rows = (dy.view(n, 1) + torch.arange(h, device=dev)).view(n, 1, h, 1)
+        cols = (dx.view(n, 1) + torch.arange(w, device=dev)).view(n, 1, 1, w)
+        xp = xp[torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(3, device=dev).view(1, 3, 1, 1), rows, cols]
+        x = xp.to(torch.uint8).permute(0, 2, 3, 1)
+    return x
+
+
+def training_batch(xb, y, gen, cfg, size, n_batch, start, mixup=None, erase=None):
+    """A uint8 batch on the device -> (network input, targets) per the train.augment recipe. Random
+    draws are made for the whole global batch of n_batch rows, of which xb holds start:start+len(xb)."""
+    if cfg["augment"] == "deit":
+        x = deit_augment(xb, slice_draws(draw(n_batch, gen, cfg), slice(start, start + len(xb))), size)
+    else:
+        x = to_input(flip_shift(xb, gen, cfg["augment_pad"], n_batch, start), size)
+    if mixup:
+        x, y = mixup(x, y)
+    if erase:
+        x = erase(x)
+    return x, y

@@ -1,30 +1,28 @@
-"""Recording what every block of a timm ViT computes, for a fixed probe set of images.
+"""Recording what every block of a timm ViT computes, for a fixed probe set of images, into the
+activation store (layout: tgo.activations).
 
 Per block b (timm's `Block`: x += ls1(attn(norm1(x))); x += ls2(mlp(norm2(x)))):
   residual[b]  the residual stream after the block (timm's `forward_intermediates`, norm=False)
   attn[b]      the attention sublayer's contribution, ls1(attn(norm1(x)))
   mlp[b]       the MLP sublayer's contribution, ls2(mlp(norm2(x)))
 plus `embed`, the tokens entering block 1 (patch embedding + position embedding), and `final_norm`,
-the output of the final LayerNorm. Token layout: prefix tokens (CLS) first, then the patches in
-row-major order on the patch grid. Arrays are float16, written as memory-mappable .npy files.
+the output of the final LayerNorm.
 """
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from tgo.activations import PER_BLOCK
 from tgo.io import TGOError
 from tgo.models import to_input
 
-SITES = ("embed", "residual", "attn", "mlp", "final_norm")
-PER_BLOCK = ("residual", "attn", "mlp")
-
 
 def layout(model):
-    """Token layout of a timm ViT: prefix token count, patch grid, depth, width."""
+    """Token layout of a timm ViT: prefix token count, patch grid, number of blocks, width."""
     grid = tuple(model.patch_embed.grid_size)
     return {"num_prefix_tokens": int(model.num_prefix_tokens), "grid": list(grid),
             "num_tokens": int(model.num_prefix_tokens + grid[0] * grid[1]),
-            "depth": len(model.blocks), "dim": int(model.embed_dim)}
+            "n_blocks": len(model.blocks), "dim": int(model.embed_dim)}
 
 
 @torch.no_grad()
@@ -39,8 +37,8 @@ def capture(model, images, batch_size, out_dir, desc="capture"):
                            "sublayer capture needs a standard vit_* model")
     model.eval()
     info = layout(model)
-    n, depth, t, d = len(images), info["depth"], info["num_tokens"], info["dim"]
-    shapes = {"embed": (n, t, d), "final_norm": (n, t, d), **{s: (depth, n, t, d) for s in PER_BLOCK}}
+    n, n_blocks, t, d = len(images), info["n_blocks"], info["num_tokens"], info["dim"]
+    shapes = {"embed": (n, t, d), "final_norm": (n, t, d), **{s: (n_blocks, n, t, d) for s in PER_BLOCK}}
     arrays = {s: np.lib.format.open_memmap(out_dir / f"{s}.npy", mode="w+", dtype=np.float16,
                                            shape=shape) for s, shape in shapes.items()}
 
@@ -53,7 +51,7 @@ def capture(model, images, batch_size, out_dir, desc="capture"):
         for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False):
             sl = slice(start, start + batch_size)
             x = to_input(torch.from_numpy(np.array(images[sl])), model.patch_embed.img_size[0])
-            final, inter = model.forward_intermediates(x, indices=depth, norm=False, output_fmt="NLC",
+            final, inter = model.forward_intermediates(x, indices=n_blocks, norm=False, output_fmt="NLC",
                                                        return_prefix_tokens=True)
             arrays["final_norm"][sl] = final.numpy()
             arrays["embed"][sl] = captured["embed"].numpy()
@@ -74,35 +72,4 @@ def probe_indices(n_val, probe_size, seed):
     if probe_size > n_val:
         raise TGOError(f"extract.probe_size={probe_size} exceeds the val split ({n_val} images); "
                        f"set it to at most {n_val}")
-    if probe_size < 2:
-        raise TGOError(f"extract.probe_size={probe_size}: need at least 2 images")
     return np.sort(np.random.default_rng(seed).choice(n_val, size=probe_size, replace=False))
-
-
-SAMPLE_SETS = ("cls", "patches", "patch_mean")
-
-
-def checkpoint_dirs(act_root):
-    """Activation directories of all checkpoints, in epoch order."""
-    dirs = sorted(p for p in act_root.glob("epoch_*") if (p / "meta.json").exists())
-    if not dirs:
-        raise TGOError(f"{act_root}: no activations; run the extract stage first (dvc repro extract)")
-    return dirs
-
-
-def residual_sites(act_dir):
-    """(site name, depth index, memmap N×T×D) along the residual stream: the embedding (0),
-    each block's output (1..B), the final norm (B+1)."""
-    residual = np.load(act_dir / "residual.npy", mmap_mode="r")
-    yield "embed", 0, np.load(act_dir / "embed.npy", mmap_mode="r")
-    for b in range(residual.shape[0]):
-        yield f"block_{b + 1}", b + 1, residual[b]
-    yield "final_norm", residual.shape[0] + 1, np.load(act_dir / "final_norm.npy", mmap_mode="r")
-
-
-def sample_sets(tokens, num_prefix_tokens):
-    """The three sample sets of one site's tokens (N×T×D): the CLS token (N×D), patch tokens
-    pooled over images and positions (N·P×D), and patch tokens averaged per image (N×D)."""
-    patches = tokens[:, num_prefix_tokens:]
-    return {"cls": tokens[:, 0], "patches": patches.reshape(-1, tokens.shape[-1]),
-            "patch_mean": patches.astype(np.float64).mean(axis=1)}

@@ -182,13 +182,14 @@ def list_imagefolder(root):
     return listing, classes
 
 
-def load_imagefolder_split(items, classes, size, on_bad_image):
-    """Decode one split. Returns images, labels and the list of unreadable files (skipped)."""
+def load_imagefolder_split(items, classes, size, on_bad_image, resize=None):
+    """Decode one split (see `load_image`). Returns images, labels and the list of unreadable files
+    (skipped)."""
     index = {c: i for i, c in enumerate(classes)}
     images, labels, bad = [], [], []
     for path, name in tqdm(items, desc="decoding", unit="img", leave=False):
         try:
-            images.append(load_image(path, size))
+            images.append(load_image(path, size, resize))
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             if on_bad_image == "error":
                 raise TGOError(f"{path}: unreadable image ({type(e).__name__}); fix or remove it, "

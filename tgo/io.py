@@ -1,4 +1,5 @@
-"""Small I/O helpers shared by the stages: expected errors, params, atomic writes."""
+"""Small I/O helpers shared by the stages: expected errors, the stage runner, atomic writes, JSON and
+CSV."""
 import csv
 import json
 import os
@@ -8,19 +9,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
 
 class TGOError(Exception):
     """An expected failure (bad input or params). Stages print its message on one line and exit 2."""
-
-
-def load_params(path="params.yaml"):
-    path = Path(path)
-    if not path.exists():
-        raise TGOError(f"{path}: not found; run from the project root (where dvc.yaml is)")
-    with open(path) as f:
-        return yaml.safe_load(f)
 
 
 def run_stage(name, main):
@@ -39,37 +30,44 @@ def _tmp_path(path):
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-@contextmanager
-def atomic_dir(path):
-    """Yield a temporary directory that replaces `path` only if the block finishes.
+def _remove(path):
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
-    A killed or failing stage therefore never leaves a half-written directory that looks complete.
-    """
+
+@contextmanager
+def atomic_path(path, is_dir=False):
+    """Yield a temporary path (a fresh directory if is_dir) that replaces `path` only if the block
+    finishes: the project's one way of writing an output, so a killed or failing stage never
+    leaves a half-written file or directory that looks complete."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    _remove(tmp)
+    if is_dir:
+        tmp.mkdir()
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
-    shutil.rmtree(path, ignore_errors=True)
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
+
+
+def atomic_dir(path):
+    """A temporary directory that replaces the directory `path` when the block finishes."""
+    return atomic_path(path, is_dir=True)
 
 
 @contextmanager
 def atomic_file(path, mode="w"):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, mode) as f:
-            yield f
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    """An open file that replaces `path` when the block finishes."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def write_json(path, obj):
@@ -99,5 +97,13 @@ def write_csv(path, rows):
 
 
 def read_csv(path):
+    """Rows of a CSV as dicts, with floats where a value parses as a number."""
     with _open_input(path) as f:
-        return list(csv.DictReader(f))
+        return [{k: _number_or_text(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _number_or_text(v):
+    try:
+        return float(v)
+    except ValueError:
+        return v

@@ -44,7 +44,7 @@ def build_model(kwargs):
     return model
 
 
-def load_weights(kwargs, path):
+def load_external_weights(kwargs, path):
     """(model, kwargs) for a local weights file: safetensors or a PyTorch state dict (read with
     weights_only=True by timm's load_state_dict). The classifier width comes from the file's head
     (0, no head, if it has none); timm's ViT filter adapts the position embedding to the image size.

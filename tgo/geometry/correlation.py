@@ -1,6 +1,6 @@
 """Inter-token correlation: how much the token vectors of one image overlap.
 
-Source (seed 000): "On the Information Geometry of Vision Transformers", NeurReps
+Source: "On the Information Geometry of Vision Transformers", NeurReps
 workshop 2023, which aggregates the correlation between pairs of tokens at each block
 as a sequence-level complexity measure (higher mean correlation = more overlap between
 token representations).
@@ -51,7 +51,7 @@ def intertoken_correlation(tokens):
     of shape (N,). Computed in float64 with one batched Gram matrix of unit-norm centred
     tokens per image batch.
 
-    Source: seed 000 ("On the Information Geometry of Vision Transformers", NeurReps
+    Source: "On the Information Geometry of Vision Transformers" (NeurReps
     2023); averaged over images and reported per block by the correlation stage.
     """
     X = np.asarray(tokens)

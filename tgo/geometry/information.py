@@ -1,7 +1,7 @@
 """Information-theoretic neuron statistics: mutual information between neurons as a
 function of patch distance, excess kurtosis and conditional ("bowtie") histograms.
 
-Source (seed 002): Philip, Pan & Schwartz, "Probing Vision Transformer Attention: Image
+Source: Philip, Pan & Schwartz, "Probing Vision Transformer Attention: Image
 Statistics and Patch Similarity". A neuron is (sublayer, block, channel c, patch p); its
 response is the value over N images. MI(d) is the mutual information between the neuron
 of channel c at a reference patch and the neurons of the same channel at grid distance d,
@@ -298,7 +298,7 @@ def mi_vs_distance(
     }
 
 
-def decay_rate(distances, mi):
+def log_mi_slope(distances, mi):
     """Slope b of the least-squares fit log(mi) = a + b * d over the points with finite
     positive mi (and finite d); b < 0 means MI falls with distance (exponential decay
     mi ~ exp(b d)). nan if fewer than 2 usable points.
@@ -333,7 +333,7 @@ def excess_kurtosis(values, axis=0):
 
 
 def conditional_histogram(x, y, bins=21, range_sd=3):
-    """Conditional histogram p(y | x) of two samples (the "bowtie" plot of seed 002).
+    """Conditional histogram p(y | x) of two samples (the "bowtie" plot of Philip, Pan & Schwartz).
 
     x and y are standardised (zero mean, unit variance) and clipped to +-range_sd;
     edges = linspace(-range_sd, range_sd, bins + 1) for both axes. Returns (edges, H)

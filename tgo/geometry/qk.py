@@ -10,12 +10,12 @@ part of the pre-softmax score is
 M_sym = (M + M^T)/2, which scores how much x_i and x_j agree along shared directions,
 and M_asym = (M - M^T)/2, which makes the score depend on who queries whom.
 Motivation: Philip, Pan & Schwartz, "Probing vision transformer attention: image
-statistics and patch similarity" (seed 002): attention vs the angle between patches.
+statistics and patch similarity": attention vs the angle between patches.
 
 All spectra are computed in float64 with symmetric/structured solvers (eigvalsh,
 svdvals) on the factored form, never with a general eig: M_sym and M_asym live on the
 column space of [W_Q W_K], so their nonzero spectra come from 2 d_head x 2 d_head
-problems. Token layout (tgo.capture): prefix tokens (CLS) first, then the patches.
+problems. Token layout (tgo.activations): prefix tokens (CLS) first, then the patches.
 """
 
 import numpy as np
@@ -26,7 +26,7 @@ _EPS64 = np.finfo(np.float64).eps
 # Eigenvalues below this fraction of the largest magnitude count as zero when
 # classifying signs: they are round-off of the factored computation, not structure.
 _SIGN_TOLERANCE = np.sqrt(_EPS64)
-# Share of the singular values summarised by sv_decay.
+# Share of the singular values summarised by top10pct_sv_energy_share.
 _TOP_SHARE = 0.1
 # Spearman's rank correlation is computed on at most this many pairs.
 _MAX_SPEARMAN_PAIRS = 200_000
@@ -59,11 +59,11 @@ def decompose(w_q, w_k):
     - asym_magnitudes: M_asym is real skew-symmetric, so its eigenvalues are ±i mu_k;
       the mu_k (one per pair, descending, length ceil(min(D, 2 d_head)/2)). They are its
       singular values, which come in equal pairs; every other one is taken.
-    - asym_sym_ratio: ||M_asym||_F / ||M_sym||_F (0 for W_Q = W_K; inf if M_sym = 0).
+    - asym_sym_norm_ratio: ||M_asym||_F / ||M_sym||_F (0 for W_Q = W_K; inf if M_sym = 0).
     - singular_values: of M, descending, length min(D, d_head).
-    - sv_top_share: sigma_1^2 / sum sigma^2.
-    - sv_decay: share of sum sigma^2 in the top max(1, floor(0.1 n)) singular values,
-      n = len(singular_values).
+    - sv1_energy_share: sigma_1^2 / sum sigma^2.
+    - top10pct_sv_energy_share: share of sum sigma^2 in the top max(1, floor(0.1 n)) singular
+      values, n = len(singular_values).
     Shares are nan when M = 0.
 
     Method: QR of U = [W_Q W_K] = Q R with R = [R_Q R_K] gives M = Q (R_Q R_K^T) Q^T with
@@ -101,10 +101,10 @@ def decompose(w_q, w_k):
         "sym_fraction_positive": _ratio(n_pos, n_pos + n_neg),
         "sym_mass_positive": _ratio(np.sum(sym[sym > 0]), abs_mass),
         "asym_magnitudes": asym,
-        "asym_sym_ratio": _ratio(np.linalg.norm(s_asym), np.linalg.norm(s_sym)),
+        "asym_sym_norm_ratio": _ratio(np.linalg.norm(s_asym), np.linalg.norm(s_sym)),
         "singular_values": sv,
-        "sv_top_share": _ratio(sq[0], sq.sum()),
-        "sv_decay": _ratio(sq[:n_top].sum(), sq.sum()),
+        "sv1_energy_share": _ratio(sq[0], sq.sum()),
+        "top10pct_sv_energy_share": _ratio(sq[:n_top].sum(), sq.sum()),
     }
 
 
@@ -196,7 +196,7 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
     h (N, T, D), the norm1 output entering attention; A_ij = attention (N, H, T, T)
     averaged over heads (an (N, T, T) array is taken as already averaged), patch ->
     patch entries only (query i, key j; every ordered pair). Following Philip, Pan &
-    Schwartz (seed 002), similar patches (small theta) attending more gives a negative
+    Schwartz, similar patches (small theta) attending more gives a negative
     rank correlation. Over all images and pairs returns:
 
     - spearman: scipy.stats.spearmanr(theta, A) on a deterministic random subsample of

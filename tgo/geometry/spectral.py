@@ -352,11 +352,12 @@ def alpha_window_error(ranks, n_samples, dim):
     return None
 
 
-def spectral_metrics(X, ranks=(11, 100)):
+def spectral_metrics(X, ranks=(11, 100), cosine_max_samples=2000):
     """All spectral metrics of X in one pass, as a dict of plain Python floats.
 
     Keys: effective_rank, rankme, stable_rank, participation_ratio, spectral_entropy,
-    spectral_entropy_normalized, spectral_flatness, anisotropy, mean_cosine_similarity,
+    spectral_entropy_normalized, spectral_flatness, anisotropy, mean_cosine_similarity
+    (on at most cosine_max_samples rows, see ``mean_cosine_similarity``),
     alpha, alpha_r2 (alpha values may be nan, see ``alpha``), plus "eigenvalues"
     (the float64 output of ``eigenspectrum``). X is converted to float64 once; one
     eigendecomposition serves every covariance metric and one more serves RankMe.
@@ -374,7 +375,7 @@ def spectral_metrics(X, ranks=(11, 100)):
         "spectral_entropy_normalized": spectral_entropy(eigs, normalized=True),
         "spectral_flatness": spectral_flatness(eigs),
         "anisotropy": anisotropy(eigs),
-        "mean_cosine_similarity": mean_cosine_similarity(X64),
+        "mean_cosine_similarity": mean_cosine_similarity(X64, max_samples=cosine_max_samples),
         "alpha": a,
         "alpha_r2": r2,
         "eigenvalues": eigs,

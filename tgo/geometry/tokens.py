@@ -1,7 +1,7 @@
 """Token-level geometry: per-token alpha signatures across blocks, their clusters and
 the spatial coherence of those clusters on the patch grid.
 
-Source (seed 000): "On the Information Geometry of Vision Transformers", NeurReps
+Source: "On the Information Geometry of Vision Transformers", NeurReps
 workshop 2023. For block b and token position t, X_{b,t} is the N x D matrix of that
 token's representation over N images; alpha_{b,t} is the power-law decay exponent of
 its covariance eigenspectrum, fitted as in alpha-ReQ (Agrawal et al. 2022, NeurIPS; see
@@ -32,16 +32,6 @@ def _n_workers():
         return max(1, os.cpu_count() or 1)
 
 
-def alpha_missing_reason(n_images, dim, ranks=(11, 100)):
-    """None if alpha over the 1-indexed rank window ``ranks`` is defined for N x D token
-    matrices, else a one-line reason (the window must lie inside rank(X_c) <= min(N-1, D)).
-
-    A thin wrapper over ``spectral.alpha_window_error`` so that stages can record why
-    ``alpha_signatures`` returned nan.
-    """
-    return spectral.alpha_window_error(ranks, n_images, dim)
-
-
 def alpha_signatures(acts, ranks=(11, 100)):
     """alpha-ReQ exponent of every (block, token) covariance spectrum.
 
@@ -53,12 +43,12 @@ def alpha_signatures(acts, ranks=(11, 100)):
     from ``spectral.batched_alpha``, so every entry equals
     ``spectral.alpha(spectral.eigenspectrum(X_{b,t}), ranks)``.
 
-    Source: seed 000 ("On the Information Geometry of Vision Transformers", NeurReps
+    Source: "On the Information Geometry of Vision Transformers" (NeurReps
     2023); alpha fit as in alpha-ReQ, Agrawal et al. (2022), NeurIPS.
 
     Returns (alphas, r2), float64 arrays of shape (blocks, tokens). If the window does
     not fit inside the rank of X (hi > min(N-1, D), or an invalid window) both are all
-    nan; ``alpha_missing_reason(N, D, ranks)`` gives the reason. A single token whose
+    nan; ``spectral.alpha_window_error(ranks, N, D)`` gives the reason. A single token whose
     spectrum is numerically zero in the window (e.g. constant over images) is nan too.
     Raises ValueError if acts is not 4-D or contains non-finite values.
 
@@ -74,7 +64,7 @@ def alpha_signatures(acts, ranks=(11, 100)):
     n_blocks, n, n_tokens, dim = acts.shape
     alphas = np.full((n_blocks, n_tokens), np.nan)
     r2 = np.full((n_blocks, n_tokens), np.nan)
-    if alpha_missing_reason(n, dim, ranks) is not None or n_tokens == 0:
+    if spectral.alpha_window_error(ranks, n, dim) is not None or n_tokens == 0:
         return alphas, r2
 
     chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8))))
@@ -159,17 +149,17 @@ def spatial_coherence(labels, grid, n_permutations=1000, seed=0):
     """How often 4-neighbouring patches share a cluster, against a permutation null.
 
     labels: (rows * cols,) cluster labels of the patches in row-major order on the grid
-    (rows, cols). observed = (1/|E|) sum_{(i,j) in E} [l_i == l_j] over the |E| =
+    (rows, cols). neighbour_share = (1/|E|) sum_{(i,j) in E} [l_i == l_j] over the |E| =
     rows(cols-1) + (rows-1)cols horizontal and vertical neighbour pairs. The null
     permutes the labels over positions (numpy default_rng(seed), all permutations
     drawn at once); its mean estimates sum_c n_c (n_c - 1) / (P (P - 1)).
-    z = (observed - null_mean) / null_std (null_std with ddof=1), nan if null_std == 0
+    z = (neighbour_share - null_mean) / null_std (null_std with ddof=1), nan if null_std == 0
     (e.g. a single cluster, where every permutation gives the same fraction).
 
-    Spatial coherence of alpha-signature clusters as in seed 000 ("On the Information
-    Geometry of Vision Transformers", NeurReps 2023).
+    Spatial coherence of alpha-signature clusters as in "On the Information
+    Geometry of Vision Transformers" (NeurReps 2023).
 
-    Returns a dict: observed, null_mean, null_std, z (floats), n_pairs, n_permutations.
+    Returns a dict: neighbour_share, null_mean, null_std, z (floats), n_pairs, n_permutations.
     """
     labels = np.asarray(labels)
     rows, cols = (operator.index(g) for g in grid)
@@ -183,10 +173,10 @@ def spatial_coherence(labels, grid, n_permutations=1000, seed=0):
     if n_permutations < 2:
         raise ValueError(f"n_permutations must be >= 2, got {n_permutations}")
     i, j = _grid_pairs(rows, cols)
-    observed = float(np.mean(labels[i] == labels[j]))
+    share = float(np.mean(labels[i] == labels[j]))
     perms = np.random.default_rng(seed).permuted(np.broadcast_to(labels, (n_permutations, labels.size)), axis=1)
     null = np.mean(perms[:, i] == perms[:, j], axis=1)
     null_mean, null_std = float(null.mean()), float(null.std(ddof=1))
-    z = (observed - null_mean) / null_std if null_std > 0 else np.nan
-    return {"observed": observed, "null_mean": null_mean, "null_std": null_std, "z": float(z),
+    z = (share - null_mean) / null_std if null_std > 0 else np.nan
+    return {"neighbour_share": share, "null_mean": null_mean, "null_std": null_std, "z": float(z),
             "n_pairs": int(i.size), "n_permutations": n_permutations}

@@ -1,0 +1,17 @@
+"""A micro workspace shared by the tests that need a pipeline's outputs (session scope: the
+expensive stages run once)."""
+import pytest
+
+from micro import micro_config, stage_ok
+
+PIPELINE = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk")
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A micro workspace after every stage but the report, with the unmodified micro config."""
+    root = tmp_path_factory.mktemp("workspace")
+    params = micro_config()
+    for stage in PIPELINE:
+        stage_ok(stage, root, params)
+    return root

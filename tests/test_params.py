@@ -1,0 +1,101 @@
+"""Bad params: every value below stops its stage with one line `tgo <stage>: error: ...` that names
+the key, the value and what is allowed, exit code 2, before the stage writes or deletes anything.
+The stages run in this process on a micro workspace whose every output exists (conftest.py)."""
+import math
+
+import pytest
+
+from micro import REPO, fails_before_writing, micro_config
+from tgo import params as P
+
+# (stage, {group: {key: value}}, words the error line must contain)
+BAD = [
+    ("train", {"train": {"epochs": "abc"}}, ("train.epochs=abc", "an integer >= 1")),
+    ("train", {"train": {"batch_size": 0}}, ("train.batch_size=0", "an integer >= 1")),
+    ("train", {"train": {"eval_batch_size": 0}}, ("train.eval_batch_size=0", "an integer >= 1")),
+    ("extract", {"extract": {"batch_size": 0}}, ("extract.batch_size=0", "an integer >= 1")),
+    ("train", {"train": {"lr": -1}}, ("train.lr=-1", "a number > 0")),
+    ("train", {"train": {"lr": math.nan}}, ("train.lr=nan", "a number > 0")),
+    ("train", {"train": {"label_smoothing": 1.5}}, ("train.label_smoothing=1.5", "in [0, 1)")),
+    ("extract", {"extract": {"probe_size": "abc"}}, ("extract.probe_size=abc", "an integer >= 2")),
+    ("spectral", {"spectral": {"alpha_ranks": [2.5, 10]}}, ("spectral.alpha_ranks=[2.5, 10]", "2 integers >= 1")),
+    ("spectral", {"spectral": {"alpha_ranks": [5]}}, ("spectral.alpha_ranks=[5]", "2 integers >= 1")),
+    ("spectral", {"spectral": {"alpha_ranks": [5, 6]}}, ("spectral.alpha_ranks=[5, 6]", "at least 3 ranks")),
+    ("spectral", {"spectral": {"cosine_max_samples": 1}}, ("spectral.cosine_max_samples=1", "null or an integer >= 2")),
+    ("mi", {"mi": {"reference": [1]}}, ("mi.reference=[1]", "null or a list of 2 integers >= 0")),
+    ("mi", {"mi": {"estimator": "kde"}}, ("mi.estimator=kde", "one of ksg, binned")),
+    ("mi", {"mi": {"n_shuffles": 0}}, ("mi.n_shuffles=0", ">= 1")),
+    ("mi", {"mi": {"max_images": 1}}, ("mi.max_images=1", ">= 2")),
+    ("tokens", {"tokens": {"n_permutations": 1}}, ("tokens.n_permutations=1", "an integer >= 2")),
+    ("tokens", {"tokens": {"cluster_method": "dbscan"}}, ("tokens.cluster_method=dbscan", "kmeans, agglomerative")),
+    ("correlation", {"correlation": {"max_images": 0}}, ("correlation.max_images=0", ">= 1")),
+    ("qk", {"qk": {"angle_bins": 1}}, ("qk.angle_bins=1", ">= 2")),
+    ("prepare", {"prepare": {"image_size": -1}}, ("prepare.image_size=-1", "an integer >= 1")),
+    ("prepare", {"prepare": {"train_per_class": 0}}, ("prepare.train_per_class=0", "an integer >= 1")),
+    ("prepare", {"prepare": {"source": "imagenet"}}, ("prepare.source=imagenet", "synthetic, imagefolder, imagenet100")),
+    ("prepare", {"prepare": {"resize": 8}}, ("prepare.resize=8", "prepare.image_size=16")),
+    ("train", {"model": {"depth": 0}}, ("model.depth=0", "null or an integer >= 1")),
+    ("train", {"model": {"patch_size": 0}}, ("model.patch_size=0", "null or an integer >= 1")),
+    ("train", {"train": {"epochs": 0, "checkpoint_epochs": [0]}}, ("train.epochs=0", "an integer >= 1")),
+    ("train", {"train": {"checkpoint_epochs": [0, 5]}}, ("train.checkpoint_epochs=[0, 5]", "beyond train.epochs=2")),
+    ("train", {"train": {"amp": "fp16"}}, ("train.amp=fp16", "null or one of bf16")),
+    ("train", {"train": {"augment": "foo"}}, ("train.augment=foo", "one of light, deit")),
+    ("train", {"train": {"warmup_epochs": -1}}, ("train.warmup_epochs=-1", "a number >= 0")),
+    ("train", {"train": {"nproc_per_node": 0}}, ("train.nproc_per_node=0", "an integer >= 1")),
+    ("train", {"train": {"nproc_per_node": 3}}, ("train.batch_size=16", "does not split over 3 processes")),
+    ("train", {"train": {"nnodes": 2}}, ("train.rdzv_endpoint=null", "host:port")),
+    ("train", {"train": {"compile": "yes"}}, ("train.compile=yes", "true or false")),
+    ("train", {"train": {"rrc_scale": [0.5, 0.2]}}, ("train.rrc_scale=[0.5, 0.2]", "must not exceed")),
+    # -S +train.epoch=3: Hydra adds the key; nothing reads it, so it is refused.
+    ("train", {"train": {"epoch": 3}}, ("train.epoch: unknown key", "did you mean train.epochs?")),
+]
+
+
+def _case_id(case):
+    stage, overrides, _ = case
+    return f"{stage}-" + "-".join(f"{g}.{k}" for g, v in overrides.items() for k in v)
+
+
+@pytest.mark.parametrize("stage, overrides, needles", BAD, ids=[_case_id(c) for c in BAD])
+def test_bad_value_is_one_line_and_changes_nothing(workspace, capsys, stage, overrides, needles):
+    fails_before_writing(stage, workspace, micro_config(**overrides), capsys, *needles)
+
+
+def test_missing_key(workspace, capsys):
+    params = micro_config()
+    del params["train"]["seed"]
+    fails_before_writing("train", workspace, params, capsys, "train.seed: missing from params.yaml")
+
+
+def test_unknown_group(workspace, capsys):
+    # -S +foo.bar=1: every stage refuses a params.yaml with a group nothing reads.
+    params = {**micro_config(), "foo": {"bar": 1}}
+    fails_before_writing("spectral", workspace, params, capsys, "foo: unknown params group")
+
+
+def test_missing_group(workspace, capsys):
+    params = micro_config()
+    del params["qk"]
+    fails_before_writing("qk", workspace, params, capsys, "qk: group missing")
+
+
+def test_valid_values_pass_unchanged():
+    # What a stage gets is exactly what params.yaml says: the schema checks, it never fills in or converts.
+    params = micro_config()
+    for group, values in params.items():
+        assert P.validate(group, dict(values)) == values
+
+
+@pytest.mark.parametrize("group, key, value", [
+    ("train", "lr", 1), ("train", "warmup_epochs", 0.5), ("train", "amp", None), ("model", "depth", None),
+    ("mi", "reference", [0, 3]), ("spectral", "cosine_max_samples", None), ("train", "checkpoint_epochs", []),
+])
+def test_edge_values_are_accepted(group, key, value):
+    values = micro_config()[group]
+    values[key] = value
+    assert P.validate(group, values)[key] == value
+
+
+def test_readme_parameter_reference_is_generated_from_the_schema():
+    assert P.markdown() in (REPO / "README.md").read_text(), \
+        "README.md's parameter reference is stale: paste the output of `python -m tgo.params`"

@@ -1,0 +1,69 @@
+"""The checkpoint directory (data/checkpoints): what train writes and extract and qk read.
+
+  epoch_XXX.safetensors  model weights at each scheduled epoch (epoch 0 = initialisation)
+  resume.pt              model + optimizer after the last complete epoch (removed when done)
+  config.json            written last: the model's timm kwargs, the schedule, the classes
+
+Every file is written through tgo.io.atomic_path, so a killed run never leaves one half-written.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tgo.io import TGOError, atomic_path, read_json, write_json
+
+CHECKPOINTS = Path("data/checkpoints")
+
+
+def checkpoint_name(epoch):
+    return f"epoch_{epoch:03d}.safetensors"
+
+
+def checkpoint_schedule(epochs_list, epochs):
+    """Sorted checkpoint epochs, always including 0 (initialisation) and the last epoch (the params
+    schema has checked that every listed epoch lies in 0..epochs)."""
+    return sorted(set(epochs_list) | {0, epochs})
+
+
+def config_hash(*objs):
+    return hashlib.sha256(json.dumps(objs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_weights(model, path):
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+
+
+def load_checkpoint(ckpt_dir, epoch):
+    """The state dict of the checkpoint at `epoch` (safetensors: no code runs on load)."""
+    return load_file(str(Path(ckpt_dir) / checkpoint_name(epoch)))
+
+
+def save_resume(path, state):
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume(path, device):
+    """The resume state (weights_only: no code runs on load), or None if there is none."""
+    path = Path(path)
+    return torch.load(path, weights_only=True, map_location=device) if path.exists() else None
+
+
+def write_config(ckpt_dir, model_kwargs, schedule, classes, run_hash):
+    """Mark the checkpoint directory complete: write config.json, drop the resume state."""
+    ckpt_dir = Path(ckpt_dir)
+    write_json(ckpt_dir / "config.json", {"model_kwargs": model_kwargs, "checkpoints": schedule,
+                                          "classes": classes, "run_hash": run_hash})
+    (ckpt_dir / "resume.pt").unlink(missing_ok=True)
+
+
+def read_config(ckpt_dir=CHECKPOINTS):
+    path = Path(ckpt_dir) / "config.json"
+    if not path.exists():
+        raise TGOError(f"{path}: not found; run the train stage first (dvc repro train)")
+    return read_json(path)

@@ -1,0 +1,345 @@
+"""The report's figures: matplotlib, one function per figure, rows of the analysis stages' CSV
+files in (numbers as floats), a Figure out; `png_bytes` renders one."""
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
+                    "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
+                    "mean_cosine_similarity", "alpha")
+SET_TITLES = {"cls": "CLS token", "patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
+
+
+def png_bytes(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _last(rows):
+    last = max(r["epoch"] for r in rows)
+    return last, [r for r in rows if r["epoch"] == last]
+
+
+def _series(rows, site, sample_set, metric):
+    pts = sorted((r["epoch"], r[metric]) for r in rows if r["site"] == site and r["sample_set"] == sample_set)
+    return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and spectral geometry (TGO-I)
+# ------------------------------------------------------------------------------------------------
+
+def fig_training(curves):
+    """curves: {name: (steps, values)} from DVCLive's TSV files."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name in ("train/loss", "val/loss"):
+        if name in curves:
+            axes[0].plot(*curves[name], marker="o", label=name)
+    for name in ("val/top1", "val/top5"):
+        if name in curves:
+            axes[1].plot(*curves[name], marker="o", label=name)
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy", ylim=(0, 100))
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _grid(n, width=4.0, height=3.0, cols=4):
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def fig_across_depth(rows, sample_set):
+    """Each metric across depth (embedding, blocks, final norm), one line per checkpoint."""
+    sub = [r for r in rows if r["sample_set"] == sample_set]
+    epochs = sorted({r["epoch"] for r in sub})
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
+    cmap = plt.get_cmap("viridis")
+    fig, axes = _grid(len(SPECTRAL_METRICS))
+    for ax, metric in zip(axes, SPECTRAL_METRICS):
+        for i, e in enumerate(epochs):
+            pts = sorted((r["depth"], r[metric]) for r in sub if r["epoch"] == e)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".",
+                    color=cmap(i / max(1, len(epochs) - 1)), label=f"epoch {int(e)}")
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"across depth, per checkpoint: {SET_TITLES[sample_set]}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_across_training(rows, sample_set):
+    """Each metric across training, one line per site (embedding, blocks, final norm)."""
+    sub = [r for r in rows if r["sample_set"] == sample_set]
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
+    cmap = plt.get_cmap("plasma")
+    fig, axes = _grid(len(SPECTRAL_METRICS))
+    for ax, metric in zip(axes, SPECTRAL_METRICS):
+        for i, site in enumerate(sites):
+            e, v = _series(sub, site, sample_set, metric)
+            ax.plot(e, v, marker=".", color=cmap(i / max(1, len(sites) - 1)), label=site)
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"across training, per site: {SET_TITLES[sample_set]}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_eigenspectra(spectra, rows, sample_set, ranks):
+    """Eigenspectra on log-log axes at the final norm per checkpoint, and across depth at the last
+    checkpoint, with the alpha-ReQ power-law fit over the rank window drawn on the last."""
+    sub = [r for r in spectra if r["sample_set"] == sample_set]
+    epochs = sorted({r["epoch"] for r in sub})
+    last = epochs[-1]
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in rows})]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = ((axes[0], [("final_norm", e) for e in epochs], "final norm, per checkpoint"),
+              (axes[1], [(s, last) for s in sites], f"epoch {int(last)}, per site"))
+    for ax, curves, title in panels:
+        cmap = plt.get_cmap("viridis")
+        for i, (site, epoch) in enumerate(curves):
+            lam = np.array([r["eigenvalue"] for r in sub if r["site"] == site and r["epoch"] == epoch])
+            lam = lam[lam > 0]
+            if len(lam) == 0:
+                continue
+            p = lam / lam.sum()
+            label = f"epoch {int(epoch)}" if ax is axes[0] else site
+            ax.loglog(np.arange(1, len(p) + 1), p, color=cmap(i / max(1, len(curves) - 1)), label=label)
+        ax.set(xlabel="rank k", ylabel="p_k = lambda_k / sum lambda", title=title)
+        ax.grid(alpha=0.3, which="both")
+    final = next(r for r in rows if r["site"] == "final_norm" and r["sample_set"] == sample_set
+                 and r["epoch"] == last)
+    lam = np.array([r["eigenvalue"] for r in sub if r["site"] == "final_norm" and r["epoch"] == last])
+    if np.isfinite(final["alpha"]) and lam.sum() > 0:
+        k = np.arange(ranks[0], ranks[1] + 1)
+        p = lam / lam.sum()
+        # The fitted line passes through the weighted mean of the window, as in the WLS fit.
+        w = 1.0 / k
+        c = np.sum(w * (np.log(p[k - 1]) + final["alpha"] * np.log(k))) / w.sum()
+        axes[0].loglog(k, np.exp(c) * k ** -final["alpha"], "r--", lw=2,
+                       label=f"fit alpha={final['alpha']:.2f} (R2={final['alpha_r2']:.3f})")
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.suptitle(f"eigenspectra: {SET_TITLES[sample_set]}")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Token geometry (On the Information Geometry of Vision Transformers)
+# ------------------------------------------------------------------------------------------------
+
+def fig_alpha_depth(depth_rows):
+    """Mean patch-token alpha across blocks (band: spread over tokens) and the CLS token's, per checkpoint."""
+    epochs = sorted({r["epoch"] for r in depth_rows})
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, e in enumerate(epochs):
+        rows = sorted((r for r in depth_rows if r["epoch"] == e), key=lambda r: r["depth"])
+        b = [r["depth"] for r in rows]
+        m = np.array([r["patch_alpha_mean"] for r in rows])
+        s = np.array([r["patch_alpha_std"] for r in rows])
+        colour = cmap(i / max(1, len(epochs) - 1))
+        ax.plot(b, m, marker="o", color=colour, label=f"patches, epoch {int(e)}")
+        ax.fill_between(b, m - s, m + s, color=colour, alpha=0.15)
+        ax.plot(b, [r["cls_alpha"] for r in rows], ls="--", marker="x", color=colour)
+    ax.set(xlabel="depth (block)", ylabel="alpha", title="alpha signature across depth (dashed: CLS)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _grid_map(sig_rows, value, epoch, block):
+    rows = [r for r in sig_rows if r["epoch"] == epoch and r["depth"] == block and r["row"] >= 0]
+    h, w = int(max(r["row"] for r in rows)) + 1, int(max(r["col"] for r in rows)) + 1
+    m = np.full((h, w), np.nan)
+    for r in rows:
+        m[int(r["row"]), int(r["col"])] = r[value]
+    return m
+
+
+def fig_alpha_maps(sig_rows, epoch):
+    """Alpha of every patch token on the patch grid, one panel per block."""
+    blocks = sorted({int(r["depth"]) for r in sig_rows})
+    fig, axes = _grid(len(blocks), width=3, height=2.8, cols=min(6, len(blocks)))
+    for ax, b in zip(axes, blocks):
+        im = ax.imshow(_grid_map(sig_rows, "alpha", epoch, b), cmap="magma")
+        ax.set_title(f"block {b}", fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"alpha per patch token on the grid, epoch {int(epoch)}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_clusters(sig_rows, epoch):
+    """Cluster map of patch tokens on the grid and each cluster's mean alpha signature."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    labels = _grid_map(sig_rows, "cluster", epoch, 1)
+    k = int(np.nanmax(labels)) + 1
+    cmap = plt.get_cmap("tab10", k)
+    axes[0].imshow(labels, cmap=cmap, vmin=-0.5, vmax=k - 0.5)
+    axes[0].set_title(f"clusters of patch tokens by alpha signature, epoch {int(epoch)}")
+    axes[0].axis("off")
+    rows = [r for r in sig_rows if r["epoch"] == epoch and r["row"] >= 0]
+    blocks = sorted({int(r["depth"]) for r in rows})
+    for c in range(k):
+        mean = [np.mean([r["alpha"] for r in rows if r["depth"] == b and r["cluster"] == c]) for b in blocks]
+        n = sum(1 for r in rows if r["depth"] == blocks[0] and r["cluster"] == c)
+        axes[1].plot(blocks, mean, marker="o", color=cmap(c), label=f"cluster {c} ({n} patches)")
+    axes[1].set(xlabel="depth (block)", ylabel="alpha", title="cluster-mean signatures")
+    axes[1].legend(fontsize=7)
+    axes[1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_correlation(corr_rows):
+    """Mean r and mean |r| across depth per checkpoint (solid: patch tokens, dashed: with CLS), and
+    mean r of each block across training."""
+    epochs = sorted({r["epoch"] for r in corr_rows})
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key in zip(axes[:2], ("mean_r", "mean_abs_r")):
+        for i, e in enumerate(epochs):
+            for tokens, ls in (("patches", "-"), ("all", "--")):
+                pts = sorted((r["depth"], r[key]) for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
+                        color=cmap(i / max(1, len(epochs) - 1)),
+                        label=f"epoch {int(e)}" if tokens == "patches" else None)
+        ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
+        ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    pcmap = plt.get_cmap("plasma")
+    for i, site in enumerate(sites):
+        pts = sorted((r["epoch"], r["mean_r"]) for r in corr_rows if r["site"] == site and r["tokens"] == "patches")
+        axes[2].plot([p[0] for p in pts], [p[1] for p in pts], marker=".",
+                     color=pcmap(i / max(1, len(sites) - 1)), label=site)
+    axes[2].set(title="mean r (patches) across training", xlabel="epoch")
+    axes[2].legend(fontsize=6)
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Neuron statistics and attention (Probing Vision Transformer Attention)
+# ------------------------------------------------------------------------------------------------
+
+def fig_mi(mi_rows):
+    """MI(d) curves per block at the last checkpoint, one panel per sublayer, and MI at distance 1
+    across training per block."""
+    last, rows = _last(mi_rows)
+    subs = sorted({r["sublayer"] for r in rows})
+    blocks = sorted({int(r["depth"]) for r in rows})
+    cmap = plt.get_cmap("plasma")
+    fig, axes = plt.subplots(1, len(subs) + 1, figsize=(5 * (len(subs) + 1), 4))
+    for ax, sub in zip(axes, subs):
+        for i, b in enumerate(blocks):
+            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["depth"] == b)
+            ax.plot([x[0] for x in c], [x[1] for x in c], marker=".", color=cmap(i / max(1, len(blocks) - 1)),
+                    label=f"block {b}")
+        ax.set(xlabel="distance on the patch grid", ylabel="MI (nats, shuffle-corrected)",
+               title=f"MI vs distance: {sub} sublayer, epoch {int(last)}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    for i, b in enumerate(blocks):
+        for sub, ls in zip(subs, ("-", "--")):
+            pts = sorted((r["epoch"], r["mi"]) for r in mi_rows
+                         if r["sublayer"] == sub and r["depth"] == b and r["distance"] == 1)
+            axes[-1].plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
+                          color=cmap(i / max(1, len(blocks) - 1)))
+    axes[-1].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
+    axes[-1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def fig_kurtosis_bowtie(kurt_rows, bowtie_rows):
+    """Excess kurtosis per block and sublayer (median, 10-90% band) at the last checkpoint, and
+    p(y|x) bowtie plots of the last block for a near and a far pair."""
+    last, rows = _last(kurt_rows)
+    subs = sorted({r["sublayer"] for r in rows})
+    fig, axes = plt.subplots(1, 1 + 2 * len(subs), figsize=(4.2 * (1 + 2 * len(subs)), 3.8))
+    for sub in subs:
+        r = sorted((x for x in rows if x["sublayer"] == sub), key=lambda x: x["depth"])
+        b = [x["depth"] for x in r]
+        axes[0].plot(b, [x["kurtosis_median"] for x in r], marker="o", label=sub)
+        axes[0].fill_between(b, [x["kurtosis_p10"] for x in r], [x["kurtosis_p90"] for x in r], alpha=0.2)
+    axes[0].set(xlabel="depth (block)", ylabel="excess kurtosis", title=f"neuron kurtosis, epoch {int(last)}")
+    axes[0].legend()
+    axes[0].grid(alpha=0.3)
+    block = max(r["depth"] for r in bowtie_rows)
+    for ax, (sub, pair) in zip(axes[1:], [(s, p) for s in subs for p in ("near", "far")]):
+        r = [x for x in bowtie_rows if x["sublayer"] == sub and x["pair"] == pair and x["depth"] == block]
+        centres = np.unique([x["x"] for x in r])
+        h = np.zeros((len(centres), len(centres)))
+        for x in r:
+            h[np.searchsorted(centres, x["x"]), np.searchsorted(centres, x["y"])] = x["p"]
+        ax.imshow(h.T, origin="lower", extent=(centres[0], centres[-1], centres[0], centres[-1]), cmap="viridis")
+        ax.set(xlabel="x (reference neuron, sd)", ylabel="y (sd)", title=f"p(y|x) {sub}, {pair} pair, block {int(block)}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
+    """QK structure across depth (heads together) and per head at the last checkpoint, singular
+    values per block, and attention binned by angle per block."""
+    last, heads = _last(head_rows)
+    together = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["depth"])
+    _, ang = _last(angle_rows)
+    ang = sorted(ang, key=lambda r: r["depth"])
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    b = [r["depth"] for r in together]
+    axes[0].plot(b, [r["sym_mass_positive"] for r in together], marker="o", label="M_sym: positive share of Σ|λ|")
+    axes[0].plot(b, [r["asym_sym_norm_ratio"] for r in together], marker="o", label="‖M_asym‖ / ‖M_sym‖")
+    axes[0].plot(b, [r["share_obtuse"] for r in ang], marker="o", label="share of angles > 90°")
+    axes[0].plot(b, [r["spearman"] for r in ang], marker="o", label="Spearman(angle, attention)")
+    per_head = [r for r in heads if r["head"] != "all"]
+    axes[0].scatter([r["depth"] for r in per_head], [r["asym_sym_norm_ratio"] for r in per_head], s=8, c="grey",
+                    label="ratio per head")
+    axes[0].axhline(0.5, color="k", lw=0.5, ls=":")
+    axes[0].set(xlabel="depth (block)", title=f"QK structure, epoch {int(last)}")
+    axes[0].legend(fontsize=7)
+    axes[0].grid(alpha=0.3)
+    cmap = plt.get_cmap("plasma")
+    _, spec = _last(spectra_rows)
+    for ax, kind, title in ((axes[1], "singular_values", "singular values of W_Q W_K^T"),
+                            (axes[2], "sym_eigenvalues", "eigenvalues of M_sym")):
+        for i, blk in enumerate(b):
+            v = [r["value"] for r in sorted((r for r in spec if r["kind"] == kind and r["depth"] == blk),
+                                            key=lambda r: r["index"])]
+            ax.plot(range(1, len(v) + 1), v, color=cmap(i / max(1, len(b) - 1)), label=f"block {int(blk)}")
+        ax.set(xlabel="index", title=title)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[1].legend(fontsize=7)
+    _, binned = _last(binned_rows)
+    for i, blk in enumerate(b):
+        pts = sorted((r["angle"], r["attention"]) for r in binned if r["depth"] == blk)
+        axes[3].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=cmap(i / max(1, len(b) - 1)),
+                     label=f"block {int(blk)}")
+    axes[3].set(xlabel="angle between patch vectors (degrees)", ylabel="mean attention (heads averaged)",
+                title="attention binned by angle")
+    axes[3].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,42 @@
+"""The report page: one self-contained HTML file (figures inlined as PNG) with the verdict tables."""
+import base64
+import html
+
+import yaml
+
+COLOURS = {"observed": "#1a7f37", "partly observed": "#9a6700", "not observed": "#cf222e"}
+
+
+def _verdict_table(verdicts):
+    """verdicts: the records of tgo.verdicts (claim, id, verdict, statistic, value, threshold, evidence)."""
+    rows = "".join(
+        f"<tr><td>{html.escape(v['claim'])}<br><code>{html.escape(v['id'])}</code></td>"
+        f"<td style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(v['verdict'])}</td>"
+        f"<td>{html.escape(v['statistic'])}: <b>{v['value']:.3g}</b> (threshold {html.escape(v['threshold'])})</td>"
+        f"<td>{html.escape(v['evidence'])}</td></tr>"
+        for v in verdicts)
+    return ("<table><tr><th>claim</th><th>verdict</th><th>decided on</th><th>numbers behind it</th></tr>"
+            f"{rows}</table>")
+
+
+def render_html(title, summary, sections, params):
+    """sections: [{"title", "text", "verdicts", "figures": [(caption, png bytes)]}]."""
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s['title'])}</h2>")
+        if s.get("text"):
+            parts.append(f"<p>{html.escape(s['text'])}</p>")
+        if s.get("verdicts"):
+            parts.append(_verdict_table(s["verdicts"]))
+        for caption, png in s.get("figures", []):
+            data = base64.b64encode(png).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("<h2>Parameters of this run</h2><pre>"
+                 + html.escape(yaml.safe_dump(params, sort_keys=False)) + "</pre>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "img{max-width:100%}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px;text-align:left;vertical-align:top}"
+             "figure{margin:1.5em 0}figcaption{color:#555;font-size:13px}pre{background:#f6f8fa;padding:1em}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

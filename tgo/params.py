@@ -1,0 +1,328 @@
+"""Every parameter of the pipeline in one place: its group, type, allowed values and what it does.
+
+params.yaml holds one group per stage (composed from conf/ by DVC's Hydra composition; the values
+live there). A stage calls ``load("spectral")`` (or several groups) and gets plain dicts whose
+every key is present, of the declared type and inside its declared range, or the stage stops with
+one line naming the key, the value and what is allowed, before it writes or deletes anything.
+Checks that need the data (a probe set no larger than the val split, a patch size that divides
+the image size) stay in the stages, which make them before writing too.
+
+``python -m tgo.params`` prints the parameter reference that README.md carries (a test keeps the
+two equal).
+"""
+import difflib
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from tgo.io import TGOError
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: kind is int, float, str, bool or "pair" (a list of two numbers of `item`
+    kind); `bounds` (low, high, low_open, high_open) applies to numbers and to each item of a pair;
+    `choices` lists the allowed strings; `null` allows null; `check(value, group)` returns an error
+    text for what a range cannot say (relations between keys)."""
+    kind: object
+    doc: str
+    bounds: tuple = None
+    choices: tuple = ()
+    null: bool = False
+    item: type = int
+    check: Callable = None
+
+
+def at_least(low):
+    return (low, INF, False, True)
+
+
+POSITIVE = (0, INF, True, True)
+UNIT = (0, 1, False, False)  # [0, 1]
+
+
+def _window(ranks, group):
+    lo, hi = ranks
+    if hi - lo < 2:
+        return "the window needs at least 3 ranks (hi - lo >= 2)"
+    return None
+
+
+def _resize_covers_crop(resize, group):
+    if resize is not None and resize < group["image_size"]:
+        return f"is smaller than the centre crop prepare.image_size={group['image_size']}; use at least that"
+    return None
+
+
+def _checkpoints_within_epochs(epochs, group):
+    bad = [e for e in epochs if e > group["epochs"]]
+    if bad:
+        return f"epochs {bad} are beyond train.epochs={group['epochs']}; list epochs between 0 and train.epochs"
+    return None
+
+
+def _ordered(pair, group):
+    return None if pair[0] <= pair[1] else "the first value must not exceed the second"
+
+
+def _rendezvous(value, group):
+    if group["nnodes"] > 1 and not value:
+        return "train.nnodes > 1 needs host:port of a node that every node can reach"
+    return None
+
+
+def _splits_over_processes(batch, group):
+    n = group["nproc_per_node"] * group["nnodes"]
+    if batch % n:
+        return f"does not split over {n} processes; use a multiple of train.nproc_per_node x train.nnodes"
+    return None
+
+
+SCHEMA = {
+    "prepare": {
+        "source": Param(str, "where the images come from", choices=("synthetic", "imagefolder", "imagenet100")),
+        "path": Param(str, "imagefolder: a tree with train/<class>/ and val/<class>/; imagenet100: the "
+                           "ImageNet-1k root", null=True),
+        "class_list": Param(str, "imagenet100: a file of wnids, one per line; null = the CMC ImageNet-100 list",
+                            null=True),
+        "val_csv": Param(str, "imagenet100 with a flat val/: the ground-truth CSV; null = "
+                              "<path>/LOC_val_solution.csv", null=True),
+        "resize": Param(int, "imagefolder/imagenet100: shorter side before the centre crop; null = image_size",
+                        at_least(1), null=True, check=_resize_covers_crop),
+        "workers": Param(int, "imagenet100: decoding processes; null = all CPU cores", at_least(1), null=True),
+        "num_classes": Param(int, "synthetic: number of classes", (2, 10, False, False)),
+        "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),
+        "val_per_class": Param(int, "synthetic: validation images per class", at_least(1)),
+        "image_size": Param(int, "side of the stored square images (pixels)", at_least(1)),
+        "on_bad_image": Param(str, "an unreadable image is skipped (and listed in the manifest) or stops "
+                                   "the stage", choices=("skip", "error")),
+        "seed": Param(int, "synthetic: the random seed of the images", at_least(0)),
+    },
+    "model": {
+        "name": Param(str, "a timm ViT (timm.list_models('vit_*')); the keys below override its architecture"),
+        "patch_size": Param(int, "patch side (pixels); must divide the input size; null = the name's",
+                            at_least(1), null=True),
+        "depth": Param(int, "number of blocks; null = the name's", at_least(1), null=True),
+        "embed_dim": Param(int, "width D; null = the name's", at_least(1), null=True),
+        "num_heads": Param(int, "attention heads (must divide embed_dim); null = the name's", at_least(1),
+                           null=True),
+        "mlp_ratio": Param(float, "MLP hidden width / D; null = the name's", POSITIVE, null=True),
+        "drop_path_rate": Param(float, "stochastic depth rate; null = timm's default",
+                                (0, 1, False, True), null=True),
+        "img_size": Param(int, "the network's input size; null = prepare.image_size (larger stored images "
+                               "are centre-cropped to it)", at_least(1), null=True),
+    },
+    "train": {
+        "weights": Param(str, "a local weights file (safetensors or PyTorch state dict) to analyse instead "
+                              "of training", null=True),
+        "epochs": Param(int, "training epochs", at_least(1)),
+        "batch_size": Param(int, "global batch (split over train.nproc_per_node x train.nnodes processes)",
+                            at_least(1), check=_splits_over_processes),
+        "eval_batch_size": Param(int, "batch of the validation pass", at_least(1)),
+        "lr": Param(float, "peak learning rate of AdamW (x batch_size / lr_base_batch if that is set)", POSITIVE),
+        "min_lr_ratio": Param(float, "the cosine schedule's final and warmup-start lr, as a share of lr", UNIT),
+        "weight_decay": Param(float, "AdamW weight decay (not on norms and biases)", at_least(0)),
+        "warmup_epochs": Param(float, "linear warmup before the cosine decay (may be fractional)", at_least(0)),
+        "label_smoothing": Param(float, "label smoothing of the cross-entropy", (0, 1, False, True)),
+        "clip_grad": Param(float, "gradient norm clipping; 0 = off", at_least(0)),
+        "augment": Param(str, "light: flip + shift by up to augment_pad px; deit: the DeiT recipe on the device",
+                         choices=("light", "deit")),
+        "augment_pad": Param(int, "light: largest shift (pixels)", at_least(0)),
+        "rrc_scale": Param("pair", "deit: random resized crop area range", (0, 1, True, False), item=float,
+                           check=_ordered),
+        "hflip": Param(float, "deit: probability of a horizontal flip", UNIT),
+        "randaug_ops": Param(int, "deit: RandAugment ops per image (a subset of timm's; tgo/augment.py)",
+                             at_least(0)),
+        "randaug_magnitude": Param(float, "deit: RandAugment magnitude", (0, 10, False, False)),
+        "randaug_std": Param(float, "deit: standard deviation of the magnitude per op", at_least(0)),
+        "mixup_alpha": Param(float, "deit: mixup Beta(alpha, alpha); 0 = off", at_least(0)),
+        "cutmix_alpha": Param(float, "deit: cutmix Beta(alpha, alpha); 0 = off", at_least(0)),
+        "random_erasing": Param(float, "deit: probability of random erasing", UNIT),
+        "lr_base_batch": Param(int, "if set, the learning rate is lr x batch_size / lr_base_batch (DeiT: 512)",
+                               at_least(1), null=True),
+        "amp": Param(str, "bf16: autocast in bfloat16; null: float32", choices=("bf16",), null=True),
+        "compile": Param(bool, "torch.compile the model"),
+        "checkpoint_epochs": Param(list, "epochs whose weights are kept (0 = initialisation; 0 and the last "
+                                         "epoch are always kept)", at_least(0), check=_checkpoints_within_epochs),
+        "seed": Param(int, "seed of initialisation, shuffling and augmentation", at_least(0)),
+        "nproc_per_node": Param(int, "> 1: DistributedDataParallel over this many processes (GPUs) via torchrun",
+                                at_least(1)),
+        "nnodes": Param(int, "> 1: several machines; start the printed torchrun command on each other node",
+                        at_least(1)),
+        "rdzv_endpoint": Param(str, "host:port of the rendezvous when nnodes > 1", null=True, check=_rendezvous),
+    },
+    "extract": {
+        "probe_size": Param(int, "probe images (drawn from the val split, the same for every checkpoint)",
+                            at_least(2)),
+        "batch_size": Param(int, "images per forward pass", at_least(1)),
+        "seed": Param(int, "seed of the probe-set draw", at_least(0)),
+    },
+    "spectral": {
+        "alpha_ranks": Param("pair", "alpha's 1-indexed inclusive rank window [lo, hi]", at_least(1),
+                             check=_window),
+        "cosine_max_samples": Param(int, "mean cosine similarity uses at most this many samples (a seeded "
+                                         "subsample); null = all", at_least(2), null=True),
+    },
+    "tokens": {
+        "alpha_ranks": Param("pair", "alpha's 1-indexed inclusive rank window [lo, hi] per token", at_least(1),
+                             check=_window),
+        "n_clusters": Param(int, "clusters of patch tokens by alpha signature", at_least(2)),
+        "cluster_method": Param(str, "scikit-learn clustering of the signatures", choices=("kmeans", "agglomerative")),
+        "n_permutations": Param(int, "label permutations of the spatial-coherence null", at_least(2)),
+        "seed": Param(int, "seed of k-means and of the permutations", at_least(0)),
+    },
+    "correlation": {
+        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(1)),
+    },
+    "mi": {
+        "n_channels": Param(int, "channels sampled per sublayer (the same for every block and checkpoint)",
+                            at_least(1)),
+        "reference": Param("pair", "[row, col] of the reference patch; null = the central patch", at_least(0),
+                           null=True),
+        "estimator": Param(str, "ksg: Kraskov k-NN minus a shuffle baseline; binned: a 2-D histogram",
+                           choices=("ksg", "binned")),
+        "k": Param(int, "ksg: neighbours", at_least(1)),
+        "n_shuffles": Param(int, "ksg: shuffles averaged for the baseline", at_least(1)),
+        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2)),
+        "bowtie_bins": Param(int, "bins per axis of the conditional histograms", at_least(2)),
+        "seed": Param(int, "seed of the channel sample and the shuffles", at_least(0)),
+    },
+    "qk": {
+        "max_images": Param(int, "probe images used for angle vs attention", at_least(1)),
+        "angle_bins": Param(int, "bins of the angle axis (0..180 degrees)", at_least(2)),
+    },
+}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _within(v, bounds):
+    if bounds is None:
+        return True
+    low, high, low_open, high_open = bounds
+    return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+
+def _range_text(bounds):
+    low, high, low_open, high_open = bounds
+    if high == INF:
+        return f"> {low:g}" if low_open else f">= {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def allowed(p):
+    """What a parameter accepts, in words (the error messages and the README use it)."""
+    if p.choices:
+        text = "one of " + ", ".join(p.choices)
+    elif p.kind is bool:
+        text = "true or false"
+    elif p.kind is str:
+        text = "a string"
+    else:
+        noun = {int: "an integer", float: "a number"}
+        if p.kind == "pair":
+            text = f"a list of 2 {'integers' if p.item is int else 'numbers'}"
+        elif p.kind is list:
+            text = "a list of integers"
+        else:
+            text = noun[p.kind]
+        if p.bounds:
+            text += " " + _range_text(p.bounds)
+    return f"null or {text}" if p.null else text
+
+
+def _valid(p, v):
+    if v is None:
+        return p.null
+    if p.kind is bool:
+        return isinstance(v, bool)
+    if p.kind is str:
+        return isinstance(v, str) and (not p.choices or v in p.choices)
+    if p.kind is int:
+        return _is_int(v) and _within(v, p.bounds)
+    if p.kind is float:
+        return _is_number(v) and _within(v, p.bounds)
+    items = v if isinstance(v, list) else None
+    if items is None or (p.kind == "pair" and len(items) != 2):
+        return False
+    is_item = _is_int if (p.kind is list or p.item is int) else _is_number
+    return all(is_item(x) and _within(x, p.bounds) for x in items)
+
+
+def _show(v):
+    """A value as the user wrote it in params.yaml or after -S (null, true, nan, [2.5, 10], abc)."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    return str(v)
+
+
+def validate(group, values):
+    """The group's values, checked against SCHEMA[group]; raises TGOError on the first problem."""
+    schema = SCHEMA[group]
+    if not isinstance(values, dict):
+        raise TGOError(f"params.yaml: group '{group}' is {_show(values)}, not a mapping of its keys; restore "
+                       "it from conf/ (make params)")
+    for key in values:
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"did you mean {group}.{close[0]}?" if close else f"the keys are {', '.join(schema)}"
+            raise TGOError(f"{group}.{key}: unknown key; {hint}")
+    for key, p in schema.items():
+        if key not in values:
+            raise TGOError(f"{group}.{key}: missing from params.yaml; restore it from conf/ (make params)")
+        v = values[key]
+        if not _valid(p, v):
+            raise TGOError(f"{group}.{key}={_show(v)}: must be {allowed(p)}")
+    for key, p in schema.items():
+        problem = p.check(values[key], values) if p.check else None
+        if problem:
+            raise TGOError(f"{group}.{key}={_show(values[key])}: {problem}")
+    return values
+
+
+def load(*groups, path="params.yaml"):
+    """Validated param groups from params.yaml: one dict for one group, else a dict of dicts.
+
+    Every group of the file must be a known one (a stray group is an error wherever it is read).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TGOError(f"{path}: not found; run from the project root (where dvc.yaml is)")
+    with open(path) as f:
+        params = yaml.safe_load(f) or {}
+    for group in params:
+        if group not in SCHEMA:
+            raise TGOError(f"{group}: unknown params group in {path}; the groups are {', '.join(SCHEMA)}")
+    for group in groups:
+        if group not in params:
+            raise TGOError(f"{group}: group missing from {path}; restore it from conf/ (make params)")
+    out = {g: validate(g, params[g]) for g in groups}
+    return out[groups[0]] if len(groups) == 1 else out
+
+
+def markdown():
+    """The parameter reference of README.md: one table per group."""
+    parts = []
+    for group, schema in SCHEMA.items():
+        parts.append(f"**{group}**\n\n| key | allowed | what it does |\n|---|---|---|")
+        parts += [f"| `{group}.{k}` | {allowed(p)} | {html.escape(p.doc)} |" for k, p in schema.items()]
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
