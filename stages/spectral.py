@@ -12,7 +12,7 @@ from tgo.params import load
 
 OUT, METRICS = Path("reports/spectral"), "reports/metrics/spectral.json"
 SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-           "spectral_flatness", "anisotropy", "alpha")
+           "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
 
 
 def main():

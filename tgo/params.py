@@ -26,8 +26,8 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: kind is int, float, str, bool or "pair" (a list of two numbers of `item`
-    kind); `bounds` (low, high, low_open, high_open) applies to numbers and to each item of a pair;
+    """One parameter: kind is int, float, str, bool, list (of integers) or "pair" (a list of two
+    numbers of `item` kind); `bounds` (low, high, low_open, high_open) applies to numbers and to each item of a pair;
     `choices` lists the allowed strings; `null` allows null; `check(value, group)` returns an error
     text for what a range cannot say (relations between keys)."""
     kind: object
