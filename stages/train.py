@@ -28,8 +28,9 @@ def main():
         raise TGOError(f"train.batch_size={tcfg['batch_size']} exceeds the train split ({len(train_labels)} "
                        "images); lower it")
     n_procs = tcfg["nproc_per_node"] * tcfg["nnodes"]
-    if n_procs > 1 and "LOCAL_RANK" not in os.environ:  # DVC started us: launch the workers
-        return distributed.torchrun(__file__, tcfg["nproc_per_node"], tcfg["nnodes"], tcfg["rdzv_endpoint"])
+    if n_procs > 1 and "LOCAL_RANK" not in os.environ:  # DVC started us: launch the workers as we were started
+        entry = ["-m", __spec__.name] if __spec__ else [__file__]
+        return distributed.torchrun(entry, tcfg["nproc_per_node"], tcfg["nnodes"], tcfg["rdzv_endpoint"])
     rank = distributed.init() if n_procs > 1 else 0
     torch.manual_seed(tcfg["seed"])
     model = build_model(kwargs).to(distributed.pick_device())

@@ -68,8 +68,8 @@ def string_constants(path):
 
 def script_of(stage):
     cmd = STAGES[stage]["cmd"].split()
-    assert cmd[0] == "python" and cmd[1].startswith("stages/"), STAGES[stage]["cmd"]
-    return REPO / cmd[1]
+    assert cmd[:2] == ["python", "-m"] and cmd[2].startswith("stages."), STAGES[stage]["cmd"]
+    return REPO / (cmd[2].replace(".", "/") + ".py")
 
 
 def code_deps(stage):

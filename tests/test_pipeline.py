@@ -102,3 +102,23 @@ def test_exp_run_train_param_reruns_from_train(project):
     assert ran(out) == {"train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert diff["reports/metrics/train.json"]["epochs"] == {"old": 2, "new": 3, "diff": 1}
+
+
+def test_temp_experiment_runs_its_own_code(project):
+    # `dvc exp run --temp` (and a queued experiment) runs in a copy of the tree under .dvc/tmp: the
+    # stages must import that copy's tgo, not the editable install's, or dvc.lock would record code
+    # that did not run.
+    run(["git", "checkout", "HEAD", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    before = json.loads((project / "reports/metrics/correlation.json").read_text())["lowest_mean_r"]
+    module = project / "tgo/geometry/correlation.py"
+    source = module.read_text()
+    module.write_text(source.replace("return mean_r, mean_abs\n", "return 2 * mean_r, mean_abs\n", 1))
+    try:
+        assert "correlation" in ran(run(["dvc", "exp", "run", "--temp", "-n", "doubled"], project).stdout)
+        shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+        exps = [r for x in shown for e in x.get("experiments") or [] for r in e["revs"] if r["name"] == "doubled"]
+        after = exps[0]["data"]["metrics"]["reports/metrics/correlation.json"]["data"]["lowest_mean_r"]
+        assert after == pytest.approx(2 * before, rel=1e-12)
+    finally:
+        module.write_text(source)

@@ -27,15 +27,16 @@ def pick_device():
     return torch.device("cpu")
 
 
-def torchrun(script, nproc_per_node, nnodes=1, rdzv_endpoint=None):
-    """Run `script` under torchrun on this machine (the other nodes start the same command)."""
+def torchrun(entry, nproc_per_node, nnodes=1, rdzv_endpoint=None):
+    """Run `entry` (a script's arguments: ["-m", "stages.train"] or [path]) under torchrun on this
+    machine (the other nodes start the same command)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}"]
     if nnodes > 1:
         cmd += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
     else:
         cmd += ["--standalone"]
-    print("launching:", " ".join(cmd[1:] + [script]), flush=True)
-    if subprocess.run(cmd + [script]).returncode:
+    print("launching:", " ".join(cmd[1:] + entry), flush=True)
+    if subprocess.run(cmd + entry).returncode:
         raise TGOError("train: a distributed worker failed; its error is printed above")
 
 
