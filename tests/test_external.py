@@ -12,11 +12,11 @@ from tgo.models import load_external_weights
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
 
 
-def micro_vit(img_size, num_classes, depth=2, seed=123):
+def micro_vit(img_size, num_classes, depth=2, seed=123, embed_dim=32):
     """A ViT with the micro config's architecture, as someone else might have trained it."""
     torch.manual_seed(seed)
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, patch_size=4, depth=depth, embed_dim=32,
-                             num_heads=2, img_size=img_size, num_classes=num_classes)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, patch_size=4, depth=depth,
+                             embed_dim=embed_dim, num_heads=2, img_size=img_size, num_classes=num_classes)
 
 
 def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path):
@@ -82,3 +82,16 @@ def test_missing_and_mismatched_weights_are_errors(prepared, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     stage_error(run_stage("train", prepared, micro_config(train={"weights": str(junk)})), "train",
                 "train.weights", "cannot read")
+
+
+def test_weights_that_cannot_be_analysed_are_one_line_errors(prepared, tmp_path):
+    wider = tmp_path / "wider.safetensors"
+    save_file(micro_vit(16, 4, embed_dim=48).state_dict(), str(wider))
+    proc = run_stage("train", prepared, micro_config(train={"weights": str(wider)}))
+    stage_error(proc, "train", "train.weights", "does not fit", "size mismatch")
+    state = micro_vit(16, 4).state_dict()
+    state["blocks.1.attn.qkv.weight"][0, 0] = float("nan")
+    broken = tmp_path / "nan.safetensors"
+    save_file(state, str(broken))
+    proc = run_stage("train", prepared, micro_config(train={"weights": str(broken)}))
+    stage_error(proc, "train", "train.weights", "non-finite", "blocks.1.attn.qkv.weight")

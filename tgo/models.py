@@ -58,14 +58,23 @@ def load_external_weights(kwargs, path):
     except Exception as e:  # unpickling refused, not a weights file, ...
         raise TGOError(f"train.weights: cannot read '{path}' as safetensors or a PyTorch state dict "
                        f"({type(e).__name__})") from None
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise TGOError(f"train.weights: '{path}' has non-finite values (nan or inf) in {broken[:3]}; these "
+                       "weights cannot be analysed, use a checkpoint from before training diverged")
     head = state.get("head.weight")
     kwargs = {**kwargs, "num_classes": int(head.shape[0]) if head is not None else 0}
     model = build_model(kwargs)
-    missing, unexpected = model.load_state_dict(checkpoint_filter_fn(state, model), strict=False)
+    fit = "set model.name and its architecture keys to those the weights were trained with"
+    try:
+        missing, unexpected = model.load_state_dict(checkpoint_filter_fn(state, model), strict=False)
+    except RuntimeError as e:  # tensors of another shape: PyTorch lists every one
+        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
+        raise TGOError(f"train.weights: '{path}' does not fit {kwargs['model_name']} with the model params "
+                       f"({first.rstrip('.')}); {fit}") from None
     if missing or unexpected:
         raise TGOError(f"train.weights: '{path}' does not fit {kwargs['model_name']} with the model params "
-                       f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); set model.name "
-                       "and its architecture keys to those the weights were trained with")
+                       f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); {fit}")
     return model, kwargs
 
 
