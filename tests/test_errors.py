@@ -102,3 +102,34 @@ def test_tokens_alpha_window_beyond_rank_is_missing_with_reason(tmp_path, worksp
     assert "N-1=31" in summary["alpha_missing"]
     assert all(np.isnan(v) for v in summary["patch_alpha_mean"].values())
     assert "coherence" not in summary
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_truncated_checkpoint_is_named(tmp_path, workspace):
+    root = upstream(workspace, tmp_path, ["data/prepared", "data/checkpoints"])
+    truncate(root / "data/checkpoints/epoch_001.safetensors")
+    proc = run_stage("extract", root, micro_config())
+    stage_error(proc, "extract", "data/checkpoints/epoch_001.safetensors", "dvc repro -f -s train")
+    assert not (root / "data/activations").exists()
+
+
+def test_truncated_activations_are_named(tmp_path, workspace):
+    root = upstream(workspace, tmp_path, ["data/activations"])
+    truncate(root / "data/activations/epoch_002/residual.npy")
+    proc = run_stage("spectral", root, micro_config())
+    stage_error(proc, "spectral", "data/activations/epoch_002/residual.npy", "dvc repro -f -s extract")
+
+
+def test_truncated_resume_state_is_discarded_and_training_restarts(tmp_path, workspace):
+    root = upstream(workspace, tmp_path, ["data/prepared"])
+    (root / "data/checkpoints").mkdir(parents=True)
+    (root / "data/checkpoints/resume.pt").write_bytes(b"PK\x03\x04 a torch.save archive cut short")
+    proc = stage_ok("train", root, micro_config())
+    assert "data/checkpoints/resume.pt" in proc.stdout and "restarts from scratch" in proc.stdout
+    for name in ("epoch_000", "epoch_001", "epoch_002"):  # the same run as one never interrupted
+        assert (root / f"data/checkpoints/{name}.safetensors").read_bytes() == \
+            (workspace / f"data/checkpoints/{name}.safetensors").read_bytes()

@@ -39,10 +39,14 @@ def site_name(depth, n_blocks):
 
 
 def checkpoints(root=ACTIVATIONS):
-    """[(activation directory, its meta.json)] of every checkpoint, in epoch order."""
+    """[(activation directory, its meta.json)] of every checkpoint, in epoch order; every array is
+    opened once (memory-mapped, so nothing is read) to stop on a truncated file before any work."""
     dirs = sorted(p for p in Path(root).glob("epoch_*") if (p / "meta.json").exists())
     if not dirs:
         raise TGOError(f"{root}: no activations; run the extract stage first (dvc repro extract)")
+    for d in dirs:
+        for npy in sorted(d.glob("*.npy")):
+            load(d, npy.stem)
     return [(d, read_json(d / "meta.json")) for d in dirs]
 
 
@@ -53,7 +57,12 @@ def each_checkpoint(root=ACTIVATIONS):
 
 def load(act_dir, name):
     """One stored array, memory-mapped (float16)."""
-    return np.load(Path(act_dir) / f"{name}.npy", mmap_mode="r")
+    path = Path(act_dir) / f"{name}.npy"
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as e:  # a truncated file: "mmap length is greater than file size"
+        raise TGOError(f"{path}: unreadable activations ({e}); extract them again with "
+                       "dvc repro -f -s extract") from None
 
 
 def residual_sites(act_dir):

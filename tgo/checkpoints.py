@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tgo.io import TGOError, atomic_path, read_json, write_json
@@ -40,7 +41,12 @@ def save_weights(model, path):
 
 def load_checkpoint(ckpt_dir, epoch):
     """The state dict of the checkpoint at `epoch` (safetensors: no code runs on load)."""
-    return load_file(str(Path(ckpt_dir) / checkpoint_name(epoch)))
+    path = Path(ckpt_dir) / checkpoint_name(epoch)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise TGOError(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); train again with "
+                       "dvc repro -f -s train") from None
 
 
 def save_resume(path, state):
@@ -49,9 +55,17 @@ def save_resume(path, state):
 
 
 def load_resume(path, device):
-    """The resume state (weights_only: no code runs on load), or None if there is none."""
+    """The resume state (weights_only: no code runs on load), or None if there is none. An
+    unreadable one (a truncated file) is discarded with a warning: training restarts from scratch."""
     path = Path(path)
-    return torch.load(path, weights_only=True, map_location=device) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True, map_location=device)
+    except Exception as e:  # truncated zip, unpickling refused, ...
+        print(f"warning: {path} is unreadable ({type(e).__name__}); discarded, training restarts from scratch")
+        path.unlink()
+        return None
 
 
 def write_config(ckpt_dir, model_kwargs, schedule, classes, run_hash):
