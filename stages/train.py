@@ -11,7 +11,7 @@ from tgo.data import load_prepared
 from tgo.io import TGOError, run_stage, write_json
 from tgo.models import build_model, load_external_weights, model_kwargs
 from tgo.params import load
-from tgo.training import evaluate, train
+from tgo.training import evaluate, train, weights_hash
 
 DATA, LIVE, METRICS = "data/prepared", "reports/train", "reports/metrics/train.json"
 
@@ -34,11 +34,11 @@ def main():
     rank = distributed.init() if n_procs > 1 else 0
     torch.manual_seed(tcfg["seed"])
     model = build_model(kwargs).to(distributed.pick_device())
-    run_hash = config_hash(kwargs, tcfg, manifest["splits"])
+    this_run = weights_hash(kwargs, tcfg, manifest["splits"])
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
     if rank > 0:  # a worker of a distributed run: rank 0 logs and writes
-        train(model, (train_images, train_labels), (val_images, val_labels), tcfg, CHECKPOINTS, run_hash,
+        train(model, (train_images, train_labels), (val_images, val_labels), tcfg, CHECKPOINTS, this_run,
               lambda row: None)
         return
     print(f"training {mcfg['name']} ({n_params / 1e6:.2f} M params) for {tcfg['epochs']} epochs "
@@ -55,8 +55,8 @@ def main():
             live.next_step()
 
         history, schedule = train(model, (train_images, train_labels), (val_images, val_labels),
-                                  tcfg, CHECKPOINTS, run_hash, log_epoch)
-    write_config(CHECKPOINTS, kwargs, schedule, manifest["classes"], run_hash)
+                                  tcfg, CHECKPOINTS, this_run, log_epoch)
+    write_config(CHECKPOINTS, kwargs, schedule, manifest["classes"], this_run)
     last = history[-1]
     write_json(METRICS, {"val_top1": last["val_top1"], "val_top5": last["val_top5"],
                          "val_loss": last["val_loss"], "train_loss": last["train_loss"],

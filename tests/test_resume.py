@@ -1,11 +1,12 @@
-"""Training killed with SIGKILL resumes from the last complete epoch, bit for bit."""
+"""Training killed with SIGKILL resumes from the last complete epoch, bit for bit, also after a
+change of a param that does not determine the weights; a bad value in between deletes nothing."""
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from micro import ENV, REPO, git_commit, micro_config, stage_ok, write_params
+from micro import ENV, REPO, git_commit, micro_config, run_stage, stage_error, stage_ok, write_params
 
 PARAMS = micro_config(prepare={"train_per_class": 100},
                       train={"epochs": 6, "batch_size": 20, "checkpoint_epochs": [0, 1, 3, 6]})
@@ -31,7 +32,14 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     assert not (work / "data/checkpoints/config.json").exists()
 
-    out = stage_ok("train", work).stdout
+    kept = sorted(p.name for p in (work / "data/checkpoints").iterdir())
+    assert "resume.pt" in kept
+    bad = {**PARAMS, "train": {**PARAMS["train"], "eval_batch_size": 0}}
+    stage_error(run_stage("train", work, bad), "train", "train.eval_batch_size=0")
+    assert sorted(p.name for p in (work / "data/checkpoints").iterdir()) == kept
+
+    other = {**PARAMS, "train": {**PARAMS["train"], "eval_batch_size": 7}}  # evaluation only
+    out = stage_ok("train", work, other).stdout
     assert "resuming from epoch" in out
     resumed_from = int(out.split("resuming from epoch ")[1].split()[0])
     assert 1 <= resumed_from < 6

@@ -30,11 +30,23 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tgo.augment import training_batch
-from tgo.checkpoints import checkpoint_name, checkpoint_schedule, load_resume, save_resume, save_weights
+from tgo.checkpoints import (checkpoint_name, checkpoint_schedule, config_hash, load_resume, save_resume,
+                             save_weights)
 from tgo.distributed import world
 from tgo.io import TGOError
 from tgo.loader import device_batches
 from tgo.models import to_input
+
+# Train params that do not change the weights: changing one resumes an interrupted run instead of
+# starting it over (several processes follow one up to floating-point reduction order; compiling
+# changes the speed, not the computation).
+NOT_WEIGHTS = ("eval_batch_size", "nproc_per_node", "nnodes", "rdzv_endpoint", "compile")
+
+
+def weights_hash(model_kwargs, cfg, splits):
+    """A hash of what determines the weights (the model, the train params but NOT_WEIGHTS, the data):
+    resume.pt is used only by a run with the same hash."""
+    return config_hash(model_kwargs, {k: v for k, v in cfg.items() if k not in NOT_WEIGHTS}, splits)
 
 
 def train_step(model, net, optimizer, criterion, x, y, cfg):
