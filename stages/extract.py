@@ -2,10 +2,10 @@
 import numpy as np
 
 from tgo.activations import ACTIVATIONS, PER_BLOCK, checkpoint_dir
-from tgo.capture import capture, probe_indices
+from tgo.capture import capture, layout, probe_indices
 from tgo.checkpoints import CHECKPOINTS, checkpoint_name, load_checkpoint, read_config
 from tgo.data import load_prepared
-from tgo.io import atomic_dir, run_stage, write_json
+from tgo.io import atomic_dir, require_free_space, run_stage, write_json
 from tgo.models import build_model
 from tgo.params import load
 
@@ -19,6 +19,9 @@ def main():
     idx = probe_indices(len(labels), cfg["probe_size"], cfg["seed"])
     probe = np.asarray(images[idx])
     model = build_model(run["model_kwargs"])
+    shape = layout(model)  # float16 sites: embed and final norm, and residual, attn, mlp per block
+    sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
+    require_free_space(ACTIVATIONS, len(run["checkpoints"]) * sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2)
 
     with atomic_dir(ACTIVATIONS) as tmp:
         for epoch in run["checkpoints"]:

@@ -4,12 +4,18 @@ split, a window beyond the spectrum's rank, ...): each stage exits 2 with one li
 deletes nothing. Bad values as such are in test_params.py."""
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from micro import fails_before_writing, micro_config, run_stage, stage_error, stage_ok
+from micro import ENV, REPO, fails_before_writing, micro_config, run_stage, stage_error, stage_ok
+from tgo.io import TGOError, require_free_space
 
 
 def fails_cleanly(stage, root, params, *needles):
@@ -133,3 +139,26 @@ def test_truncated_resume_state_is_discarded_and_training_restarts(tmp_path, wor
     for name in ("epoch_000", "epoch_001", "epoch_002"):  # the same run as one never interrupted
         assert (root / f"data/checkpoints/{name}.safetensors").read_bytes() == \
             (workspace / f"data/checkpoints/{name}.safetensors").read_bytes()
+
+
+def test_scratch_of_a_killed_extract_is_removed_by_the_next_run(tmp_path, workspace):
+    root = upstream(workspace, tmp_path, ["data/prepared", "data/checkpoints"])
+    with open(root / "params.yaml", "w") as f:
+        yaml.safe_dump(micro_config(), f, sort_keys=False)
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "extract.py")], cwd=root, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((root / "data").glob(".activations.tmp*/epoch_000")) and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert list((root / "data").glob(".activations.tmp*")), "extract finished before it could be killed"
+    stage_ok("extract", root)
+    assert not list((root / "data").glob(".activations.tmp*"))
+    assert (root / "data/activations/epoch_002/meta.json").exists()
+
+
+def test_disk_space_is_checked_up_front(tmp_path):
+    with pytest.raises(TGOError, match=r"needs 1000000.0 GB free"):
+        require_free_space(tmp_path / "out", 10**15)
+    require_free_space(tmp_path / "out", 1)

@@ -30,6 +30,37 @@ def _tmp_path(path):
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(path):
+    """Remove the temporary paths that killed runs left next to `path` (.<name>.tmp<pid> of a
+    process that no longer runs); a live process's are left alone."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(tmp)
+
+
+def require_free_space(path, nbytes):
+    """Stop with one line unless the disk that holds `path` has nbytes free (checked before a stage
+    writes a large output, so a full disk is not found halfway through)."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < nbytes:
+        raise TGOError(f"{path}: needs {nbytes / 1e9:.1f} GB free, {free / 1e9:.1f} GB available on its disk; "
+                       "free some space (or point DVC's cache elsewhere) and rerun")
+
+
 def _remove(path):
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -44,6 +75,7 @@ def atomic_path(path, is_dir=False):
     leaves a half-written file or directory that looks complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(path)
     tmp = _tmp_path(path)
     _remove(tmp)
     if is_dir:
