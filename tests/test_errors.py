@@ -132,10 +132,10 @@ def test_truncated_activations_are_named(tmp_path, workspace):
 
 def test_truncated_resume_state_is_discarded_and_training_restarts(tmp_path, workspace):
     root = upstream(workspace, tmp_path, ["data/prepared"])
-    (root / "data/checkpoints").mkdir(parents=True)
-    (root / "data/checkpoints/resume.pt").write_bytes(b"PK\x03\x04 a torch.save archive cut short")
+    (root / "data/train-work").mkdir(parents=True)
+    (root / "data/train-work/resume.pt").write_bytes(b"PK\x03\x04 a torch.save archive cut short")
     proc = stage_ok("train", root, micro_config())
-    assert "data/checkpoints/resume.pt" in proc.stdout and "restarts from scratch" in proc.stdout
+    assert "data/train-work/resume.pt" in proc.stdout and "restarts from scratch" in proc.stdout
     for name in ("epoch_000", "epoch_001", "epoch_002"):  # the same run as one never interrupted
         assert (root / f"data/checkpoints/{name}.safetensors").read_bytes() == \
             (workspace / f"data/checkpoints/{name}.safetensors").read_bytes()
@@ -162,3 +162,26 @@ def test_disk_space_is_checked_up_front(tmp_path):
     with pytest.raises(TGOError, match=r"needs 1000000.0 GB free"):
         require_free_space(tmp_path / "out", 10**15)
     require_free_space(tmp_path / "out", 1)
+
+
+def test_a_second_trainer_stops_while_the_first_runs(tmp_path, workspace):
+    # A `dvc` killed during train leaves the trainer running; the next run must not train into the
+    # same folder at the same time.
+    root = upstream(workspace, tmp_path, ["data/prepared"])
+    params = micro_config(prepare={}, train={"epochs": 200})
+    with open(root / "params.yaml", "w") as f:
+        yaml.safe_dump(params, f, sort_keys=False)
+    first = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=root, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (root / "data/train-work/resume.pt").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        stage_error(run_stage("train", root, params), "train", "data/train-work", f"pid {first.pid}")
+        assert first.poll() is None, "the first trainer was disturbed"
+    finally:
+        first.kill()
+        first.wait()
+    stage_error(run_stage("train", root, micro_config(train={"eval_batch_size": 0})), "train", "eval_batch_size")
+    proc = stage_ok("train", root, micro_config(train={"epochs": 1, "checkpoint_epochs": [0, 1]}))
+    assert "final val top-1" in proc.stdout  # the dead trainer's lock is taken over

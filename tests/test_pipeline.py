@@ -1,12 +1,16 @@
 """End to end: the real `dvc repro`, `dvc exp run -S` and `dvc metrics diff` on a micro config."""
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from micro import REPO, copy_project, git_commit, micro_config, run, write_params
+from micro import ENV, REPO, copy_project, git_commit, micro_config, run, stage_ok, write_params
 
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
 AUDIT = REPO / "tests" / "audit"  # its sitecustomize records the files each stage reads
@@ -48,15 +52,18 @@ def test_repro_then_everything_skipped(project, reads):
 
 
 def test_every_file_a_stage_reads_is_a_declared_dep(project, reads):
-    # Beside its deps a stage may read params.yaml, its own outputs (train's resume state) and
-    # DVC's or git's own files; code is checked by test_dvc_yaml.py.
+    # Beside its deps a stage may read params.yaml, its own outputs, DVC's or git's own files, and
+    # train its run in progress (data/train-work, by design no DVC output); code is checked by
+    # test_dvc_yaml.py.
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     records = [json.loads(p.read_text()) for p in sorted(reads.glob("*.json"))]
     assert {r["stage"] for r in records} == set(STAGES)
     for r in records:
         spec = stages[r["stage"]]
         outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
-        allowed = [project / p for p in spec["deps"] + outs + ["params.yaml", ".dvc", ".git", ".dvcignore", ".gitignore"]]
+        work = ["data/train-work", "data/.train.lock"] if r["stage"] == "train" else []
+        allowed = [project / p for p in spec["deps"] + outs + work + ["params.yaml", ".dvc", ".git", ".dvcignore",
+                                                                      ".gitignore"]]
         undeclared = [p for p in map(Path, r["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
                       and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]
         assert not undeclared, f"stage {r['stage']} reads files dvc.yaml does not list as deps: {undeclared}"
@@ -122,3 +129,28 @@ def test_temp_experiment_runs_its_own_code(project):
         assert after == pytest.approx(2 * before, rel=1e-12)
     finally:
         module.write_text(source)
+
+
+def test_interrupted_exp_run_resumes_when_run_again(project, tmp_path):
+    run(["git", "checkout", "HEAD", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    cmd = ["dvc", "exp", "run", "-S", "train.epochs=40", "-S", "train.checkpoint_epochs=[0,1,20,40]"]
+    proc = subprocess.Popen(cmd, cwd=project, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    resume = project / "data/train-work/resume.pt"
+    deadline = time.time() + 120
+    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals dvc and the stage it runs
+    proc.wait(timeout=120)
+    assert resume.exists() and not (project / "data/checkpoints/epoch_040.safetensors").exists()
+
+    out = run(cmd, project).stdout
+    assert "resuming from epoch" in out
+    # The same run never interrupted, straight from the stage, gives the same weights bit for bit.
+    (tmp_path / "data").mkdir()
+    os.symlink(project / "data/prepared", tmp_path / "data/prepared")
+    stage_ok("train", tmp_path, yaml.safe_load((project / "params.yaml").read_text()))
+    for name in ("epoch_001", "epoch_020", "epoch_040"):
+        assert (project / f"data/checkpoints/{name}.safetensors").read_bytes() == \
+            (tmp_path / f"data/checkpoints/{name}.safetensors").read_bytes(), name

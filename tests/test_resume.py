@@ -24,7 +24,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=work, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resume = work / "data/checkpoints/resume.pt"
+    resume = work / "data/train-work/resume.pt"
     deadline = time.time() + 120
     while not resume.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -32,11 +32,11 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     assert not (work / "data/checkpoints/config.json").exists()
 
-    kept = sorted(p.name for p in (work / "data/checkpoints").iterdir())
+    kept = sorted(p.name for p in (work / "data/train-work").iterdir())
     assert "resume.pt" in kept
     bad = {**PARAMS, "train": {**PARAMS["train"], "eval_batch_size": 0}}
     stage_error(run_stage("train", work, bad), "train", "train.eval_batch_size=0")
-    assert sorted(p.name for p in (work / "data/checkpoints").iterdir()) == kept
+    assert sorted(p.name for p in (work / "data/train-work").iterdir()) == kept
 
     other = {**PARAMS, "train": {**PARAMS["train"], "eval_batch_size": 7}}  # evaluation only
     out = stage_ok("train", work, other).stdout
@@ -47,5 +47,5 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
         a = (ref / f"data/checkpoints/{name}.safetensors").read_bytes()
         b = (work / f"data/checkpoints/{name}.safetensors").read_bytes()
         assert a == b, f"{name} differs after resume"
-    assert not resume.exists()
+    assert not (work / "data/train-work").exists()
     assert (work / "reports/train/plots/metrics/val/top1.tsv").read_text().count("\n") == 6 + 1

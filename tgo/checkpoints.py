@@ -1,22 +1,28 @@
 """The checkpoint directory (data/checkpoints): what train writes and extract and qk read.
 
   epoch_XXX.safetensors  model weights at each scheduled epoch (epoch 0 = initialisation)
-  resume.pt              model + optimizer after the last complete epoch (removed when done)
-  config.json            written last: the model's timm kwargs, the schedule, the classes
+  config.json            the model's timm kwargs, the schedule, the classes
 
-Every file is written through tgo.io.atomic_path, so a killed run never leaves one half-written.
+A run in progress writes into data/train-work/ instead: the same epoch files plus resume.pt (model
+and optimizer after the last complete epoch). It is no DVC output, so neither `dvc repro` nor
+`dvc exp run` touches it, and a killed run resumes from it whichever of the two starts it again.
+`publish` moves a finished run into data/checkpoints. Every file is written through
+tgo.io.atomic_path, so a killed run never leaves one half-written; data/.train.lock (a PID) keeps
+a second trainer out of the work directory.
 """
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tgo.io import TGOError, atomic_path, read_json, write_json
+from tgo.io import TGOError, atomic_dir, atomic_path, read_json, write_json
 
-CHECKPOINTS = Path("data/checkpoints")
+CHECKPOINTS, TRAIN_WORK, TRAIN_LOCK = Path("data/checkpoints"), Path("data/train-work"), Path("data/.train.lock")
 
 
 def checkpoint_name(epoch):
@@ -69,11 +75,24 @@ def load_resume(path, device):
 
 
 def write_config(ckpt_dir, model_kwargs, schedule, classes, run_hash):
-    """Mark the checkpoint directory complete: write config.json, drop the resume state."""
-    ckpt_dir = Path(ckpt_dir)
-    write_json(ckpt_dir / "config.json", {"model_kwargs": model_kwargs, "checkpoints": schedule,
-                                          "classes": classes, "run_hash": run_hash})
-    (ckpt_dir / "resume.pt").unlink(missing_ok=True)
+    write_json(Path(ckpt_dir) / "config.json", {"model_kwargs": model_kwargs, "checkpoints": schedule,
+                                                "classes": classes, "run_hash": run_hash})
+
+
+def publish(work, ckpt_dir, model_kwargs, schedule, classes, run_hash):
+    """Move a finished run from the work directory into the checkpoint directory (one rename), then
+    drop the work directory with its resume state. Files are hard-linked (no copy of the weights),
+    so a run killed in between still finds its complete work directory."""
+    work = Path(work)
+    with atomic_dir(ckpt_dir) as tmp:
+        for epoch in schedule:
+            name = checkpoint_name(epoch)
+            try:
+                os.link(work / name, tmp / name)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(work / name, tmp / name)
+        write_config(tmp, model_kwargs, schedule, classes, run_hash)
+    shutil.rmtree(work)
 
 
 def read_config(ckpt_dir=CHECKPOINTS):

@@ -50,6 +50,32 @@ def remove_stale_scratch(path):
             _remove(tmp)
 
 
+@contextmanager
+def single_writer(lock, what):
+    """Hold `lock` (a file holding this process's PID) while writing `what`. A live process's lock
+    (a run that outlived a killed `dvc`) stops this one with one line; a dead one's is taken over."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            pid = lock.read_text().strip()
+            if pid.isdigit() and _alive(int(pid)):
+                raise TGOError(f"{what} is being written by another process (pid {pid}, {lock}); wait for it "
+                               f"to finish or stop it (kill {pid}), then rerun") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise TGOError(f"{lock}: cannot take the lock; remove it if no other run is writing {what}")
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def require_free_space(path, nbytes):
     """Stop with one line unless the disk that holds `path` has nbytes free (checked before a stage
     writes a large output, so a full disk is not found halfway through)."""
