@@ -16,10 +16,11 @@ TOKEN_SETS = ("patches", "all")  # patch tokens only; all tokens including CLS
 
 def main():
     cfg = load("correlation")
-    n = min(cfg["max_images"], activations.checkpoints()[0][1]["n_images"])
+    checkpoints = activations.checkpoints()
+    n = min(cfg["max_images"], checkpoints[0][1]["n_images"])
 
     rows = []
-    for act_dir, meta in each_checkpoint():
+    for act_dir, meta in each_checkpoint(checkpoints):
         p0 = meta["num_prefix_tokens"]
         for site, depth, tokens in residual_sites(act_dir):
             x = np.asarray(tokens[:n])

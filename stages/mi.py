@@ -34,7 +34,7 @@ def main():
 
     curves, kurtosis, bowtie = [], [], []
     last_dir = checkpoints[-1][0]
-    for act_dir, meta in each_checkpoint():
+    for act_dir, meta in each_checkpoint(checkpoints):
         p0, n_blocks = meta["num_prefix_tokens"], meta["n_blocks"]
         for sub in SUBLAYERS:
             acts = activations.load(act_dir, sub)

@@ -25,7 +25,7 @@ def main():
     num_heads, eps = run["model_kwargs"]["num_heads"], norm1.eps
 
     heads, spectra, angles, binned = [], [], [], []
-    for act_dir, meta in each_checkpoint():
+    for act_dir, meta in each_checkpoint(activations.checkpoints()):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
         w = {k: v.double().numpy() for k, v in load_checkpoint(CHECKPOINTS, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")

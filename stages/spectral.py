@@ -18,14 +18,15 @@ SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "sp
 def main():
     cfg = load("spectral")
     ranks = tuple(cfg["alpha_ranks"])
-    _, meta = activations.checkpoints()[0]
+    checkpoints = activations.checkpoints()
+    meta = checkpoints[0][1]
     reason = alpha_window_error(ranks, meta["n_images"], meta["dim"])
     if reason:
         raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
                        f"or raise extract.probe_size")
 
     rows, spectra = [], []
-    for act_dir, meta in each_checkpoint():
+    for act_dir, meta in each_checkpoint(checkpoints):
         for site, depth, tokens in residual_sites(act_dir):
             for name, X in sample_sets(tokens, meta["num_prefix_tokens"]).items():
                 m = spectral_metrics(X, ranks, cfg["cosine_max_samples"])

@@ -17,14 +17,15 @@ OUT, METRICS = Path("reports/tokens"), "reports/metrics/tokens.json"
 def main():
     cfg = load("tokens")
     ranks = tuple(cfg["alpha_ranks"])
-    _, meta = activations.checkpoints()[0]
+    checkpoints = activations.checkpoints()
+    meta = checkpoints[0][1]
     n_patches = meta["grid"][0] * meta["grid"][1]
     if cfg["n_clusters"] > n_patches:
         raise TGOError(f"tokens.n_clusters={cfg['n_clusters']}: choose 2..{n_patches} (the patch count)")
     missing = alpha_window_error(ranks, meta["n_images"], meta["dim"])
 
     signatures, depth, coherence = [], [], []
-    for act_dir, meta in each_checkpoint():
+    for act_dir, meta in each_checkpoint(checkpoints):
         p0, (gh, gw), n_blocks = meta["num_prefix_tokens"], meta["grid"], meta["n_blocks"]
         alphas, r2 = alpha_signatures(activations.load(act_dir, "residual"), ranks)
         patch_sig = alphas[:, p0:].T  # (patches, blocks)

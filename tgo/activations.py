@@ -50,9 +50,9 @@ def checkpoints(root=ACTIVATIONS):
     return [(d, read_json(d / "meta.json")) for d in dirs]
 
 
-def each_checkpoint(root=ACTIVATIONS):
-    """The per-checkpoint loop of an analysis stage, with a progress bar."""
-    return tqdm(checkpoints(root), desc="checkpoints", unit="ckpt")
+def each_checkpoint(found):
+    """The per-checkpoint loop of an analysis stage over `checkpoints()`, with a progress bar."""
+    return tqdm(found, desc="checkpoints", unit="ckpt")
 
 
 def load(act_dir, name):
