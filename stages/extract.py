@@ -1,45 +1,57 @@
-"""extract: per checkpoint, the probe images' activations at every block -> data/activations/."""
+"""extract: per checkpoint, the probe images' activations at every block -> data/activations/
+(or, with --zoo <id>, the zoo model's data/zoo/<id>/activations/)."""
 import numpy as np
 
-from tgo.activations import ACTIVATIONS, PER_BLOCK, checkpoint_dir
+from tgo.activations import PER_BLOCK, checkpoint_dir, tokens_used
 from tgo.capture import capture, layout, probe_indices
-from tgo.checkpoints import CHECKPOINTS, checkpoint_name, load_checkpoint, read_config
+from tgo.checkpoints import checkpoint_name, load_checkpoint, read_config
 from tgo.data import load_prepared
 from tgo.io import atomic_dir, require_free_space, run_stage, write_json
-from tgo.models import build_model
+from tgo.models import create_model, input_config, resize_mode, resize_target
 from tgo.params import load
+from tgo.runs import from_argv
 
 DATA = "data/prepared"
 
 
 def main():
+    run = from_argv()
     cfg = load("extract")
-    run = read_config()
+    config = read_config(run.checkpoints)
     images, labels, _ = load_prepared(DATA, "val")
     idx = probe_indices(len(labels), cfg["probe_size"], cfg["seed"])
     probe = np.asarray(images[idx])
-    model = build_model(run["model_kwargs"])
-    shape = layout(model)  # float16 sites: embed and final norm, and residual, attn, mlp per block
+    model = create_model(**config["model_kwargs"])
+    shape, preprocessing = layout(model), input_config(model)
+    stored, side = probe.shape[1], resize_target(preprocessing)
+    resize = f"resized {stored} -> {side} px ({resize_mode(preprocessing)})" if side != stored else "not resized"
+    if side > stored:
+        print(f"note: the stored {stored} px images are upsampled to {side} px for this model; prepare larger "
+              "images (prepare.image_size) to give it its native detail")
+    # float16 sites: embed and final norm, residual, attn, mlp per block (and the head's input per site)
     sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
-    require_free_space(ACTIVATIONS, len(run["checkpoints"]) * sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2)
+    require_free_space(run.activations, len(config["checkpoints"]) * sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2)
 
-    with atomic_dir(ACTIVATIONS) as tmp:
-        for epoch in run["checkpoints"]:
-            model.load_state_dict(load_checkpoint(CHECKPOINTS, epoch))
+    with atomic_dir(run.activations) as tmp:
+        for epoch in config["checkpoints"]:
+            model.load_state_dict(load_checkpoint(run.checkpoints, epoch))
             out = checkpoint_dir(epoch, tmp)
             out.mkdir()
-            info = capture(model, probe, cfg["batch_size"], out, desc=f"checkpoint {epoch}")
+            info = capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}")
             np.save(out / "labels.npy", labels[idx])
             write_json(out / "meta.json", {
                 "epoch": epoch, "checkpoint": checkpoint_name(epoch), "probe_indices": idx.tolist(),
-                "n_images": len(idx), **info,
-                "sites": {"embed": "tokens entering block 1 (patch + position embedding)",
+                "n_images": len(idx), **info, "input": {**preprocessing, "stored_size": stored, "resize": resize},
+                "sites": {"embed": "tokens entering block 1 (patch + position embedding, prefix tokens)",
                           **{s: f"per block, shape (blocks, N, tokens, D): {s}" for s in PER_BLOCK},
-                          "final_norm": "output of the final LayerNorm"},
-                "token_layout": "prefix tokens (CLS) first, then patches row-major on the grid",
+                          "final_norm": "output of the final norm",
+                          **({"pooled": f"the head's input at every site: {info['head_input']}"}
+                             if info["head_input"] else {})},
+                "token_layout": "prefix tokens in the order of prefix_tokens, then patches row-major on the grid",
             })
-    print(f"extracted {len(idx)} probe images x {len(run['checkpoints'])} checkpoints "
-          f"({info['n_blocks']} blocks, {info['num_tokens']} tokens, D={info['dim']}) -> {ACTIVATIONS}")
+    print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of {model.create_kwargs['name']} "
+          f"({info['n_blocks']} blocks, D={info['dim']}; {tokens_used(info)}); input {preprocessing['input_size'][-1]} px, "
+          f"{resize}, mean {preprocessing['mean']}, std {preprocessing['std']} -> {run.activations}")
 
 
 if __name__ == "__main__":

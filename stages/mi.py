@@ -1,23 +1,22 @@
 """mi: per checkpoint, block and sublayer (attention, MLP): mutual information between neurons vs
-spatial distance, excess kurtosis, conditional ("bowtie") histograms
--> reports/mi/, reports/metrics/mi.json."""
-from pathlib import Path
-
+spatial distance, excess kurtosis, conditional ("bowtie") histograms, over the patch tokens only
+-> reports/mi/, reports/metrics/mi.json (with --zoo <id>: the zoo model's, tgo.runs)."""
 import numpy as np
 
 from tgo import activations
-from tgo.activations import each_checkpoint, site_name
+from tgo.activations import each_checkpoint, site_name, tokens_used, write_tokens_used
 from tgo.geometry.information import conditional_histogram, excess_kurtosis, log_mi_slope, mi_vs_distance
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
+from tgo.runs import from_argv
 
-OUT, METRICS = Path("reports/mi"), "reports/metrics/mi.json"
 SUBLAYERS = ("attn", "mlp")
 
 
 def main():
+    run = from_argv()
     cfg = load("mi")
-    checkpoints = activations.checkpoints()
+    checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
     rows_, cols_ = meta["grid"]
     if cfg["n_channels"] > meta["dim"]:
@@ -65,15 +64,18 @@ def main():
             summary[sub][site] = {"mi_at_distance_1": float(m[0]), "mi_at_max_distance": float(m[-1]),
                                   "log_mi_slope": log_mi_slope(d, m)}
             depth_rows[sub].append({"site": site, "depth": depth, **summary[sub][site]})
-    with atomic_dir(OUT) as tmp:
+    used = f"{tokens_used(meta)}; neurons of the patch tokens only (prefix tokens excluded)"
+    with atomic_dir(run.plots("mi")) as tmp:
         write_csv(tmp / "mi_distance.csv", curves)
         write_csv(tmp / "kurtosis.csv", kurtosis)
         write_csv(tmp / "bowtie.csv", bowtie)
         for sub in SUBLAYERS:  # DVC plot data: MI at distance 1 across depth, last checkpoint
             write_csv(tmp / f"depth_{sub}.csv", depth_rows[sub])
-    write_json(METRICS, summary)
+        write_tokens_used(tmp, meta, used)
+    write_json(run.metrics("mi"), summary)
     print(f"MI vs distance ({cfg['estimator']}, {cfg['n_channels']} channels, reference patch "
-          f"{reference}, {n} images) for {len(checkpoints)} checkpoints -> {OUT}, {METRICS}")
+          f"{reference}, {n} images) for {len(checkpoints)} checkpoints; {used} -> {run.plots('mi')}, "
+          f"{run.metrics('mi')}")
 
 
 def _bowtie_rows(x, grid, ref_index, channel, bins, at):

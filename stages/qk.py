@@ -1,33 +1,44 @@
 """qk: per checkpoint and block, the spectra of W_Q W_K^T (per head and heads together) and the
-angle between patch vectors vs their attention -> reports/qk/, reports/metrics/qk.json."""
-from pathlib import Path
-
+angle between patch vectors vs their attention -> reports/qk/, reports/metrics/qk.json (with
+--zoo <id>: the zoo model's, tgo.runs). A model whose attention is not a bilinear softmax of its
+normed input (RoPE, qk-norm) gets one line saying so, and no QK numbers."""
 import numpy as np
 
 from tgo import activations
-from tgo.activations import each_checkpoint, site_name
-from tgo.checkpoints import CHECKPOINTS, load_checkpoint, read_config
+from tgo.activations import each_checkpoint, site_name, tokens_used, write_tokens_used
+from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.qk import (angle_attention_stats, attention_from_inputs, decompose, head_projections,
                              heads_together, layer_norm)
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
-from tgo.models import build_model
+from tgo.models import attention_is_bilinear, create_model
 from tgo.params import load
+from tgo.runs import from_argv
 
-OUT, METRICS = Path("reports/qk"), "reports/metrics/qk.json"
 SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
            "top10pct_sv_energy_share")
 
 
 def main():
+    run = from_argv()
     cfg = load("qk")
-    run = read_config()
-    norm1 = build_model(run["model_kwargs"]).blocks[0].norm1
-    num_heads, eps = run["model_kwargs"]["num_heads"], norm1.eps
+    model = create_model(**read_config(run.checkpoints)["model_kwargs"])
+    checkpoints = activations.checkpoints(run.activations)
+    meta = checkpoints[0][1]
+    reason = attention_is_bilinear(model)
+    if reason:
+        with atomic_dir(run.plots("qk")) as tmp:
+            write_tokens_used(tmp, meta, f"none: QK analysis skipped, {reason}")
+        write_json(run.metrics("qk"), {"epoch": meta["epoch"], "skipped": reason})
+        print(f"qk: skipped, the attention of {model.create_kwargs['name']} is not a bilinear softmax(x W_Q W_K^T "
+              f"x^T): {reason} -> {run.metrics('qk')}")
+        return
+    attn0 = model.blocks[0].attn
+    num_heads, eps = attn0.num_heads, model.blocks[0].norm1.eps
 
     heads, spectra, angles, binned = [], [], [], []
-    for act_dir, meta in each_checkpoint(activations.checkpoints()):
+    for act_dir, meta in each_checkpoint(checkpoints):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
-        w = {k: v.double().numpy() for k, v in load_checkpoint(CHECKPOINTS, epoch).items()}
+        w = {k: v.double().numpy() for k, v in load_checkpoint(run.checkpoints, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
         n = min(cfg["max_images"], meta["n_images"])
         for b in range(n_blocks):
@@ -45,7 +56,7 @@ def main():
             # Angles and attention among the tokens that enter attention: norm1 of the block input.
             x = embed[:n] if b == 0 else residual[b - 1, :n]
             hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
-            attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w[pre + "attn.qkv.bias"], num_heads)
+            attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
             st = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"])
             angles.append({**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"],
                            "n_pairs": st["n_pairs"]})
@@ -60,7 +71,9 @@ def main():
     for r in angles:
         if r["epoch"] == last:
             summary["angle"][r["site"]] = {"spearman": r["spearman"], "share_obtuse": r["share_obtuse"]}
-    with atomic_dir(OUT) as tmp:
+    used = (f"{tokens_used(meta)}; angles and attention among the patch tokens (softmax over all "
+            f"{meta['num_tokens']} tokens)")
+    with atomic_dir(run.plots("qk")) as tmp:
         write_csv(tmp / "heads.csv", heads)
         write_csv(tmp / "spectra.csv", spectra)
         write_csv(tmp / "angles.csv", angles)
@@ -69,9 +82,10 @@ def main():
         write_csv(tmp / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last
                                       for h in heads if h["epoch"] == last and h["head"] == "all"
                                       and h["depth"] == a["depth"]])
-    write_json(METRICS, summary)
+        write_tokens_used(tmp, meta, used)
+    write_json(run.metrics("qk"), summary)
     print(f"QK spectra ({num_heads} heads and together) and angle vs attention ({n} images) for "
-          f"{len({r['epoch'] for r in angles})} checkpoints -> {OUT}, {METRICS}")
+          f"{len({r['epoch'] for r in angles})} checkpoints; {used} -> {run.plots('qk')}, {run.metrics('qk')}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A micro configuration and workspace helpers shared by the end-to-end tests."""
 import functools
+import json
 import os
 import runpy
 import shutil
@@ -80,7 +81,7 @@ def copy_project(dst):
     into a fresh git repository at dst."""
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for rel in files:
-        if rel == "dvc.lock" or rel.startswith(("reports/", "data/", "tests/")):
+        if rel == "dvc.lock" or rel.startswith(("reports/", "data/", "tests/")) and rel != "reports/zoo/README.md":
             continue
         if (REPO / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -89,22 +90,23 @@ def copy_project(dst):
     return dst
 
 
-def run_stage(name, cwd, params=None):
-    """Run stages/<name>.py in cwd (after writing params.yaml there, if given); never raises."""
+def run_stage(name, cwd, params=None, args=()):
+    """Run stages/<name>.py (with command-line args, e.g. --zoo <id>) in cwd, after writing
+    params.yaml there if given; never raises."""
     cwd = Path(cwd)
     if params is not None:
         cwd.mkdir(parents=True, exist_ok=True)
         with open(cwd / "params.yaml", "w") as f:
             yaml.safe_dump(params, f, sort_keys=False)
-    proc = subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py")], cwd=cwd,
+    proc = subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *args], cwd=cwd,
                           env=ENV, capture_output=True, timeout=300)
     # Decoded here, not with text=True: universal newlines would turn a progress bar's '\r' into '\n'.
     proc.stdout, proc.stderr = (b.decode("utf-8", "replace") for b in (proc.stdout, proc.stderr))
     return proc
 
 
-def stage_ok(name, cwd, params=None):
-    proc = run_stage(name, cwd, params)
+def stage_ok(name, cwd, params=None, args=()):
+    proc = run_stage(name, cwd, params, args)
     assert proc.returncode == 0, f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -130,20 +132,24 @@ def stage_error(proc, stage, *needles):
     return line
 
 
-def run_inprocess(stage, cwd, params, capsys):
+def run_inprocess(stage, cwd, params, capsys, args=()):
     """Run stages/<stage>.py inside this process (its imports are already loaded, so it takes
-    milliseconds) in cwd with these params; returns returncode, stdout and stderr like run_stage."""
+    milliseconds) in cwd with these params and command-line args; returns returncode, stdout and
+    stderr like run_stage."""
     with open(Path(cwd) / "params.yaml", "w") as f:
         yaml.safe_dump(params, f, sort_keys=False)
-    old = os.getcwd()
+    old, old_argv = os.getcwd(), sys.argv
     os.chdir(cwd)
+    script = str(REPO / "stages" / f"{stage}.py")
+    sys.argv = [script, *args]
     code = 0
     try:
-        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+        runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         code = e.code
     finally:
         os.chdir(old)
+        sys.argv = old_argv
     out = capsys.readouterr()
     return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
@@ -154,10 +160,48 @@ def snapshot(root):
             for p in Path(root).rglob("*") if p.name != "params.yaml"}
 
 
-def fails_before_writing(stage, root, params, capsys, *needles):
+def fails_before_writing(stage, root, params, capsys, *needles, args=()):
     """Run a stage in this process, expecting an error before it writes: one line naming the
     needles, exit code 2, and not a file under root created, changed or removed."""
     before = snapshot(root)
-    line = stage_error(run_inprocess(stage, root, params, capsys), stage, *needles)
+    line = stage_error(run_inprocess(stage, root, params, capsys, args), stage, *needles)
     assert snapshot(root) == before, "the failed stage changed the workspace"
     return line
+
+
+def stage_of(record):
+    """The dvc.yaml stage an audit record (tests/audit) comes from: `spectral`, or for a zoo
+    model's run (`--zoo <id>`) `zoo_spectral@<id>` (`zoo_model@<id>` for stages/zoo_model.py)."""
+    args = record.get("args", [])
+    if args[:1] == ["--zoo"]:
+        name = record["stage"] if record["stage"].startswith("zoo_") else f"zoo_{record['stage']}"
+        return f"{name}@{args[1]}"
+    return record["stage"]
+
+
+def undeclared_reads(project, reads):
+    """{stage: files it opened for reading that dvc.yaml does not declare} from the audit records in
+    `reads`. Beside its deps a stage may read params.yaml, its own outputs, DVC's or git's own
+    files, and train its run in progress (data/train-work, by design no DVC output); code is
+    checked by test_dvc_yaml.py."""
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    problems = {}
+    for path in sorted(Path(reads).glob("*.json")):
+        record = json.loads(path.read_text())
+        name = stage_of(record)
+        base, _, key = name.partition("@")
+        spec = stages[base].get("do", stages[base])
+        declared = [str(d).replace("${key}", key) for d in spec["deps"]]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
+        declared += [o.replace("${key}", key) for o in outs]
+        work = ["data/train-work", "data/.train.lock"] if name == "train" else []
+        allowed = [project / p for p in declared + work + ["params.yaml", ".dvc", ".git", ".dvcignore", ".gitignore"]]
+        bad = [p for p in map(Path, record["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
+               and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]
+        if bad:
+            problems[name] = bad
+    return problems
+
+
+def audited_stages(reads):
+    return {stage_of(json.loads(p.read_text())) for p in Path(reads).glob("*.json")}

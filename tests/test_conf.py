@@ -63,3 +63,15 @@ def test_dvc_config_offline_and_composing():
     cfg.read(REPO / ".dvc" / "config")
     assert cfg["core"]["analytics"] == "false"
     assert cfg["hydra"]["enabled"] == "true"
+
+
+def test_pretrained_model_and_zoo_presets():
+    p = yaml.safe_load(compose(["model=pretrained", "data=imagenet_val", "zoo=timm_hub", "prepare.path=/data/imagenet"]))
+    for group, values in p.items():
+        validate(group, values)
+    m = p["model"]
+    assert m["weights"].endswith("models--timm--vit_small_patch16_224.augreg_in21k_ft_in1k")
+    assert all(m[k] is None for k in ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "img_size"))
+    assert p["prepare"]["source"] == "imagenet_val" and len(p["zoo"]) == 4
+    assert p["zoo"]["dinov2_s14_reg4"]["img_size"] == 224
+    assert defaults()["zoo"] == {}

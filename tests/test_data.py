@@ -1,5 +1,5 @@
-"""The prepare stage, run as a subprocess in a temporary directory: the synthetic default and
-image-folder trees, checked through what it writes to data/prepared/."""
+"""The prepare stage, run as a subprocess in a temporary directory: the synthetic default,
+image-folder trees and probe folders, checked through what it writes to data/prepared/."""
 import hashlib
 import json
 import shutil
@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 from micro import micro_config, run_stage, stage_error, stage_ok
+from tgo.data import list_probe_folder, load_prepared, write_prepared
+from tgo.imagenet import decode_split
+from tgo.io import TGOError
 
 SPLITS = ("train", "val")
 SIZE = 16
@@ -226,3 +229,93 @@ def test_corrupt_image_with_on_bad_image_error_fails(tmp_path, corrupt_tree):
     proc = run_stage("prepare", tmp_path, imagefolder_params(root, on_bad_image="error"))
     stage_error(proc, "prepare", str(bad), "prepare.on_bad_image")
     assert not (tmp_path / "data").exists()
+
+
+# --- probe folders: a val split alone, labelled by subfolders or unlabelled -------------------------
+
+def build_probes(root, labelled):
+    """COLOURS' classes, one or two images each: in class subfolders, or all directly in root."""
+    rng = np.random.default_rng(2)
+    for k, (cls, colour) in enumerate(COLOURS.items()):
+        d = root / cls if labelled else root
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(1 + k % 2):
+            suffix, fmt, mode, (w, h) = VARIANTS[(2 * k + i) % len(VARIANTS)]
+            rgb = np.clip(np.array(colour) + rng.integers(-20, 21, size=(h, w, 3)), 0, 255).astype(np.uint8)
+            write_image(d / f"{cls}{i}{suffix}", rgb, fmt, mode)
+    (root / "README.txt").write_text("not an image: ignored")
+    return root
+
+
+def probe_params(path, **prepare):
+    return micro_config(prepare={"source": "probe_folder", "path": str(path), "image_size": SIZE,
+                                 "workers": 2, **prepare})
+
+
+def test_probe_folder_labels_are_the_sorted_subfolders(tmp_path):
+    root = build_probes(tmp_path / "probes", labelled=True)
+    (root / ".hidden").mkdir()  # e.g. .ipynb_checkpoints: not a class
+    items, classes = list_probe_folder(root)
+    assert classes == ["apple", "mango", "zebra"]
+    assert [(p.parent.name, c) for p, c in items] == [("apple", "apple"), ("apple", "apple"),
+                                                      ("mango", "mango"), ("zebra", "zebra")]
+
+
+def test_probe_folder_labelled_stage_writes_a_val_split_only(tmp_path):
+    stage_ok("prepare", tmp_path / "work", probe_params(build_probes(tmp_path / "probes", labelled=True)))
+    prepared = tmp_path / "work" / "data" / "prepared"
+    images, labels, manifest = load_prepared(prepared, "val")
+    assert sorted(p.name for p in prepared.iterdir()) == ["manifest.json", "val_images.npy", "val_labels.npy"]
+    assert manifest["source"] == "probe_folder" and list(manifest["splits"]) == ["val"]
+    assert manifest["splits"]["val"]["per_class"] == {"apple": 2, "mango": 1, "zebra": 1}
+    assert images.shape == (4, SIZE, SIZE, 3) and labels.tolist() == [0, 0, 1, 2]
+    dominant = images.reshape(len(images), -1, 3).mean(axis=1).argmax(axis=1)
+    assert dominant.tolist() == [int(np.argmax(COLOURS[manifest["classes"][y]])) for y in labels]
+
+
+def test_probe_folder_without_subfolders_is_unlabelled(tmp_path):
+    root = build_probes(tmp_path / "probes", labelled=False)
+    items, classes = list_probe_folder(root)
+    assert classes == [] and len(items) == 4 and {c for _, c in items} == {None}
+    npy, labels, bad = decode_split(items, classes, SIZE, None, tmp_path / "work", "val", 2, "skip")
+    assert bad == [] and labels.tolist() == [-1] * 4 and labels.dtype == np.int64
+    images = np.load(npy)
+    (tmp_path / "out").mkdir()
+    manifest = write_prepared(tmp_path / "out", {"val": (images, labels)}, classes, "probe_folder")
+    assert manifest["classes"] == [] and manifest["splits"]["val"]["per_class"] == {}
+    assert manifest["splits"]["val"]["count"] == 4
+
+
+def test_probe_folder_unlabelled_stage_and_no_train_split(tmp_path):
+    proc = stage_ok("prepare", tmp_path / "work", probe_params(build_probes(tmp_path / "probes", labelled=False)))
+    prepared = tmp_path / "work" / "data" / "prepared"
+    images, labels, manifest = load_prepared(prepared, "val")
+    assert manifest["classes"] == [] and labels.tolist() == [-1] * 4 and images.shape == (4, SIZE, SIZE, 3)
+    assert "unlabelled, val 4 images" in proc.stdout
+    with pytest.raises(TGOError) as e:
+        load_prepared(prepared, "train")
+    message = str(e.value)
+    assert "\n" not in message
+    for needle in ("has no train split", "prepare.source=probe_folder", "model.weights"):
+        assert needle in message
+
+
+def test_probe_folder_with_files_and_subfolders_is_an_error(tmp_path):
+    root = build_probes(tmp_path / "probes", labelled=True)
+    write_image(root / "loose.png", np.zeros((8, 8, 3), np.uint8), "PNG", "RGB")
+    proc = run_stage("prepare", tmp_path / "work", probe_params(root))
+    stage_error(proc, "prepare", "prepare.path", str(root), "both image files and subfolders")
+    assert not (tmp_path / "work" / "data").exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "missing", "empty_class"])
+def test_probe_folder_without_images_is_an_error(tmp_path, case):
+    root = tmp_path / "probes"
+    if case != "missing":
+        root.mkdir()
+        (root / "notes.txt").write_text("not an image")
+    if case == "empty_class":
+        (root / "apple").mkdir()
+    with pytest.raises(TGOError, match="prepare.path") as e:
+        list_probe_folder(root)
+    assert str(root) in str(e.value) and "\n" not in str(e.value)

@@ -71,7 +71,7 @@ def test_imagefolder_class_folder_without_images(tmp_path, content):
     ("train", {"model": {"patch_size": 5}}, ("model.patch_size=5", "16")),  # image_size 16
     ("train", {"model": {"img_size": 32}}, ("model.img_size=32", "16")),
     ("train", {"train": {"batch_size": 1000}}, ("train.batch_size=1000", "80 images")),  # 4 classes x 20
-    ("train", {"train": {"weights": "/nonexistent/w.safetensors"}}, ("train.weights", "does not exist")),
+    ("train", {"model": {"weights": "/nonexistent/w.safetensors"}}, ("model.weights", "does not exist")),
     ("extract", {"extract": {"probe_size": 1000}}, ("extract.probe_size", "40")),  # 4 classes x 10 val images
     # probe 32 images, D = 32: the centred matrix has rank at most 31.
     ("spectral", {"spectral": {"alpha_ranks": [2, 500]}}, ("spectral.alpha_ranks", "500")),

@@ -1,4 +1,4 @@
-"""Analysing externally trained weights (train.weights): no training, every metric and the report."""
+"""Analysing externally trained weights (model.weights): no training, every metric and the report."""
 import json
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from micro import copy_project, git_commit, micro_config, run, run_stage, stage_error, stage_ok, write_params
-from tgo.models import load_external_weights
+from tgo.models import create_model
 
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
 
@@ -24,7 +24,7 @@ def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path)
     model = micro_vit(16, 4)
     save_file(model.state_dict(), str(weights))
     root = copy_project(tmp_path / "project")
-    write_params(root, micro_config(train={"weights": str(weights)}))
+    write_params(root, micro_config(model={"weights": str(weights), "img_size": 16}))
     git_commit(root, "external weights")
 
     out = run(["dvc", "repro"], root).stdout
@@ -33,7 +33,7 @@ def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path)
         metrics = json.loads((root / f"reports/metrics/{stage}.json").read_text())
         assert metrics, stage
     assert (root / "reports/report.html").stat().st_size > 10_000
-    assert "No training: the external weights" in (root / "reports/report.html").read_text()
+    assert "No training: the weights" in (root / "reports/report.html").read_text()
     train = json.loads((root / "reports/metrics/train.json").read_text())
     assert train["epochs"] == 0 and train["weights"] == str(weights) and 0 <= train["val_top1"] <= 100
     ckpt = load_file(str(root / "data/checkpoints/epoch_000.safetensors"))
@@ -54,44 +54,47 @@ def test_state_dict_with_other_head_and_resolution(prepared, tmp_path):
     # the position embedding is resampled, the head kept, and no accuracy is claimed.
     weights = tmp_path / "imagenet1k.pth"
     torch.save(micro_vit(32, 1000).state_dict(), weights)
-    proc = stage_ok("train", prepared, micro_config(train={"weights": str(weights)}))
+    proc = stage_ok("train", prepared, micro_config(model={"weights": str(weights), "img_size": 16}))
     assert "1000 outputs" in proc.stdout
     train = json.loads((prepared / "reports/metrics/train.json").read_text())
     assert "val_top1" not in train and train["epochs"] == 0
     config = json.loads((prepared / "data/checkpoints/config.json").read_text())
     assert config["model_kwargs"]["num_classes"] == 1000 and config["model_kwargs"]["img_size"] == 16
+    # timm resampled the 8x8 position embedding to the 4x4 grid of 16 px inputs
+    ckpt = load_file(str(prepared / "data/checkpoints/epoch_000.safetensors"))
+    assert ckpt["pos_embed"].shape == (1, 17, 32)
 
 
 def test_load_external_weights_keeps_every_tensor(tmp_path):
     model = micro_vit(16, 4, seed=5)
-    kwargs = {"model_name": "vit_tiny_patch16_224", "pretrained": False, "num_classes": 4, "img_size": 16,
-              "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
     torch.save({"state_dict": model.state_dict()}, tmp_path / "ckpt.pth")  # a training checkpoint's nesting
-    loaded, _ = load_external_weights(kwargs, tmp_path / "ckpt.pth")
+    loaded = create_model("vit_tiny_patch16_224", tmp_path / "ckpt.pth", patch_size=4, depth=2, embed_dim=32,
+                          num_heads=2, img_size=16)
+    assert loaded.num_classes == 4
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_missing_and_mismatched_weights_are_errors(prepared, tmp_path):
-    proc = run_stage("train", prepared, micro_config(train={"weights": str(tmp_path / "nope.safetensors")}))
-    stage_error(proc, "train", "train.weights", "nope.safetensors", "does not exist")
+    proc = run_stage("train", prepared, micro_config(model={"weights": str(tmp_path / "nope.safetensors")}))
+    stage_error(proc, "train", "model.weights", "nope.safetensors", "does not exist")
     deeper = tmp_path / "depth3.safetensors"
     save_file(micro_vit(16, 4, depth=3).state_dict(), str(deeper))
-    proc = run_stage("train", prepared, micro_config(train={"weights": str(deeper)}))
-    stage_error(proc, "train", "train.weights", "does not fit", "blocks.2")
+    proc = run_stage("train", prepared, micro_config(model={"weights": str(deeper), "img_size": 16}))
+    stage_error(proc, "train", "model.weights", "does not fit", "blocks.2")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    stage_error(run_stage("train", prepared, micro_config(train={"weights": str(junk)})), "train",
-                "train.weights", "cannot read")
+    stage_error(run_stage("train", prepared, micro_config(model={"weights": str(junk)})), "train",
+                "model.weights", "cannot read")
 
 
 def test_weights_that_cannot_be_analysed_are_one_line_errors(prepared, tmp_path):
     wider = tmp_path / "wider.safetensors"
     save_file(micro_vit(16, 4, embed_dim=48).state_dict(), str(wider))
-    proc = run_stage("train", prepared, micro_config(train={"weights": str(wider)}))
-    stage_error(proc, "train", "train.weights", "does not fit", "size mismatch")
+    proc = run_stage("train", prepared, micro_config(model={"weights": str(wider), "img_size": 16}))
+    stage_error(proc, "train", "model.weights", "does not fit", "size mismatch")
     state = micro_vit(16, 4).state_dict()
     state["blocks.1.attn.qkv.weight"][0, 0] = float("nan")
     broken = tmp_path / "nan.safetensors"
     save_file(state, str(broken))
-    proc = run_stage("train", prepared, micro_config(train={"weights": str(broken)}))
-    stage_error(proc, "train", "train.weights", "non-finite", "blocks.1.attn.qkv.weight")
+    proc = run_stage("train", prepared, micro_config(model={"weights": str(broken), "img_size": 16}))
+    stage_error(proc, "train", "model.weights", "non-finite", "blocks.1.attn.qkv.weight")

@@ -1,14 +1,18 @@
-"""prepare source imagenet100 on a small fake ImageNet-1k tree of real JPEGs: three CMC wnids
-(plus one class that is not listed), both val layouts, a corrupt file, a missing class, resume."""
+"""prepare sources imagenet100 and imagenet_val on a small fake ImageNet-1k tree of real JPEGs:
+three CMC wnids (plus one class that is not listed), both val layouts, a corrupt file, a missing
+class, resume; imagenet_val without train/."""
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from micro import micro_config, run_stage, stage_error, stage_ok
+from micro import compose, micro_config, run_stage, stage_error, stage_ok
 from tgo import imagenet
+from tgo.params import validate
 
 SIZE = 16
 WNIDS = ["n02869837", "n01749939", "n02488291"]  # the first three of the CMC list
@@ -156,3 +160,89 @@ def test_decoding_resumes_from_saved_chunks(tmp_path, monkeypatch):
     assert (again[:2] == 7).all()  # the saved chunk was not decoded again
     np.testing.assert_array_equal(again[2:], full[2:])
     np.testing.assert_array_equal(labels2, labels)
+
+
+# --- imagenet_val: the val split alone, for probe images -----------------------------------------
+
+ALL = sorted(VAL)  # every class of the fake val/, OTHER included
+
+
+def val_only(root, flat_val):
+    """The fake tree without train/: imagenet_val must not need it."""
+    build(root, flat_val)
+    shutil.rmtree(root / "train")
+    return root
+
+
+def pixel_classes(images):
+    return images.reshape(len(images), -1, 3).mean(axis=1).argmax(axis=1).tolist()
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["folders", "flat"])
+def test_imagenet_val_lists_every_class_present(tmp_path, flat):
+    root = val_only(tmp_path / "tree", flat)
+    items, classes = imagenet.list_imagenet_val(root)
+    assert classes == ALL  # sorted: for all 1000 classes, timm's ImageNet-1k order
+    assert [w for _, w in items] == [w for w in ALL for _ in range(VAL[w])]
+    assert all(p.parent == (root / "val" if flat else root / "val" / w) for p, w in items)
+
+
+def test_imagenet_val_flat_reads_the_csv_given_by_val_csv(tmp_path):
+    root = val_only(tmp_path / "tree", flat_val=True)
+    csv = (root / "LOC_val_solution.csv").rename(tmp_path / "elsewhere.csv")
+    with pytest.raises(imagenet.TGOError, match="prepare.val_csv"):
+        imagenet.list_imagenet_val(root)
+    _, classes = imagenet.list_imagenet_val(root, val_csv=csv)
+    assert classes == ALL
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["folders", "flat"])
+def test_imagenet_val_class_list_keeps_only_those(tmp_path, flat):
+    root = val_only(tmp_path / "tree", flat)
+    items, classes = imagenet.list_imagenet_val(root, sorted(WNIDS))
+    assert classes == sorted(WNIDS) and OTHER not in {w for _, w in items}
+    assert len(items) == sum(VAL[w] for w in WNIDS)
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["folders", "flat"])
+def test_imagenet_val_listed_class_without_images_is_an_error(tmp_path, flat):
+    root = val_only(tmp_path / "tree", flat)
+    with pytest.raises(imagenet.TGOError, match="n09999999") as e:
+        imagenet.list_imagenet_val(root, sorted(WNIDS) + ["n09999999"])
+    assert "\n" not in str(e.value) and "prepare.class_list" in str(e.value)
+
+
+def test_imagenet_val_decodes_labels_that_match_pixels(tmp_path):
+    root = val_only(tmp_path / "tree", flat_val=True)
+    items, classes = imagenet.list_imagenet_val(root, sorted(WNIDS))  # OTHER is grey: no dominant channel
+    npy, labels, bad = imagenet.decode_split(items, classes, SIZE, 24, tmp_path / "work", "val", 2, "skip")
+    images = np.load(npy)
+    assert bad == [] and images.shape == (sum(VAL[w] for w in WNIDS), SIZE, SIZE, 3)
+    assert pixel_classes(images) == [int(np.argmax(COLOURS[classes[y]])) for y in labels]
+
+
+def test_imagenet_val_stage_writes_a_val_split_only(tmp_path):
+    root = val_only(tmp_path / "tree", flat_val=False)
+    proc = stage_ok("prepare", tmp_path / "work", params(root, source="imagenet_val", class_list=None))
+    out = tmp_path / "work" / "data" / "prepared"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "val_images.npy", "val_labels.npy"]
+    assert manifest["source"] == "imagenet_val" and manifest["classes"] == ALL
+    assert list(manifest["splits"]) == ["val"] and manifest["splits"]["val"]["per_class"] == VAL
+    assert np.load(out / "val_images.npy").shape == (sum(VAL.values()), SIZE, SIZE, 3)
+    assert f"{len(ALL)} classes, val {sum(VAL.values())} images" in proc.stdout
+
+
+def test_imagenet_val_stage_error_names_the_missing_class(tmp_path):
+    root = val_only(tmp_path / "tree", flat_val=True)
+    (root / "classes.txt").write_text("\n".join(WNIDS + ["n09999999"]))
+    proc = run_stage("prepare", tmp_path / "work", params(root, source="imagenet_val"))
+    stage_error(proc, "prepare", "n09999999", "prepare.class_list")
+    assert not (tmp_path / "work" / "data" / "prepared").exists()
+
+
+def test_imagenet_val_preset():
+    p = yaml.safe_load(compose(["data=imagenet_val", "prepare.path=/data/imagenet"]))
+    prepare = validate("prepare", p["prepare"])
+    assert (prepare["source"], prepare["resize"], prepare["image_size"]) == ("imagenet_val", 256, 256)
+    assert (p["extract"]["probe_size"], p["mi"]["n_channels"], p["mi"]["max_images"]) == (1000, 64, 1000)

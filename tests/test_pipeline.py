@@ -5,14 +5,14 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from micro import ENV, REPO, copy_project, git_commit, micro_config, run, stage_ok, write_params
+from micro import (ENV, REPO, audited_stages, copy_project, git_commit, micro_config, run, stage_ok,
+                   undeclared_reads, write_params)
 
-STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
+STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report", "compare")
 AUDIT = REPO / "tests" / "audit"  # its sitecustomize records the files each stage reads
 
 
@@ -52,22 +52,10 @@ def test_repro_then_everything_skipped(project, reads):
 
 
 def test_every_file_a_stage_reads_is_a_declared_dep(project, reads):
-    # Beside its deps a stage may read params.yaml, its own outputs, DVC's or git's own files, and
-    # train its run in progress (data/train-work, by design no DVC output); code is checked by
-    # test_dvc_yaml.py.
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    records = [json.loads(p.read_text()) for p in sorted(reads.glob("*.json"))]
-    assert {r["stage"] for r in records} == set(STAGES)
-    for r in records:
-        spec = stages[r["stage"]]
-        outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
-        work = ["data/train-work", "data/.train.lock"] if r["stage"] == "train" else []
-        allowed = [project / p for p in spec["deps"] + outs + work + ["params.yaml", ".dvc", ".git", ".dvcignore",
-                                                                      ".gitignore"]]
-        undeclared = [p for p in map(Path, r["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
-                      and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]
-        assert not undeclared, f"stage {r['stage']} reads files dvc.yaml does not list as deps: {undeclared}"
-    report = next(r for r in records if r["stage"] == "report")
+    assert audited_stages(reads) == set(STAGES)
+    problems = undeclared_reads(project, reads)
+    assert not problems, f"stages read files dvc.yaml does not list as deps: {problems}"
+    report = json.loads(next(p for p in reads.glob("report.*.json")).read_text())
     assert str(project / "reports/metrics/tokens.json") in report["reads"]  # the audit sees real reads
 
 

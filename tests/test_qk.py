@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from tgo.capture import capture
 from tgo.geometry import qk
-from tgo.models import to_input
+from tgo.models import recipe_config, to_input
 from tgo.checkpoints import save_weights
 
 
@@ -195,7 +195,7 @@ def test_attention_from_stored_inputs_of_a_checkpoint_equals_timm(tmp_path):
     model = timm.create_model(**TINY_VIT)
     model.load_state_dict(weights)
     images = np.random.default_rng(2).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
-    capture(model, images, batch_size=2, out_dir=tmp_path)
+    capture(model, images, batch_size=2, out_dir=tmp_path, input_cfg=recipe_config(16, 16))
 
     timm_attn = {}
     for b, blk in enumerate(model.blocks):

@@ -1,15 +1,19 @@
 """The activation store (data/activations), written by extract and read by every analysis stage.
 
   data/activations/epoch_XXX/      one directory per checkpoint
-    meta.json                      epoch, probe indices, token layout (num_prefix_tokens, grid), n_blocks, dim
-    labels.npy                     the probe images' labels
+    meta.json                      epoch, probe indices, the model's preprocessing (`input`), token
+                                   layout (prefix_tokens by name, grid), n_blocks, dim, head_input
+    labels.npy                     the probe images' labels (-1: unlabelled)
     embed.npy                      (N, tokens, D) tokens entering block 1
     residual.npy, attn.npy, mlp.npy  (blocks, N, tokens, D) per block: its output, its attention and
                                    MLP sublayer contributions
-    final_norm.npy                 (N, tokens, D) output of the final LayerNorm
+    final_norm.npy                 (N, tokens, D) output of the final norm
+    pooled.npy                     (sites, N, D) only when the head does not read the CLS token
+                                   alone: the head's input computed from each site's tokens
 
-Arrays are float16 .npy files, read memory-mapped. Token layout: prefix tokens (CLS) first, then
-the patches in row-major order on the patch grid.
+Arrays are float16 .npy files, read memory-mapped. Token layout: the prefix tokens first, in the
+order of meta.json's `prefix_tokens` (`cls`, `dist`, `reg_1`.., whichever the model has), then the
+patches in row-major order on the patch grid.
 
 The layer axis is called `depth` everywhere: depth 0 is the embedding, depth b (1..B) block b's
 output (or, for a sublayer, block b itself) and depth B+1 the final norm. Its name, the `site`,
@@ -20,14 +24,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tgo.io import TGOError, read_json
+from tgo.io import TGOError, read_json, write_json
 
-ACTIVATIONS = Path("data/activations")
 PER_BLOCK = ("residual", "attn", "mlp")
-SAMPLE_SETS = ("cls", "patches", "patch_mean")
 
 
-def checkpoint_dir(epoch, root=ACTIVATIONS):
+def checkpoint_dir(epoch, root):
     return Path(root) / f"epoch_{epoch:03d}"
 
 
@@ -38,7 +40,7 @@ def site_name(depth, n_blocks):
     return "final_norm" if depth == n_blocks + 1 else f"block_{depth}"
 
 
-def checkpoints(root=ACTIVATIONS):
+def checkpoints(root):
     """[(activation directory, its meta.json)] of every checkpoint, in epoch order; every array is
     opened once (memory-mapped, so nothing is read) to stop on a truncated file before any work."""
     dirs = sorted(p for p in Path(root).glob("epoch_*") if (p / "meta.json").exists())
@@ -76,9 +78,54 @@ def residual_sites(act_dir):
     yield site_name(n_blocks + 1, n_blocks), n_blocks + 1, load(act_dir, "final_norm")
 
 
-def sample_sets(tokens, num_prefix_tokens):
-    """The three sample sets of one site's tokens (N×T×D): the CLS token (N×D), patch tokens
-    pooled over images and positions (N·P×D), and patch tokens averaged per image (N×D)."""
-    patches = tokens[:, num_prefix_tokens:]
-    return {"cls": tokens[:, 0], "patches": patches.reshape(-1, tokens.shape[-1]),
-            "patch_mean": patches.astype(np.float64).mean(axis=1)}
+def load_pooled(act_dir):
+    """The head's input at every site (sites × N × D), or None when the head reads the CLS token."""
+    return load(act_dir, "pooled") if (Path(act_dir) / "pooled.npy").exists() else None
+
+
+def sample_set_names(layout):
+    """The sample sets of a model, in order: `cls` (only with a class token), `pooled` (only when
+    the head reads something else: the layout's head_input), `patches`, `patch_mean`."""
+    return (["cls"] if "cls" in layout["prefix_tokens"] else []) + (["pooled"] if layout["head_input"] else []) \
+        + ["patches", "patch_mean"]
+
+
+def sample_sets(tokens, layout, pooled=None):
+    """The sample sets of one site's tokens (N×T×D), as `sample_set_names(layout)`: the CLS token
+    (N×D), the head's input at this site (`pooled`, N×D, given by the caller from pooled.npy),
+    patch tokens pooled over images and positions (N·P×D), and patch tokens averaged per image
+    (N×D). Prefix tokens (CLS, distillation, registers) are never among the patches."""
+    prefix = layout["prefix_tokens"]
+    patches = tokens[:, len(prefix):]
+    sets = {}
+    if "cls" in prefix:
+        sets["cls"] = tokens[:, prefix.index("cls")]
+    if layout["head_input"]:
+        if pooled is None:
+            raise ValueError("this model's head does not read the CLS token: pass its pooled input")
+        sets["pooled"] = pooled
+    sets["patches"] = patches.reshape(-1, tokens.shape[-1])
+    sets["patch_mean"] = patches.astype(np.float64).mean(axis=1)
+    return sets
+
+
+def prefix_groups(prefix_tokens):
+    """{group: token indices} of the prefix tokens: cls, dist, reg (all registers together)."""
+    groups = {}
+    for i, name in enumerate(prefix_tokens):
+        groups.setdefault(name.split("_")[0], []).append(i)
+    return groups
+
+
+def tokens_used(layout):
+    """The token layout in words, for the stages to say which tokens they used."""
+    prefix = layout["prefix_tokens"]
+    text = f"{layout['grid'][0] * layout['grid'][1]} patch tokens ({layout['grid'][0]}x{layout['grid'][1]})"
+    return text + (f" after {len(prefix)} prefix tokens ({', '.join(prefix)})" if prefix else ", no prefix tokens")
+
+
+def write_tokens_used(plot_dir, layout, used):
+    """tokens_used.json in a stage's plot data: the model's token layout and preprocessing and, in
+    words, which tokens the stage used (the report and the zoo page say so)."""
+    keys = ("prefix_tokens", "grid", "n_blocks", "dim", "head_input", "input")
+    write_json(Path(plot_dir) / "tokens_used.json", {"layout": {k: layout[k] for k in keys}, "used": used})

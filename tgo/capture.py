@@ -1,64 +1,103 @@
 """Recording what every block of a timm ViT computes, for a fixed probe set of images, into the
 activation store (layout: tgo.activations).
 
-Per block b (timm's `Block`: x += ls1(attn(norm1(x))); x += ls2(mlp(norm2(x)))):
+Per block b (timm's `Block`: x += drop_path1(ls1(attn(norm1(x)))); x += drop_path2(ls2(mlp(norm2(x))));
+EVA's blocks add the same two contributions, scaled by gamma_1 and gamma_2):
   residual[b]  the residual stream after the block (timm's `forward_intermediates`, norm=False)
-  attn[b]      the attention sublayer's contribution, ls1(attn(norm1(x)))
-  mlp[b]       the MLP sublayer's contribution, ls2(mlp(norm2(x)))
-plus `embed`, the tokens entering block 1 (patch embedding + position embedding), and `final_norm`,
-the output of the final LayerNorm.
+  attn[b]      the attention sublayer's contribution to the residual stream (drop_path1's output)
+  mlp[b]       the MLP sublayer's contribution (drop_path2's output)
+plus `embed`, the tokens entering block 1 (patch + position embedding, prefix tokens, norm_pre),
+and `final_norm`, the output of the final norm. A model whose head does not read the CLS token
+alone (average or attention pooling, DeiT's distilled head) also gets `pooled`: the head's input
+(`forward_head(tokens, pre_logits=True)`) computed from the tokens of every site.
 """
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from tgo.activations import PER_BLOCK
+from tgo.activations import PER_BLOCK, sample_sets
 from tgo.io import TGOError
-from tgo.models import to_input
+from tgo.models import preprocess
+
+__all__ = ["prefix_token_names", "head_input", "layout", "capture", "probe_indices", "sample_sets"]
+
+
+def prefix_token_names(model):
+    """Names of the prefix tokens in token order: `cls`, `dist` (DeiT's distillation token),
+    `reg_1`..`reg_k` (registers): the order timm's `_pos_embed` concatenates them in."""
+    names = ["cls"] if getattr(model, "cls_token", None) is not None else []
+    if getattr(model, "dist_token", None) is not None:
+        names.append("dist")
+    reg = getattr(model, "reg_token", None)
+    names += [f"reg_{i + 1}" for i in range(reg.shape[1] if reg is not None else 0)]
+    if len(names) != model.num_prefix_tokens:
+        raise TGOError(f"model: {type(model).__name__} has {model.num_prefix_tokens} prefix tokens but TGO "
+                       f"recognises {names}; its token layout is unknown")
+    return names
+
+
+def head_input(model, prefix):
+    """What the classifier head reads, in words, or None when it is the CLS token itself."""
+    fc_norm = "" if isinstance(getattr(model, "fc_norm", None), (nn.Identity, type(None))) else ", then fc_norm"
+    if "dist" in prefix:
+        return "mean of the CLS and distillation tokens (DeiT's distilled head)"
+    if getattr(model, "attn_pool", None) is not None:
+        return "attention pool (MAP head) of all tokens" + fc_norm
+    pool = model.global_pool
+    if pool == "token":
+        return None if prefix[:1] == ["cls"] and not fc_norm else f"token 0 ({(prefix or ['a patch'])[0]})" + fc_norm
+    kind = {"avg": "average", "max": "maximum", "avgmax": "mean of the average and maximum"}.get(pool, pool)
+    return f"{kind} of the patch tokens" + fc_norm
 
 
 def layout(model):
-    """Token layout of a timm ViT: prefix token count, patch grid, number of blocks, width."""
-    grid = tuple(model.patch_embed.grid_size)
-    return {"num_prefix_tokens": int(model.num_prefix_tokens), "grid": list(grid),
-            "num_tokens": int(model.num_prefix_tokens + grid[0] * grid[1]),
-            "n_blocks": len(model.blocks), "dim": int(model.embed_dim)}
+    """Token layout of a timm ViT: its prefix tokens by name (in token order), the patch grid,
+    number of blocks, width, and what its head reads when that is not the CLS token alone."""
+    grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    prefix = prefix_token_names(model)
+    return {"num_prefix_tokens": len(prefix), "prefix_tokens": prefix, "grid": list(grid),
+            "num_tokens": len(prefix) + grid[0] * grid[1], "n_blocks": len(model.blocks),
+            "dim": int(model.embed_dim), "head_input": head_input(model, prefix)}
 
 
 @torch.no_grad()
-def capture(model, images, batch_size, out_dir, desc="capture"):
-    """Run uint8 images (N×H×W×3) through `model`; write one .npy per site into out_dir.
+def capture(model, images, batch_size, out_dir, input_cfg, desc="capture"):
+    """Run uint8 images (N×H×W×3) through `model`, preprocessed per `input_cfg`
+    (tgo.models.input_config), and write one .npy per site into out_dir.
 
     Returns the token layout (see `layout`).
     """
-    for i, blk in enumerate(model.blocks):
-        if not (hasattr(blk, "ls1") and hasattr(blk, "ls2")):
-            raise TGOError(f"model: block {i} is {type(blk).__name__}, not timm's pre-norm Block; "
-                           "sublayer capture needs a standard vit_* model")
     model.eval()
     info = layout(model)
     n, n_blocks, t, d = len(images), info["n_blocks"], info["num_tokens"], info["dim"]
     shapes = {"embed": (n, t, d), "final_norm": (n, t, d), **{s: (n_blocks, n, t, d) for s in PER_BLOCK}}
+    if info["head_input"]:
+        shapes["pooled"] = (n_blocks + 2, n, d)  # embed, every block, final norm
     arrays = {s: np.lib.format.open_memmap(out_dir / f"{s}.npy", mode="w+", dtype=np.float16,
                                            shape=shape) for s, shape in shapes.items()}
 
     captured = {}
     hooks = [model.norm_pre.register_forward_hook(lambda m, i, o: captured.__setitem__("embed", o))]
     for b, blk in enumerate(model.blocks):
-        hooks.append(blk.ls1.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("attn", b), o)))
-        hooks.append(blk.ls2.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("mlp", b), o)))
+        hooks.append(blk.drop_path1.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("attn", b), o)))
+        hooks.append(blk.drop_path2.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("mlp", b), o)))
     try:
         for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False):
             sl = slice(start, start + batch_size)
-            x = to_input(torch.from_numpy(np.array(images[sl])), model.patch_embed.img_size[0])
+            x = preprocess(torch.from_numpy(np.array(images[sl])), input_cfg)
             final, inter = model.forward_intermediates(x, indices=n_blocks, norm=False, output_fmt="NLC",
-                                                       return_prefix_tokens=True)
+                                                       return_prefix_tokens=info["num_prefix_tokens"] > 0)
+            residual = [torch.cat([y[1], y[0]], dim=1) if isinstance(y, tuple) else y for y in inter]
             arrays["final_norm"][sl] = final.numpy()
             arrays["embed"][sl] = captured["embed"].numpy()
-            for b, (patches, prefix) in enumerate(inter):
-                arrays["residual"][b, sl] = torch.cat([prefix, patches], dim=1).numpy()
+            for b, tokens in enumerate(residual):
+                arrays["residual"][b, sl] = tokens.numpy()
                 arrays["attn"][b, sl] = captured[("attn", b)].numpy()
                 arrays["mlp"][b, sl] = captured[("mlp", b)].numpy()
+            if "pooled" in arrays:
+                for s, tokens in enumerate([captured["embed"], *residual, final]):
+                    arrays["pooled"][s, sl] = model.forward_head(tokens, pre_logits=True).numpy()
     finally:
         for h in hooks:
             h.remove()

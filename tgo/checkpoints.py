@@ -1,7 +1,8 @@
 """The checkpoint directory (data/checkpoints): what train writes and extract and qk read.
 
   epoch_XXX.safetensors  model weights at each scheduled epoch (epoch 0 = initialisation)
-  config.json            the model's timm kwargs, the schedule, the classes
+  config.json            `model_kwargs` that rebuild the model (tgo.models.create_model, with its
+                         preprocessing), the schedule, the classes
 
 A run in progress writes into data/train-work/ instead: the same epoch files plus resume.pt (model
 and optimizer after the last complete epoch). It is no DVC output, so neither `dvc repro` nor
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from tgo.io import TGOError, atomic_dir, atomic_path, read_json, write_json
 
-CHECKPOINTS, TRAIN_WORK, TRAIN_LOCK = Path("data/checkpoints"), Path("data/train-work"), Path("data/.train.lock")
+TRAIN_WORK, TRAIN_LOCK = Path("data/train-work"), Path("data/.train.lock")
 
 
 def checkpoint_name(epoch):
@@ -95,7 +96,16 @@ def publish(work, ckpt_dir, model_kwargs, schedule, classes, run_hash):
     shutil.rmtree(work)
 
 
-def read_config(ckpt_dir=CHECKPOINTS):
+def import_weights(model, weights, ckpt_dir, classes):
+    """Weights analysed instead of trained: the model (as tgo.models.create_model loaded them)
+    becomes the one checkpoint, epoch 0, with the kwargs that rebuild it. Returns its parameter count."""
+    with atomic_dir(ckpt_dir) as tmp:
+        save_weights(model, tmp / checkpoint_name(0))
+        write_config(tmp, model.create_kwargs, [0], classes, config_hash(model.create_kwargs, str(weights)))
+    return sum(p.numel() for p in model.parameters())
+
+
+def read_config(ckpt_dir):
     path = Path(ckpt_dir) / "config.json"
     if not path.exists():
         raise TGOError(f"{path}: not found; run the train stage first (dvc repro train)")

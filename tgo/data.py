@@ -1,8 +1,10 @@
-"""Data sets: the embedded synthetic default, image-folder trees, and the prepared on-disk format.
+"""Data sets: the embedded synthetic default, image-folder trees, probe folders, and the prepared
+on-disk format.
 
 A prepared data set is a directory with, per split, `<split>_images.npy` (uint8, N×H×W×3,
-memory-mappable) and `<split>_labels.npy` (int64), plus `manifest.json` (source, classes, counts per
-class and split, a SHA-256 per split, skipped images).
+memory-mappable) and `<split>_labels.npy` (int64; -1 = unlabelled), plus `manifest.json` (source,
+classes, counts per class and split, a SHA-256 per split, skipped images). Probe-only sources
+(imagenet_val, probe_folder) hold a val split alone.
 """
 import hashlib
 from pathlib import Path
@@ -203,6 +205,40 @@ def load_imagefolder_split(items, classes, size, on_bad_image, resize=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# Probe folders: root/<class>/* (labelled) or root/* (unlabelled)
+# ---------------------------------------------------------------------------------------------
+
+def list_probe_folder(root):
+    """([(path, class name or None), ...], classes) of a folder of probe images.
+
+    Layouts: root/<class>/<image> (labels: the sorted subfolder names) or root/<image> with no
+    subfolders (unlabelled: class None, classes []). Hidden entries (.name) are ignored.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise TGOError(f"prepare.path: directory '{root}' does not exist; point it at a folder of images "
+                       "(in class subfolders for labels)")
+    entries = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+    folders = [p for p in entries if p.is_dir()]
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if folders and files:
+        raise TGOError(f"prepare.path: '{root}' holds both image files and subfolders; put every image in a "
+                       "class subfolder (labelled) or none (unlabelled)")
+    if files:
+        return [(p, None) for p in files], []
+    if not folders:
+        raise TGOError(f"prepare.path: '{root}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add "
+                       "images, directly or in class subfolders")
+    items = []
+    for folder in folders:
+        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise TGOError(f"prepare.path: class folder '{folder}' has no images; add images or remove the folder")
+        items += [(p, folder.name) for p in images]
+    return items, [f.name for f in folders]
+
+
+# ---------------------------------------------------------------------------------------------
 # Prepared format
 # ---------------------------------------------------------------------------------------------
 
@@ -225,7 +261,7 @@ def write_prepared(out_dir, splits, classes, source, bad_images=()):
         if not (out_dir / f"{split}_images.npy").exists():  # large sets are decoded into place
             np.save(out_dir / f"{split}_images.npy", images)
         np.save(out_dir / f"{split}_labels.npy", labels)
-        counts = np.bincount(labels, minlength=len(classes))
+        counts = np.bincount(labels[labels >= 0], minlength=len(classes))  # -1: unlabelled
         manifest["image_size"] = int(images.shape[1])
         manifest["splits"][split] = {
             "count": int(len(labels)),
@@ -242,6 +278,11 @@ def load_prepared(data_dir, split):
     manifest_path = data_dir / "manifest.json"
     if not manifest_path.exists():
         raise TGOError(f"{manifest_path}: not found; run the prepare stage first (dvc repro prepare)")
+    manifest = read_json(manifest_path)
+    if split not in manifest["splits"]:
+        raise TGOError(f"{data_dir} has no {split} split: prepare.source={manifest['source']} holds probe "
+                       f"images only; set model.weights to analyse pretrained weights, or prepare a source "
+                       f"with a {split} split")
     images = np.load(data_dir / f"{split}_images.npy", mmap_mode="r")
     labels = np.load(data_dir / f"{split}_labels.npy")
-    return images, labels, read_json(manifest_path)
+    return images, labels, manifest

@@ -8,10 +8,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tgo.geometry.information import log_mi_slope  # noqa: E402
+
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
-SET_TITLES = {"cls": "CLS token", "patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
+PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
+
+
+def set_titles(layout):
+    """{sample set: title} of a model (tgo.activations.sample_set_names), from its token layout."""
+    titles = {"cls": "CLS token"} if "cls" in layout["prefix_tokens"] else {}
+    if layout["head_input"]:
+        titles["pooled"] = f"the head's input: {layout['head_input']}"
+    return {**titles, **PATCH_SETS}
 
 
 def png_bytes(fig):
@@ -61,7 +71,7 @@ def _grid(n, width=4.0, height=3.0, cols=4):
     return fig, axes.flat
 
 
-def fig_across_depth(rows, sample_set):
+def fig_across_depth(rows, sample_set, title):
     """Each metric across depth (embedding, blocks, final norm), one line per checkpoint."""
     sub = [r for r in rows if r["sample_set"] == sample_set]
     epochs = sorted({r["epoch"] for r in sub})
@@ -77,12 +87,12 @@ def fig_across_depth(rows, sample_set):
         ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"across depth, per checkpoint: {SET_TITLES[sample_set]}")
+    fig.suptitle(f"across depth, per checkpoint: {title}")
     fig.tight_layout()
     return fig
 
 
-def fig_across_training(rows, sample_set):
+def fig_across_training(rows, sample_set, title):
     """Each metric across training, one line per site (embedding, blocks, final norm)."""
     sub = [r for r in rows if r["sample_set"] == sample_set]
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
@@ -96,12 +106,12 @@ def fig_across_training(rows, sample_set):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"across training, per site: {SET_TITLES[sample_set]}")
+    fig.suptitle(f"across training, per site: {title}")
     fig.tight_layout()
     return fig
 
 
-def fig_eigenspectra(spectra, rows, sample_set, ranks):
+def fig_eigenspectra(spectra, rows, sample_set, ranks, title):
     """Eigenspectra on log-log axes at the final norm per checkpoint, and across depth at the last
     checkpoint, with the alpha-ReQ power-law fit over the rank window drawn on the last."""
     sub = [r for r in spectra if r["sample_set"] == sample_set]
@@ -136,7 +146,7 @@ def fig_eigenspectra(spectra, rows, sample_set, ranks):
                        label=f"fit alpha={final['alpha']:.2f} (R2={final['alpha_r2']:.3f})")
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.suptitle(f"eigenspectra: {SET_TITLES[sample_set]}")
+    fig.suptitle(f"eigenspectra: {title}")
     fig.tight_layout()
     return fig
 
@@ -145,9 +155,15 @@ def fig_eigenspectra(spectra, rows, sample_set, ranks):
 # Token geometry (On the Information Geometry of Vision Transformers)
 # ------------------------------------------------------------------------------------------------
 
+PREFIX_STYLES = {"cls": ("--", "x"), "dist": ("-.", "^"), "reg": (":", "s")}
+
+
 def fig_alpha_depth(depth_rows):
-    """Mean patch-token alpha across blocks (band: spread over tokens) and the CLS token's, per checkpoint."""
+    """Mean patch-token alpha across blocks (band: spread over tokens) and each prefix group's
+    (CLS, distillation token, registers: their mean), per checkpoint."""
     epochs = sorted({r["epoch"] for r in depth_rows})
+    groups = [(k, k.split("_")[0]) for k in depth_rows[0] if k.endswith(("_alpha", "_alpha_mean"))
+              and not k.startswith("patch")]
     cmap = plt.get_cmap("viridis")
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, e in enumerate(epochs):
@@ -158,8 +174,13 @@ def fig_alpha_depth(depth_rows):
         colour = cmap(i / max(1, len(epochs) - 1))
         ax.plot(b, m, marker="o", color=colour, label=f"patches, epoch {int(e)}")
         ax.fill_between(b, m - s, m + s, color=colour, alpha=0.15)
-        ax.plot(b, [r["cls_alpha"] for r in rows], ls="--", marker="x", color=colour)
-    ax.set(xlabel="depth (block)", ylabel="alpha", title="alpha signature across depth (dashed: CLS)")
+        for key, group in groups:
+            ls, marker = PREFIX_STYLES[group]
+            ax.plot(b, [r[key] for r in rows], ls=ls, marker=marker, color=colour,
+                    label=f"{group}{' (mean)' if key.endswith('_mean') else ''}" if e == epochs[-1] else None)
+    styles = ", ".join(f"{PREFIX_STYLES[g][0]} {g}" for _, g in groups)
+    ax.set(xlabel="depth (block)", ylabel="alpha",
+           title="alpha signature across depth" + (f" (prefix tokens: {styles})" if groups else ""))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -211,16 +232,22 @@ def fig_clusters(sig_rows, epoch):
     return fig
 
 
+CORRELATION_STYLES = {"patches": "-", "with_cls": "--", "with_dist": "-.", "with_reg": ":"}
+
+
 def fig_correlation(corr_rows):
-    """Mean r and mean |r| across depth per checkpoint (solid: patch tokens, dashed: with CLS), and
-    mean r of each block across training."""
+    """Mean r and mean |r| across depth per checkpoint (solid: patch tokens; the patches with each
+    prefix group: dashed CLS, dash-dot distillation token, dotted registers), and mean r of each
+    block across training."""
     epochs = sorted({r["epoch"] for r in corr_rows})
+    sets = list(dict.fromkeys(r["tokens"] for r in corr_rows))
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
     cmap = plt.get_cmap("viridis")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key in zip(axes[:2], ("mean_r", "mean_abs_r")):
         for i, e in enumerate(epochs):
-            for tokens, ls in (("patches", "-"), ("all", "--")):
+            for tokens in sets:
+                ls = CORRELATION_STYLES[tokens]
                 pts = sorted((r["depth"], r[key]) for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
                         color=cmap(i / max(1, len(epochs) - 1)),
@@ -341,5 +368,140 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     axes[3].set(xlabel="angle between patch vectors (degrees)", ylabel="mean attention (heads averaged)",
                 title="attention binned by angle")
     axes[3].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# The zoo side by side: one line per model, depth relative to each model's number of blocks
+# ------------------------------------------------------------------------------------------------
+
+def head_set(layout):
+    """The sample set of the representation the head reads: `pooled` where stored, else `cls`."""
+    return "pooled" if layout["head_input"] else "cls"
+
+
+def _zoo_colours(ids):
+    cmap = plt.get_cmap("tab10")
+    return {m: cmap(i % 10) for i, m in enumerate(ids)}
+
+
+def _relative(rows, n_sites):
+    return [r["depth"] / n_sites for r in rows]
+
+
+def fig_zoo_spectral(results, role):
+    """Every spectral metric across relative depth (0 = embedding, 1 = final norm) at each model's
+    last checkpoint, one line per model. role: "head" (the head's input: CLS token or pooled),
+    "patches" or "patch_mean"."""
+    colours = _zoo_colours(results)
+    fig, axes = _grid(len(SPECTRAL_METRICS))
+    for ax, metric in zip(axes, SPECTRAL_METRICS):
+        for m, r in results.items():
+            sset = head_set(r["layout"]) if role == "head" else role
+            _, rows = _last(r["spectral_rows"])
+            rows = sorted((x for x in rows if x["sample_set"] == sset), key=lambda x: x["depth"])
+            ax.plot(_relative(rows, r["layout"]["n_blocks"] + 1), [x[metric] for x in rows], marker=".",
+                    color=colours[m], label=f"{m} ({sset})")
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("relative depth")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    title = {"head": "the head's input (CLS token, or the pooled representation)", **PATCH_SETS}[role]
+    fig.suptitle(f"spectral geometry across depth: {title}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_zoo_tokens(results):
+    """Mean patch-token alpha and each prefix group's alpha across relative depth; inter-token
+    correlation (mean r, mean |r|) of the patch tokens (solid) and with each prefix group."""
+    colours = _zoo_colours(results)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for m, r in results.items():
+        n = r["layout"]["n_blocks"]
+        _, depth = _last(r["token_depth"])
+        depth = sorted(depth, key=lambda x: x["depth"])
+        axes[0].plot(_relative(depth, n), [x["patch_alpha_mean"] for x in depth], marker=".", color=colours[m],
+                     label=m)
+        for key in [k for k in depth[0] if k.endswith(("_alpha", "_alpha_mean")) and not k.startswith("patch")]:
+            group = key.split("_")[0]
+            axes[0].plot(_relative(depth, n), [x[key] for x in depth], ls=PREFIX_STYLES[group][0],
+                         marker=PREFIX_STYLES[group][1], ms=4, color=colours[m])
+        _, corr = _last(r["correlation"])
+        for tokens in dict.fromkeys(x["tokens"] for x in corr):
+            rows = sorted((x for x in corr if x["tokens"] == tokens and x["site"].startswith("block_")),
+                          key=lambda x: x["depth"])
+            for ax, key in zip(axes[1:], ("mean_r", "mean_abs_r")):
+                ax.plot(_relative(rows, n), [x[key] for x in rows], ls=CORRELATION_STYLES[tokens], marker=".",
+                        color=colours[m], label=m if tokens == "patches" else None)
+    axes[0].set(xlabel="relative depth (block / blocks)", ylabel="alpha",
+                title="alpha: patches (solid), CLS --, dist -., registers :")
+    axes[1].set(xlabel="relative depth (block / blocks)", title="inter-token mean r (patches solid; with CLS --, "
+                "dist -., registers :)")
+    axes[2].set(xlabel="relative depth (block / blocks)", title="inter-token mean |r|")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_zoo_mi(results):
+    """MI at distance 1 and the slope of log MI on distance across relative depth (attention
+    sublayer solid, MLP dashed), and the median excess kurtosis."""
+    colours = _zoo_colours(results)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for m, r in results.items():
+        n = r["layout"]["n_blocks"]
+        _, curves = _last(r["mi_distance"])
+        _, kurt = _last(r["kurtosis"])
+        for sub, ls in (("attn", "-"), ("mlp", "--")):
+            blocks = sorted({int(x["depth"]) for x in curves if x["sublayer"] == sub})
+            at1, slope = [], []
+            for b in blocks:
+                c = sorted((x["distance"], x["mi"]) for x in curves if x["sublayer"] == sub and x["depth"] == b)
+                at1.append(c[0][1])
+                slope.append(log_mi_slope(np.array([p[0] for p in c]), np.array([p[1] for p in c])))
+            x = [b / n for b in blocks]
+            axes[0].plot(x, at1, ls=ls, marker=".", color=colours[m], label=m if sub == "attn" else None)
+            axes[1].plot(x, slope, ls=ls, marker=".", color=colours[m])
+            k = sorted((x for x in kurt if x["sublayer"] == sub), key=lambda x: x["depth"])
+            axes[2].plot(_relative(k, n), [x["kurtosis_median"] for x in k], ls=ls, marker=".", color=colours[m])
+    axes[0].set(title="MI at distance 1 (attn solid, mlp dashed)", ylabel="nats")
+    axes[1].set(title="slope of log MI on distance")
+    axes[2].set(title="median excess kurtosis")
+    for ax in axes:
+        ax.set_xlabel("relative depth (block / blocks)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def fig_zoo_qk(results):
+    """QK structure (heads together) and angle vs attention across relative depth; models whose
+    attention is not bilinear (the qk stage skipped them) are left out."""
+    colours = _zoo_colours(results)
+    panels = (("sym_mass_positive", "M_sym: positive share of sum |lambda|"),
+              ("asym_sym_norm_ratio", "||M_asym|| / ||M_sym||"), ("share_obtuse", "share of angles > 90 degrees"),
+              ("spearman", "Spearman(angle, attention)"))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    for m, r in results.items():
+        if "skipped" in r["qk"]:
+            continue
+        n = r["layout"]["n_blocks"]
+        _, heads = _last(r["qk_heads"])
+        heads = sorted((x for x in heads if x["head"] == "all"), key=lambda x: x["depth"])
+        _, angles = _last(r["qk_angles"])
+        angles = sorted(angles, key=lambda x: x["depth"])
+        for ax, (key, title) in zip(axes, panels):
+            rows = heads if key in heads[0] else angles
+            ax.plot(_relative(rows, n), [x[key] for x in rows], marker=".", color=colours[m], label=m)
+            ax.set(title=title, xlabel="relative depth (block / blocks)")
+    skipped = [m for m, r in results.items() if "skipped" in r["qk"]]
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, title=f"skipped: {', '.join(skipped)}" if skipped else None)
     fig.tight_layout()
     return fig

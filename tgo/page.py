@@ -19,13 +19,25 @@ def _verdict_table(verdicts):
             f"{rows}</table>")
 
 
+def _table(columns, rows):
+    """A plain table: rows of cells, each a text or (text, colour of a verdict)."""
+    def cell(c):
+        text, colour = c if isinstance(c, tuple) else (c, None)
+        style = f" style='color:{COLOURS.get(colour, '#555')};font-weight:bold'" if colour else ""
+        return f"<td{style}>{html.escape(str(text))}</td>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    return f"<table><tr>{head}</tr>" + "".join(f"<tr>{''.join(map(cell, r))}</tr>" for r in rows) + "</table>"
+
+
 def render_html(title, summary, sections, params):
-    """sections: [{"title", "text", "verdicts", "figures": [(caption, png bytes)]}]."""
+    """sections: [{"title", "text", "table": (columns, rows), "verdicts", "figures": [(caption, png bytes)]}]."""
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
     for s in sections:
         parts.append(f"<h2>{html.escape(s['title'])}</h2>")
         if s.get("text"):
             parts.append(f"<p>{html.escape(s['text'])}</p>")
+        if s.get("table"):
+            parts.append(_table(*s["table"]))
         if s.get("verdicts"):
             parts.append(_verdict_table(s["verdicts"]))
         for caption, png in s.get("figures", []):

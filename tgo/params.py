@@ -13,6 +13,7 @@ two equal).
 import difflib
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,16 +87,20 @@ def _splits_over_processes(batch, group):
 
 SCHEMA = {
     "prepare": {
-        "source": Param(str, "where the images come from", choices=("synthetic", "imagefolder", "imagenet100")),
+        "source": Param(str, "where the images come from; imagenet_val and probe_folder hold probe images "
+                             "only (a val split, for analysing model.weights or a zoo)",
+                        choices=("synthetic", "imagefolder", "imagenet100", "imagenet_val", "probe_folder")),
         "path": Param(str, "imagefolder: a tree with train/<class>/ and val/<class>/; imagenet100: the "
-                           "ImageNet-1k root", null=True),
-        "class_list": Param(str, "imagenet100: a file of wnids, one per line; null = the CMC ImageNet-100 list",
-                            null=True),
-        "val_csv": Param(str, "imagenet100 with a flat val/: the ground-truth CSV; null = "
+                           "ImageNet-1k root; imagenet_val: the ImageNet-1k root (only val/ is read); "
+                           "probe_folder: a folder of images, in class subfolders for labels", null=True),
+        "class_list": Param(str, "imagenet100, imagenet_val: a file of wnids, one per line; null = the CMC "
+                                 "ImageNet-100 list (imagenet100), every class (imagenet_val)", null=True),
+        "val_csv": Param(str, "imagenet100, imagenet_val with a flat val/: the ground-truth CSV; null = "
                               "<path>/LOC_val_solution.csv", null=True),
-        "resize": Param(int, "imagefolder/imagenet100: shorter side before the centre crop; null = image_size",
+        "resize": Param(int, "image files: shorter side before the centre crop; null = image_size",
                         at_least(1), null=True, check=_resize_covers_crop),
-        "workers": Param(int, "imagenet100: decoding processes; null = all CPU cores", at_least(1), null=True),
+        "workers": Param(int, "imagenet100, imagenet_val, probe_folder: decoding processes; null = all CPU cores",
+                         at_least(1), null=True),
         "num_classes": Param(int, "synthetic: number of classes", (2, 10, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),
         "val_per_class": Param(int, "synthetic: validation images per class", at_least(1)),
@@ -105,7 +110,11 @@ SCHEMA = {
         "seed": Param(int, "synthetic: the random seed of the images", at_least(0)),
     },
     "model": {
-        "name": Param(str, "a timm ViT (timm.list_models('vit_*')); the keys below override its architecture"),
+        "name": Param(str, "a timm ViT, with or without a pretrained tag (vit_small_patch16_224.augreg_in1k); its "
+                           "architecture comes from timm's registry, the keys below override it"),
+        "weights": Param(str, "null: train the model here; else weights to analyse instead of training: a local "
+                              ".safetensors, PyTorch state dict or .npz, a hub cache directory (models--timm--NAME) "
+                              "or one of its snapshots, a timm local-dir", null=True),
         "patch_size": Param(int, "patch side (pixels); must divide the input size; null = the name's",
                             at_least(1), null=True),
         "depth": Param(int, "number of blocks; null = the name's", at_least(1), null=True),
@@ -113,14 +122,13 @@ SCHEMA = {
         "num_heads": Param(int, "attention heads (must divide embed_dim); null = the name's", at_least(1),
                            null=True),
         "mlp_ratio": Param(float, "MLP hidden width / D; null = the name's", POSITIVE, null=True),
-        "drop_path_rate": Param(float, "stochastic depth rate; null = timm's default",
+        "drop_path_rate": Param(float, "stochastic depth rate when training; null = timm's default",
                                 (0, 1, False, True), null=True),
-        "img_size": Param(int, "the network's input size; null = prepare.image_size (larger stored images "
-                               "are centre-cropped to it)", at_least(1), null=True),
+        "img_size": Param(int, "the network's input size; null = prepare.image_size when training (larger stored "
+                               "images are centre-cropped to it), the name's own with weights", at_least(1),
+                          null=True),
     },
     "train": {
-        "weights": Param(str, "a local weights file (safetensors or PyTorch state dict) to analyse instead "
-                              "of training", null=True),
         "epochs": Param(int, "training epochs", at_least(1)),
         "batch_size": Param(int, "global batch (split over train.nproc_per_node x train.nnodes processes)",
                             at_least(1), check=_splits_over_processes),
@@ -197,7 +205,22 @@ SCHEMA = {
         "max_images": Param(int, "probe images used for angle vs attention", at_least(1)),
         "angle_bins": Param(int, "bins of the angle axis (0..180 degrees)", at_least(2)),
     },
+    # A mapping {id: entry}: the models analysed side by side (every key but name may be left out).
+    "zoo": {
+        "name": Param(str, "a timm ViT, with or without a pretrained tag, as model.name"),
+        "weights": Param(str, "its weights, any source model.weights takes; null = timm's random "
+                              "initialisation (seed 0), a baseline", null=True),
+        "patch_size": Param(int, "override of the name's patch side; null = the name's", at_least(1), null=True),
+        "depth": Param(int, "override of the name's number of blocks", at_least(1), null=True),
+        "embed_dim": Param(int, "override of the name's width", at_least(1), null=True),
+        "num_heads": Param(int, "override of the name's attention heads", at_least(1), null=True),
+        "mlp_ratio": Param(float, "override of the name's MLP ratio", POSITIVE, null=True),
+        "img_size": Param(int, "input size; null = the name's own", at_least(1), null=True),
+    },
 }
+# Groups that map ids (letters, digits, _ and -) to entries of their schema.
+MAPPINGS = ("zoo",)
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def _is_int(v):
@@ -271,8 +294,26 @@ def _show(v):
 
 
 def validate(group, values):
-    """The group's values, checked against SCHEMA[group]; raises TGOError on the first problem."""
-    schema = SCHEMA[group]
+    """The group's values, checked against SCHEMA[group]; raises TGOError on the first problem. A
+    mapping group (MAPPINGS) is checked entry by entry; an entry's left-out keys are null."""
+    if group in MAPPINGS:
+        if not isinstance(values, dict):
+            raise TGOError(f"params.yaml: group '{group}' is {_show(values)}, not a mapping of ids to entries; "
+                           f"use {{}} for none")
+        out = {}
+        for key, entry in values.items():
+            if not (isinstance(key, str) and ID.fullmatch(key)):
+                raise TGOError(f"{group}.{key}: an id may hold letters, digits, _ and - (starting with a letter "
+                               "or digit); rename it")
+            if not isinstance(entry, dict) or "name" not in entry:
+                raise TGOError(f"{group}.{key}={_show(entry)}: must be a mapping with at least a name")
+            filled = {k: entry.get(k) for k in SCHEMA[group]}
+            out[key] = _validate_group(f"{group}.{key}", SCHEMA[group], {**filled, **entry})
+        return out
+    return _validate_group(group, SCHEMA[group], values)
+
+
+def _validate_group(group, schema, values):
     if not isinstance(values, dict):
         raise TGOError(f"params.yaml: group '{group}' is {_show(values)}, not a mapping of its keys; restore "
                        "it from conf/ (make params)")
@@ -318,8 +359,11 @@ def markdown():
     """The parameter reference of README.md: one table per group."""
     parts = []
     for group, schema in SCHEMA.items():
-        parts.append(f"**{group}**\n\n| key | allowed | what it does |\n|---|---|---|")
-        parts += [f"| `{group}.{k}` | {allowed(p)} | {html.escape(p.doc)} |" for k, p in schema.items()]
+        intro = (f" (a mapping of ids to entries; every key but name may be left out; {{}} for none)"
+                 if group in MAPPINGS else "")
+        parts.append(f"**{group}**{intro}\n\n| key | allowed | what it does |\n|---|---|---|")
+        prefix = f"{group}.<id>" if group in MAPPINGS else group
+        parts += [f"| `{prefix}.{k}` | {allowed(p)} | {html.escape(p.doc)} |" for k, p in schema.items()]
         parts.append("")
     return "\n".join(parts)
 

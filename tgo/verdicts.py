@@ -159,6 +159,12 @@ def _series(rows, site, sample_set, metric):
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
+def head_set(spectral_rows):
+    """The sample set that stands for the image: the CLS token, or for a model without one the
+    head's input ("pooled")."""
+    return "cls" if any(r["sample_set"] == "cls" for r in spectral_rows) else "pooled"
+
+
 def training_trends(spectral_rows):
     """TGO-I: effective rank, participation ratio, spectral entropy and flatness rise over training,
     anisotropy falls, at every (site, sample set) after the embedding; judged by the share of pairs
@@ -178,21 +184,25 @@ def training_trends(spectral_rows):
             if np.isfinite(rho):
                 rhos.append(rho)
         share = moves / n if n else np.nan
-        e, cls = _series(spectral_rows, "final_norm", "cls", metric)
+        head = head_set(spectral_rows)
+        e, cls = _series(spectral_rows, "final_norm", head, metric)
         word = "rise" if sign > 0 else "fall"
         out.append(verdict(claim_id, share, share_verdict(share),
                            f"{moves}/{n} (site, sample set) pairs {word} from epoch {int(e[0])} to {int(e[-1])}; "
                            f"median Spearman rho with epoch {np.median(rhos) if rhos else np.nan:+.2f}; "
-                           f"final-norm CLS: {cls[0]:.4g} -> {cls[-1]:.4g}"))
+                           f"final-norm {head.upper() if head == 'cls' else head}: {cls[0]:.4g} -> {cls[-1]:.4g}"))
     return out
 
 
 def final_cls(spectral_rows):
     """TGO-I: the final CLS representation has the highest effective rank and the lowest anisotropy
     in the network: the CLS token across depth at the last checkpoint (same images, same sample
-    count at every depth); sites with a missing value (the embedding's constant CLS) left out."""
+    count at every depth); sites with a missing value (the embedding's constant CLS) left out. A
+    model without a class token is judged on the head's input (`pooled`) at every site instead."""
     last, rows = _last(spectral_rows)
-    cls = [r for r in rows if r["sample_set"] == "cls" and np.isfinite(r["effective_rank"])]
+    head = head_set(spectral_rows)
+    stand_in = "" if head == "cls" else " (no class token: the head's input stands in for CLS)"
+    cls = [r for r in rows if r["sample_set"] == head and np.isfinite(r["effective_rank"])]
     final = next(r for r in cls if r["site"] == "final_norm")
     others = [r for r in cls if r["site"] != "final_norm"]
     out = []
@@ -201,8 +211,9 @@ def final_cls(spectral_rows):
         best = max(others, key=lambda r: sign * r[metric])
         margin = sign * (final[metric] - best[metric])
         out.append(verdict(claim_id, margin, holds(margin > 0, margin),
-                           f"epoch {int(last)}: final-norm CLS {final[metric]:.4g}; best other site {best['site']} "
-                           f"{best[metric]:.4g}; all: " + ", ".join(f"{r['site']} {r[metric]:.3g}" for r in cls)))
+                           f"epoch {int(last)}{stand_in}: final-norm {final[metric]:.4g}; best other site "
+                           f"{best['site']} {best[metric]:.4g}; all: "
+                           + ", ".join(f"{r['site']} {r[metric]:.3g}" for r in cls)))
     return out
 
 
@@ -280,11 +291,18 @@ def mi_claims(mi_rows):
     ]
 
 
-def qk_claims(head_rows, angle_rows):
+QK_CLAIMS = ("probing.msym_pd", "probing.late_obtuse", "probing.late_asym_dominates", "probing.early_attend_similar",
+             "probing.late_attend_dissimilar", "probing.last_block_sv_dominated")
+
+
+def qk_claims(head_rows, angle_rows, skipped=None):
     """Probing ViT attention, QK structure (heads together) and angle vs attention at the last
     checkpoint: M_sym largely positive definite in every block; in the later half of the blocks
     most angles obtuse and M_asym outweighing M_sym; early blocks attending to similar patches,
-    late blocks to dissimilar ones; the last block's singular values dominated by a few."""
+    late blocks to dissimilar ones; the last block's singular values dominated by a few. Not
+    computable when the qk stage skipped the model (`skipped`: its reason)."""
+    if skipped:
+        return [verdict(c, np.nan, "not computable", f"qk skipped: {skipped}") for c in QK_CLAIMS]
     last, heads = _last(head_rows)
     heads = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["depth"])
     _, ang = _last(angle_rows)
@@ -316,6 +334,16 @@ def qk_claims(head_rows, angle_rows):
                 f"last block: top 10% of singular values carry {top:.2f} of sum sigma^2, sigma_1^2 alone "
                 f"{heads[-1]['sv1_energy_share']:.2f}"),
     ]
+
+
+def judge(results):
+    """The verdicts of every claim from a run's results (tgo.runs.results): (spectral, token,
+    probing) lists, in CLAIMS order."""
+    r = results
+    spectral = training_trends(r["spectral_rows"]) + final_cls(r["spectral_rows"])
+    token = [alpha_falls(r["token_depth"]), coherent_clusters(r["coherence"]), u_shape(r["correlation"])]
+    probing = mi_claims(r["mi_distance"]) + qk_claims(r["qk_heads"], r["qk_angles"], r["qk"].get("skipped"))
+    return spectral, token, probing
 
 
 def metrics(verdicts):

@@ -24,7 +24,7 @@ def _write():
     if os.path.basename(os.path.dirname(os.path.abspath(script))) == "stages":
         name = os.path.splitext(os.path.basename(script))[0]
         with open(os.path.join(_folder, f"{name}.{os.getpid()}.json"), "w") as f:
-            json.dump({"stage": name, "cwd": os.getcwd(), "reads": sorted(_reads)}, f)
+            json.dump({"stage": name, "args": sys.argv[1:], "cwd": os.getcwd(), "reads": sorted(_reads)}, f)
 
 
 if _folder:

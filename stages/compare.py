@@ -1,0 +1,91 @@
+"""compare: the zoo's models side by side -> reports/zoo.html (every metric family across depth, one
+line per model; the verdicts per model in one table), reports/zoo_figures/*.png and
+reports/metrics/zoo_verdicts.json. Reads what the zoo_* stages wrote under reports/zoo/<id>/."""
+import math
+from pathlib import Path
+
+from tgo import figures as F
+from tgo import verdicts as V
+from tgo.io import atomic_dir, atomic_file, run_stage, write_json
+from tgo.page import render_html
+from tgo.params import load
+from tgo.runs import Run, results
+
+FIGURES, HTML, VERDICTS = Path("reports/zoo_figures"), Path("reports/zoo.html"), "reports/metrics/zoo_verdicts.json"
+OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "img_size")  # of a zoo entry
+
+
+def main():
+    zoo = load("zoo")
+    res = {m: results(Run(m)) for m in zoo}
+    judged = {m: [v for part in V.judge(r) for v in part] for m, r in res.items()}
+    write_json(VERDICTS, {m: V.metrics(v) for m, v in judged.items()})
+    if not zoo:
+        sections = [{"title": "No models", "text": "The zoo is empty: list models under `zoo` in conf/config.yaml "
+                     "or a conf/zoo/ preset (README: Analysing pretrained models), then dvc repro."}]
+        pngs = {}
+    else:
+        figures = {f"spectral_{role}": F.fig_zoo_spectral(res, role) for role in ("head", "patches", "patch_mean")}
+        figures.update(tokens=F.fig_zoo_tokens(res), mi=F.fig_zoo_mi(res), qk=F.fig_zoo_qk(res))
+        pngs = {name: F.png_bytes(fig) for name, fig in figures.items()}
+        sections = [
+            {"title": "Models", "table": models_table(zoo, res),
+             "text": "Each model's own preprocessing (timm's pretrained config) on the same probe images; "
+                     "depth is relative to each model's blocks. Accuracy only where the head's classes are "
+                     "the data's."},
+            {"title": "Verdicts per model", "table": verdict_table(judged),
+             "text": "Each claim as the single-model report decides it (README: claims checked), per model."},
+            {"title": f"Spectral geometry — {V.PAPERS['tgo1']}", "figures": [
+                (f"Every spectral metric across depth: {title}", pngs[f"spectral_{role}"])
+                for role, title in (("head", "the head's input (CLS token, or the pooled representation where "
+                                              "the head reads one)"), *F.PATCH_SETS.items())]},
+            {"title": f"Token geometry — {V.PAPERS['info_geom']}", "figures": [
+                ("Alpha of the patch tokens and of each prefix group; inter-token correlation", pngs["tokens"])]},
+            {"title": f"Neuron statistics and attention — {V.PAPERS['probing']}", "figures": [
+                ("MI at distance 1, slope of log MI on distance, excess kurtosis", pngs["mi"]),
+                ("QK structure (heads together) and angle vs attention", pngs["qk"])]},
+        ]
+    with atomic_dir(FIGURES) as tmp:
+        for name, png in pngs.items():
+            (tmp / f"{name}.png").write_bytes(png)
+    with atomic_file(HTML) as f:
+        f.write(render_html("TGO model zoo", f"{len(zoo)} models on the same probe images", sections, {"zoo": zoo}))
+    print(f"zoo page: {len(zoo)} models, {len(pngs)} figures -> {HTML}, {FIGURES}/, {VERDICTS}")
+
+
+def models_table(zoo, res):
+    columns = ["id", "model", "weights", "overrides", "params (M)", "val top-1", "tokens", "head reads", "input", "qk"]
+    rows = []
+    for m, entry in zoo.items():
+        r = res[m]
+        lay, inp, train = r["layout"], r["layout"]["input"], r["train"]
+        overrides = ", ".join(f"{k} {entry[k]}" for k in OVERRIDES if entry[k] is not None) or "none"
+        rows.append([m, entry["name"], entry["weights"] or "random init (seed 0)", overrides, f"{train['params_M']:.2f}",
+                     f"{train['val_top1']:.2f}%" if "val_top1" in train else "n/a",
+                     f"{', '.join(lay['prefix_tokens']) or 'no prefix'} + {lay['grid'][0]}x{lay['grid'][1]} patches, "
+                     f"{lay['n_blocks']} blocks, D={lay['dim']}",
+                     lay["head_input"] or "CLS token",
+                     f"{inp['input_size'][-1]} px, crop_pct {inp['crop_pct']:.3f}, {inp['interpolation']}, "
+                     f"mean {tuple(round(v, 3) for v in inp['mean'])}, std {tuple(round(v, 3) for v in inp['std'])}",
+                     r["qk"].get("skipped", "analysed")])
+    return columns, rows
+
+
+def verdict_table(judged):
+    ids = list(judged)
+    rows = []
+    for i, v in enumerate(judged[ids[0]]):
+        cells = [cell(judged[m][i]) for m in ids]
+        rows.append([f"{v['id']}: {v['claim']}", *cells])
+    return ["claim", *ids], rows
+
+
+def cell(v):
+    """A verdict with its deciding value; a claim about training needs more than the one checkpoint."""
+    if not math.isfinite(v["value"]):
+        return "not computable: " + ("one checkpoint" if v["id"] in V.TRAINING_TRENDS else v["evidence"][:60]), None
+    return f"{v['verdict']} ({v['value']:.3g})", v["verdict"]
+
+
+if __name__ == "__main__":
+    run_stage("compare", main)

@@ -1,0 +1,44 @@
+"""zoo_model --zoo <id>: zoo model <id> (params group zoo) built offline from its weights (or timm's
+random initialisation, seed 0) -> its one checkpoint (epoch 0) in data/zoo/<id>/checkpoints, and
+its accuracy on the val split when the head's classes are the data's -> reports/zoo/<id>/metrics/model.json."""
+import torch
+
+from tgo.checkpoints import import_weights
+from tgo.data import load_prepared
+from tgo.io import TGOError, run_stage, write_json
+from tgo.models import ARCH_KEYS, create_model
+from tgo.params import load
+from tgo.runs import from_argv
+from tgo.training import evaluate, head_classes
+
+DATA = "data/prepared"
+
+
+def main():
+    run = from_argv()
+    zoo = load("zoo")
+    if run.zoo_id not in zoo:
+        raise TGOError(f"zoo.{run.zoo_id}: not in the zoo ({', '.join(zoo) or 'empty'}); run the zoo_* stages "
+                       "through dvc repro")
+    entry = zoo[run.zoo_id]
+    batch_size = load("extract")["batch_size"]
+    images, labels, manifest = load_prepared(DATA, "val")
+    torch.manual_seed(0)  # the random initialisation of an entry without weights
+    model = create_model(entry["name"], entry["weights"], param=f"zoo.{run.zoo_id}",
+                         **{k: entry.get(k) for k in ARCH_KEYS})
+    n_params = import_weights(model, entry["weights"] or "random initialisation (seed 0)", run.checkpoints,
+                              manifest["classes"])
+    metrics = {"params_M": round(n_params / 1e6, 3), "num_classes": model.num_classes}
+    classes = head_classes(model, manifest["classes"])
+    if classes is not None:
+        res = evaluate(model, images, labels, batch_size, classes=classes)
+        metrics.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"], n_val=len(labels))
+    write_json(run.metrics("model"), metrics)
+    accuracy = f"val top-1 {metrics['val_top1']:.2f}%" if classes is not None else "no accuracy (other classes)"
+    print(f"zoo model {run.zoo_id}: {entry['name']} from {entry['weights'] or 'random initialisation (seed 0)'} "
+          f"({n_params / 1e6:.2f} M params, {model.num_classes} outputs), {accuracy} -> {run.checkpoints}, "
+          f"{run.metrics('model')}")
+
+
+if __name__ == "__main__":
+    run_stage("zoo_model", main)
