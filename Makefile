@@ -22,5 +22,6 @@ demo: install
 params: install
 	python -c "from dvc.utils.hydra import compose_and_dump; compose_and_dump('params.yaml', '$(CURDIR)/conf', None, 'config', '', [])"
 
+# The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker.
 test: install
-	pytest
+	pytest -n auto --dist loadfile

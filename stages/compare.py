@@ -1,17 +1,18 @@
-"""compare: the zoo's models side by side -> reports/zoo.html (every metric family across depth, one
-line per model; the verdicts per model in one table), reports/zoo_figures/*.png and
-reports/metrics/zoo_verdicts.json. Reads what the zoo_* stages wrote under reports/zoo/<id>/."""
+"""compare: the zoo's models side by side -> reports/compare/zoo.html (self-contained: every metric
+family across depth, one line per model; the verdicts per model in one table) with its figures as
+PNG files beside it, and reports/metrics/zoo_verdicts.json. Reads what the zoo_* stages wrote
+under reports/zoo/<id>/."""
 import math
 from pathlib import Path
 
 from tgo import figures as F
 from tgo import verdicts as V
-from tgo.io import atomic_dir, atomic_file, run_stage, write_json
+from tgo.io import atomic_dir, run_stage, write_json
 from tgo.page import render_html
 from tgo.params import load
 from tgo.runs import Run, results
 
-FIGURES, HTML, VERDICTS = Path("reports/zoo_figures"), Path("reports/zoo.html"), "reports/metrics/zoo_verdicts.json"
+OUT, VERDICTS = Path("reports/compare"), "reports/metrics/zoo_verdicts.json"
 OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "img_size")  # of a zoo entry
 
 
@@ -45,12 +46,12 @@ def main():
                 ("MI at distance 1, slope of log MI on distance, excess kurtosis", pngs["mi"]),
                 ("QK structure (heads together) and angle vs attention", pngs["qk"])]},
         ]
-    with atomic_dir(FIGURES) as tmp:
+    with atomic_dir(OUT) as tmp:
         for name, png in pngs.items():
             (tmp / f"{name}.png").write_bytes(png)
-    with atomic_file(HTML) as f:
-        f.write(render_html("TGO model zoo", f"{len(zoo)} models on the same probe images", sections, {"zoo": zoo}))
-    print(f"zoo page: {len(zoo)} models, {len(pngs)} figures -> {HTML}, {FIGURES}/, {VERDICTS}")
+        (tmp / "zoo.html").write_text(render_html("TGO model zoo", f"{len(zoo)} models on the same probe images",
+                                                  sections, {"zoo": zoo}))
+    print(f"zoo page: {len(zoo)} models, {len(pngs)} figures -> {OUT}/zoo.html, {VERDICTS}")
 
 
 def models_table(zoo, res):

@@ -35,10 +35,13 @@ def main():
     spectral_verdicts, token_verdicts, probing_verdicts = V.judge(r)
     write_json(VERDICTS, V.metrics(spectral_verdicts + token_verdicts + probing_verdicts))
 
-    figures = {"training": F.fig_training(read_curves())}
+    curves = read_curves()
+    figures = {"training": F.fig_training(curves)} if curves else {}  # weights analysed without accuracy: none
+    epochs = sorted({int(x["epoch"]) for x in rows})
     for s, title in titles.items():
         figures[f"spectral_depth_{s}"] = F.fig_across_depth(rows, s, title)
-        figures[f"spectral_training_{s}"] = F.fig_across_training(rows, s, title)
+        if len(epochs) > 1:  # one checkpoint (weights analysed): nothing to draw across training
+            figures[f"spectral_training_{s}"] = F.fig_across_training(rows, s, title)
         figures[f"eigenspectra_{s}"] = F.fig_eigenspectra(r["eigenspectra"], rows, s, ranks, title)
     last = max(x["epoch"] for x in depth)
     figures["alpha_depth"] = F.fig_alpha_depth(depth)
@@ -53,12 +56,12 @@ def main():
         figures["qk"] = F.fig_qk(r["qk_heads"], r["qk_spectra"], r["qk_angles"], r["qk_attention_by_angle"])
     pngs = {name: F.png_bytes(fig) for name, fig in figures.items()}
 
-    epochs = sorted({int(x["epoch"]) for x in rows})
     tcfg, used = params["tokens"], {s: u["used"] for s, u in r["tokens_used"].items()}
     prefix = r["layout"]["prefix_tokens"]
     sections = [
         {"title": "Model and training", "figures": [("Training and validation loss; validation top-1/top-5 "
-                                                     "accuracy per epoch (DVCLive).", pngs["training"])],
+                                                     "accuracy per epoch (DVCLive).", pngs["training"])]
+                                                   if "training" in pngs else [],
          "text": training_text(r["train"]) + " " + model_text(r["layout"])},
         {"title": f"Spectral geometry — {V.PAPERS['tgo1']}",
          "text": (f"Covariance eigenspectra of the residual stream (embedding, every block's output, "
@@ -72,7 +75,8 @@ def main():
                      for s, title in titles.items()
                      for key, kind in (("spectral_depth", "Each metric across depth, one line per checkpoint"),
                                        ("spectral_training", "Each metric across training, one line per site"),
-                                       ("eigenspectra", "Eigenspectra (log-log) with the alpha fit"))]},
+                                       ("eigenspectra", "Eigenspectra (log-log) with the alpha fit"))
+                     if f"{key}_{s}" in pngs]},
         {"title": f"Token geometry — {V.PAPERS['info_geom']}",
          "text": (f"Alpha of every token's covariance spectrum over the probe images at every block's "
                   f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}); patch tokens "
@@ -135,7 +139,7 @@ def model_text(layout):
     prefix = ", ".join(layout["prefix_tokens"]) or "none"
     head = layout["head_input"] or "the CLS token"
     return (f"Tokens: prefix tokens {prefix}, then {gh}x{gw} patches; {layout['n_blocks']} blocks, width "
-            f"{layout['dim']}; the head reads {head}. Preprocessing: stored {p['stored_size']} px images "
+            f"{layout['dim']}; the head reads {head}. Preprocessing: stored {p['stored_size']} px images, "
             f"{p['resize']}, centre crop {p['input_size'][-1]} px (crop_pct {p['crop_pct']:.3f}), mean "
             f"{fmt(p['mean'])}, std {fmt(p['std'])}.")
 

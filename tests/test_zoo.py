@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import save_file
 from timm.models import save_for_hf
 
-from micro import (audited_stages, copy_project, git_commit, micro_config, run, run_stage, stage_error,
+from micro import (audited_stages, copy_project, fails_before_writing, git_commit, micro_config, run,
                    undeclared_reads, write_params)
 from test_models import hub_cache_repo, random_model
 
@@ -64,7 +64,7 @@ def test_zoo_every_stage_then_only_what_changed(zoo, tmp_path):
     assert audited_stages(tmp_path) == {"prepare", "compare"} | stages_of(*first)
     assert not undeclared_reads(root, tmp_path)
 
-    page = (root / "reports/zoo.html").read_text()
+    page = (root / "reports/compare/zoo.html").read_text()
     for m, entry in first.items():
         assert entry["name"] in page
     assert "mean of the CLS and distillation tokens" in page and "reg_1, reg_2, reg_3, reg_4" in page
@@ -85,7 +85,7 @@ def test_zoo_every_stage_then_only_what_changed(zoo, tmp_path):
     out = run(["dvc", "repro", "compare"], root).stdout
     assert ran(out) == {"compare"} | stages_of("eva")
     assert "qk: skipped" in out and "RoPE" in out
-    assert "RoPE" in (root / "reports/zoo.html").read_text()
+    assert "RoPE" in (root / "reports/compare/zoo.html").read_text()
     assert json.loads((root / "reports/zoo/eva/metrics/spectral.json").read_text())["pooled"]
 
     with_zoo(root, {k: entries[k] for k in ("plain", "gap", "eva")})  # one removed: the page alone
@@ -94,15 +94,17 @@ def test_zoo_every_stage_then_only_what_changed(zoo, tmp_path):
     assert set(json.loads((root / "reports/metrics/zoo_verdicts.json").read_text())) == {"plain", "gap", "eva"}
 
 
-def test_zoo_entry_errors_name_the_entry(tmp_path):
+@pytest.mark.parametrize("entry, args, needles", [
+    ({"bad": {"name": "vit_tiny_patch16_224", "weights": "/nonexistent/w.safetensors"}}, ("--zoo", "bad"),
+     ("zoo.bad.weights", "/nonexistent/w.safetensors", "does not exist")),
+    ({"bad": {"name": "vit_tiny_patch16_22"}}, ("--zoo", "bad"), ("zoo.bad.name", "closest: vit_tiny_patch16_224")),
+    ({}, ("--zoo", "nope"), ("zoo.nope", "not in the zoo")),
+    ({"bad": {"name": "vit_tiny_patch16_224", "depht": 3}}, ("--zoo", "bad"),
+     ("zoo.bad.depht: unknown key; did you mean zoo.bad.depth?",)),
+    ({"a b": {"name": "vit_tiny_patch16_224"}}, ("--zoo", "a b"), ("zoo.a b", "rename it")),
+    ({"bad": {"weights": "/w.safetensors"}}, ("--zoo", "bad"), ("zoo.bad", "at least a name")),
+], ids=["weights_missing", "unknown_name", "unknown_id", "unknown_key", "bad_id", "no_name"])
+def test_zoo_entry_errors_name_the_entry(workspace, capsys, entry, args, needles):
     params = micro_config()
-    params["zoo"] = {"bad": {"name": "vit_tiny_patch16_224", "weights": str(tmp_path / "missing.safetensors")}}
-    run_stage("prepare", tmp_path, params)
-    stage_error(run_stage("zoo_model", tmp_path, args=("--zoo", "bad")), "zoo_model", "zoo.bad.weights",
-                "missing.safetensors", "does not exist")
-    stage_error(run_stage("zoo_model", tmp_path, args=("--zoo", "nope")), "zoo_model", "zoo.nope", "not in the zoo")
-    params["zoo"] = {"bad": {"name": "vit_tiny_patch16_224", "depht": 3}}
-    stage_error(run_stage("zoo_model", tmp_path, params, args=("--zoo", "bad")), "zoo_model",
-                "zoo.bad.depht: unknown key; did you mean zoo.bad.depth?")
-    params["zoo"] = {"a b": {"name": "vit_tiny_patch16_224"}}
-    stage_error(run_stage("zoo_model", tmp_path, params, args=("--zoo", "a b")), "zoo_model", "zoo.a b", "rename it")
+    params["zoo"] = entry
+    fails_before_writing("zoo_model", workspace, params, capsys, *needles, args=args)

@@ -121,7 +121,8 @@ def tokens_used(layout):
     """The token layout in words, for the stages to say which tokens they used."""
     prefix = layout["prefix_tokens"]
     text = f"{layout['grid'][0] * layout['grid'][1]} patch tokens ({layout['grid'][0]}x{layout['grid'][1]})"
-    return text + (f" after {len(prefix)} prefix tokens ({', '.join(prefix)})" if prefix else ", no prefix tokens")
+    return text + (f" after {len(prefix)} prefix token{'s' if len(prefix) > 1 else ''} ({', '.join(prefix)})"
+                   if prefix else ", no prefix tokens")
 
 
 def write_tokens_used(plot_dir, layout, used):

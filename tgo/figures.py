@@ -178,7 +178,8 @@ def fig_alpha_depth(depth_rows):
             ls, marker = PREFIX_STYLES[group]
             ax.plot(b, [r[key] for r in rows], ls=ls, marker=marker, color=colour,
                     label=f"{group}{' (mean)' if key.endswith('_mean') else ''}" if e == epochs[-1] else None)
-    styles = ", ".join(f"{PREFIX_STYLES[g][0]} {g}" for _, g in groups)
+    words = {"--": "dashed", "-.": "dash-dot", ":": "dotted"}
+    styles = ", ".join(f"{words[PREFIX_STYLES[g][0]]} {g}" for _, g in groups)
     ax.set(xlabel="depth (block)", ylabel="alpha",
            title="alpha signature across depth" + (f" (prefix tokens: {styles})" if groups else ""))
     ax.legend(fontsize=7)

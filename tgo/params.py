@@ -359,7 +359,7 @@ def markdown():
     """The parameter reference of README.md: one table per group."""
     parts = []
     for group, schema in SCHEMA.items():
-        intro = (f" (a mapping of ids to entries; every key but name may be left out; {{}} for none)"
+        intro = (" (a mapping of ids to entries; every key but name may be left out; {} for none)"
                  if group in MAPPINGS else "")
         parts.append(f"**{group}**{intro}\n\n| key | allowed | what it does |\n|---|---|---|")
         prefix = f"{group}.<id>" if group in MAPPINGS else group
