@@ -61,7 +61,8 @@ def models_table(zoo, res):
         r = res[m]
         lay, inp, train = r["layout"], r["layout"]["input"], r["train"]
         overrides = ", ".join(f"{k} {entry[k]}" for k in OVERRIDES if entry[k] is not None) or "none"
-        rows.append([m, entry["name"], entry["weights"] or "random init (seed 0)", overrides, f"{train['params_M']:.2f}",
+        rows.append([m, entry["name"], entry["weights"] or "random init (seed 0)", overrides,
+                     f"{train['params_M']:.2f}",
                      f"{train['val_top1']:.2f}%" if "val_top1" in train else "n/a",
                      f"{', '.join(lay['prefix_tokens']) or 'no prefix'} + {lay['grid'][0]}x{lay['grid'][1]} patches, "
                      f"{lay['n_blocks']} blocks, D={lay['dim']}",

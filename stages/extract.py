@@ -30,7 +30,8 @@ def main():
               "images (prepare.image_size) to give it its native detail")
     # float16 sites: embed and final norm, residual, attn, mlp per block (and the head's input per site)
     sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
-    require_free_space(run.activations, len(config["checkpoints"]) * sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2)
+    per_checkpoint = sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2
+    require_free_space(run.activations, len(config["checkpoints"]) * per_checkpoint)
 
     with atomic_dir(run.activations) as tmp:
         for epoch in config["checkpoints"]:
@@ -49,9 +50,10 @@ def main():
                              if info["head_input"] else {})},
                 "token_layout": "prefix tokens in the order of prefix_tokens, then patches row-major on the grid",
             })
-    print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of {model.create_kwargs['name']} "
-          f"({info['n_blocks']} blocks, D={info['dim']}; {tokens_used(info)}); input {preprocessing['input_size'][-1]} px, "
-          f"{resize}, mean {preprocessing['mean']}, std {preprocessing['std']} -> {run.activations}")
+    print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of "
+          f"{model.create_kwargs['name']} ({info['n_blocks']} blocks, D={info['dim']}; {tokens_used(info)}); input "
+          f"{preprocessing['input_size'][-1]} px, {resize}, mean {preprocessing['mean']}, std {preprocessing['std']} "
+          f"-> {run.activations}")
 
 
 if __name__ == "__main__":

@@ -125,8 +125,8 @@ def main():
 
 
 def training_text(train):
-    accuracy = (f"validation top-1 {train['val_top1']:.2f}%, top-5 {train['val_top5']:.2f}%"
-                if "val_top1" in train else "no validation accuracy (the head's classes are not the data's)")
+    accuracy = (f"validation top-1 {train['val_top1']:.2f}%, top-5 {train['val_top5']:.2f}%" if "val_top1" in train
+                else "no validation accuracy (no classifier head, or its classes are not the data's)")
     if "weights" in train:
         return (f"No training: the weights {train['weights']} ({train['params_M']} M parameters) "
                 f"are the one checkpoint analysed (epoch 0); {accuracy}.")

@@ -15,7 +15,7 @@ from tgo.io import TGOError, run_stage, single_writer, write_json
 from tgo.models import ARCH_KEYS, check_name, create_model, model_kwargs
 from tgo.params import load
 from tgo.runs import Run
-from tgo.training import evaluate, head_classes, train, weights_hash
+from tgo.training import evaluate, head_classes, no_accuracy, train, weights_hash
 
 DATA, LIVE = "data/prepared", "reports/train"
 RUN = Run()
@@ -89,7 +89,7 @@ def use_weights(model, weights, tcfg, manifest, val_data):
     write_json(RUN.metrics("train"), metrics)
     print(f"no training: {weights} ({model.create_kwargs['name']}, {n_params / 1e6:.2f} M params, "
           f"{model.num_classes} outputs) is the checkpoint at epoch 0 -> {RUN.checkpoints}"
-          + ("" if classes is not None else "; no accuracy: the head's classes are not the data's"))
+          + ("" if classes is not None else f"; no accuracy: {no_accuracy(model)}"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from tgo.io import TGOError, run_stage, write_json
 from tgo.models import ARCH_KEYS, create_model
 from tgo.params import load
 from tgo.runs import from_argv
-from tgo.training import evaluate, head_classes
+from tgo.training import evaluate, head_classes, no_accuracy
 
 DATA = "data/prepared"
 
@@ -34,7 +34,7 @@ def main():
         res = evaluate(model, images, labels, batch_size, classes=classes)
         metrics.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"], n_val=len(labels))
     write_json(run.metrics("model"), metrics)
-    accuracy = f"val top-1 {metrics['val_top1']:.2f}%" if classes is not None else "no accuracy (other classes)"
+    accuracy = f"val top-1 {metrics['val_top1']:.2f}%" if classes is not None else f"no accuracy: {no_accuracy(model)}"
     print(f"zoo model {run.zoo_id}: {entry['name']} from {entry['weights'] or 'random initialisation (seed 0)'} "
           f"({n_params / 1e6:.2f} M params, {model.num_classes} outputs), {accuracy} -> {run.checkpoints}, "
           f"{run.metrics('model')}")

@@ -282,7 +282,8 @@ def to_jax_npz(model, path):
         for n, name in enumerate(("query", "key", "value")):
             w[f"{j}MultiHeadDotProductAttention_1/{name}/kernel"] = qkv[n].T.reshape(d, h, d // h)
             w[f"{j}MultiHeadDotProductAttention_1/{name}/bias"] = bias[n]
-        w[f"{j}MultiHeadDotProductAttention_1/out/kernel"] = s[b + "attn.proj.weight"].reshape(d, h, d // h).transpose(1, 2, 0)
+        out = s[b + "attn.proj.weight"].reshape(d, h, d // h)
+        w[f"{j}MultiHeadDotProductAttention_1/out/kernel"] = out.transpose(1, 2, 0)
         w[f"{j}MultiHeadDotProductAttention_1/out/bias"] = s[b + "attn.proj.bias"]
         for ln, norm in (("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")):
             w[f"{j}{ln}/scale"], w[f"{j}{ln}/bias"] = s[b + norm + ".weight"], s[b + norm + ".bias"]

@@ -171,7 +171,8 @@ def read_state_dict(path, param="model"):
         # torch.load with weights_only=True refuses any pickle that would import or call code.
         text = f"{e} {e.__cause__}"
         refused = "Unsupported global" in text  # torch names the import it refused
-        reason = "unpickling refused: it would import or run code" if refused else f"{type(e).__name__}: not a weights file"
+        reason = ("unpickling refused: it would import or run code" if refused
+                  else f"{type(e).__name__}: not a weights file")
         raise TGOError(f"{param}.weights: cannot read '{path}' as safetensors, a PyTorch state dict or an .npz "
                        f"({reason})") from None
 

@@ -66,8 +66,9 @@ def results(run):
         path = run.plots(stage) / f"{name}.csv"
         return read_csv(path) if path.exists() else []
 
-    out = {"train": read_json(run.metrics("train" if run.zoo_id is None else "model")), "tokens": read_json(run.metrics("tokens")),
-           "mi": read_json(run.metrics("mi")), "qk": read_json(run.metrics("qk")),
+    out = {"train": read_json(run.metrics("train" if run.zoo_id is None else "model")),
+           "tokens": read_json(run.metrics("tokens")), "mi": read_json(run.metrics("mi")),
+           "qk": read_json(run.metrics("qk")),
            "spectral_rows": rows("spectral", "metrics"), "eigenspectra": rows("spectral", "eigenspectra"),
            "token_depth": rows("tokens", "depth_all"), "signatures": rows("tokens", "signatures"),
            "coherence": rows("tokens", "coherence"), "correlation": rows("correlation", "correlation"),

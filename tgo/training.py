@@ -80,6 +80,11 @@ def head_classes(model, classes):
     return [index[c] for c in classes] if all(c in index for c in classes) else None
 
 
+def no_accuracy(model):
+    """Why `head_classes` gave none, in words."""
+    return "the model has no classifier head" if not model.num_classes else "the head's classes are not the data's"
+
+
 @torch.no_grad()
 def evaluate(model, images, labels, batch_size, amp=None, classes=None):
     """Mean cross-entropy, top-1 and top-5 accuracy (percent) over a whole split, each image
