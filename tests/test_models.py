@@ -21,7 +21,7 @@ from tgo.activations import sample_sets
 from tgo.capture import capture, layout
 from tgo.geometry import qk
 from tgo.io import TGOError
-from tgo.models import attention_is_bilinear, create_model, input_config, preprocess
+from tgo.models import attention_is_bilinear, create_model, input_config, preprocess, to_input
 
 SMALL = {"depth": 2, "embed_dim": 48, "num_heads": 2}
 REGS = [f"reg_{i}" for i in range(1, 5)]
@@ -372,3 +372,33 @@ def test_accuracy_only_where_the_head_has_the_datas_classes():
     assert head_classes(random_model("deit_tiny_patch16_224", num_classes=2), ["a", "b"]) == [0, 1]
     assert head_classes(in1k, []) is None  # unlabelled probe images
     assert head_classes(random_model(FAMILIES["dinov2_reg"][0]), wnids) is None  # no head
+
+
+def test_a_model_trained_here_keeps_its_recipe():
+    # vit_tiny_patch16_224's default pretrained tag (augreg) says mean = std = 0.5; a model trained
+    # here was fed the ImageNet mean and std and centre crops of the stored images, and says so.
+    from tgo.models import model_kwargs, recipe_config
+    cfg = {"name": "vit_tiny_patch16_224", "weights": None, "patch_size": 16, "depth": 1, "embed_dim": 48,
+           "num_heads": 2, "mlp_ratio": None, "drop_path_rate": None, "img_size": 224}
+    model = create_model(**model_kwargs(cfg, num_classes=100, image_size=256))
+    assert input_config(model) == recipe_config(224, 256)
+    assert input_config(model)["mean"] == list(IMAGENET_DEFAULT_MEAN) and input_config(model)["crop_pct"] == 0.875
+    assert input_config(create_model(**model.create_kwargs)) == recipe_config(224, 256)  # as extract rebuilds it
+    images = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8)
+    torch.testing.assert_close(preprocess(images, input_config(model)), to_input(images, 224), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["augreg", "clip", "dinov2_reg"])
+def test_preprocess_is_timms_evaluation_transform(models, family):
+    # timm's own transform (PIL resize to input / crop_pct, centre crop, normalise) on a stored
+    # 320 px image; ours resizes with torch's antialiased kernel, so allow interpolation noise.
+    from PIL import Image
+    from timm.data import create_transform
+    cfg = input_config(models[family])
+    yy, xx = np.mgrid[0:320, 0:320] / 320
+    smooth = np.stack([np.sin(3 * xx + c) * np.cos(2 * yy - c) for c in (0.0, 1.0, 2.0)], -1)
+    image = ((smooth + 1) * 127.5).round().astype(np.uint8)
+    theirs = create_transform(**resolve_model_data_config(models[family]), is_training=False)(Image.fromarray(image))
+    ours = preprocess(torch.from_numpy(image[None]), cfg)[0]
+    assert ours.shape == theirs.shape == (3, *cfg["input_size"][1:])
+    assert (ours - theirs).abs().mean() < 0.01 and (ours - theirs).abs().max() < 0.1
