@@ -5,6 +5,12 @@ import pytest
 from micro import micro_config, stage_ok
 
 PIPELINE = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk")
+# The longest files first, so that with one worker per core (make test) the workers finish together.
+LONGEST = ("test_zoo.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in LONGEST)  # a stable sort: files stay whole
 
 
 @pytest.fixture(scope="session")
