@@ -377,7 +377,7 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
 # The zoo side by side: one line per model, depth relative to each model's number of blocks
 # ------------------------------------------------------------------------------------------------
 
-def head_set(layout):
+def head_input_set(layout):
     """The sample set of the representation the head reads: `pooled` where stored, else `cls`."""
     return "pooled" if layout["head_input"] else "cls"
 
@@ -399,7 +399,7 @@ def fig_zoo_spectral(results, role):
     fig, axes = _grid(len(SPECTRAL_METRICS))
     for ax, metric in zip(axes, SPECTRAL_METRICS):
         for m, r in results.items():
-            sset = head_set(r["layout"]) if role == "head" else role
+            sset = head_input_set(r["layout"]) if role == "head" else role
             _, rows = _last(r["spectral_rows"])
             rows = sorted((x for x in rows if x["sample_set"] == sset), key=lambda x: x["depth"])
             ax.plot(_relative(rows, r["layout"]["n_blocks"] + 1), [x[metric] for x in rows], marker=".",

@@ -159,7 +159,7 @@ def _series(rows, site, sample_set, metric):
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
-def head_set(spectral_rows):
+def image_set(spectral_rows):
     """The sample set that stands for the image: the CLS token, or for a model without one the
     head's input ("pooled")."""
     return "cls" if any(r["sample_set"] == "cls" for r in spectral_rows) else "pooled"
@@ -184,7 +184,7 @@ def training_trends(spectral_rows):
             if np.isfinite(rho):
                 rhos.append(rho)
         share = moves / n if n else np.nan
-        head = head_set(spectral_rows)
+        head = image_set(spectral_rows)
         e, cls = _series(spectral_rows, "final_norm", head, metric)
         word = "rise" if sign > 0 else "fall"
         out.append(verdict(claim_id, share, share_verdict(share),
@@ -200,7 +200,7 @@ def final_cls(spectral_rows):
     count at every depth); sites with a missing value (the embedding's constant CLS) left out. A
     model without a class token is judged on the head's input (`pooled`) at every site instead."""
     last, rows = _last(spectral_rows)
-    head = head_set(spectral_rows)
+    head = image_set(spectral_rows)
     stand_in = "" if head == "cls" else " (no class token: the head's input stands in for CLS)"
     cls = [r for r in rows if r["sample_set"] == head and np.isfinite(r["effective_rank"])]
     final = next(r for r in cls if r["site"] == "final_norm")
