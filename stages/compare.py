@@ -17,9 +17,10 @@ OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "img_
 
 
 def main():
-    zoo = load("zoo")
+    params = load("zoo", "ci")
+    zoo = params["zoo"]
     res = {m: results(Run(m)) for m in zoo}
-    judged = {m: [v for part in V.judge(r) for v in part] for m, r in res.items()}
+    judged = {m: [v for part in V.judge(r, params["ci"]["level"]) for v in part] for m, r in res.items()}
     write_json(VERDICTS, {m: V.metrics(v) for m, v in judged.items()})
     if not zoo:
         sections = [{"title": "No models", "text": "The zoo is empty: list models under `zoo` in conf/config.yaml "
@@ -86,7 +87,8 @@ def cell(v):
     """A verdict with its deciding value; a claim about training needs more than the one checkpoint."""
     if not math.isfinite(v["value"]):
         return "not computable: " + ("one checkpoint" if v["id"] in V.TRAINING_TRENDS else v["evidence"][:60]), None
-    return f"{v['verdict']} ({v['value']:.3g})", v["verdict"]
+    ci = f" [{v['ci_low']:.3g}, {v['ci_high']:.3g}]" if math.isfinite(v["ci_low"]) else ""
+    return f"{v['verdict']} ({v['value']:.3g}{ci})", v["verdict"]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import numpy as np
 from tgo import activations
 from tgo.activations import each_checkpoint, prefix_groups, residual_sites, tokens_used, write_tokens_used
 from tgo.geometry.correlation import intertoken_correlation
+from tgo.geometry.stats import image_groups, interval, mean_replicates
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import from_argv
@@ -20,38 +21,49 @@ def token_sets(prefix_tokens, n_tokens):
 
 def main():
     run = from_argv()
-    cfg = load("correlation")
+    params = load("correlation", "ci")
+    cfg, ci = params["correlation"], params["ci"]
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
     n = min(cfg["max_images"], meta["n_images"])
     sets = token_sets(meta["prefix_tokens"], meta["num_tokens"])
+    groups = image_groups(n, ci["groups"], ci["seed"])
 
-    rows = []
+    rows, replicates = [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         for site, depth, tokens in residual_sites(act_dir):
             x = np.asarray(tokens[:n])
             for name, idx in sets.items():
                 r, a = intertoken_correlation(x[:, idx])
-                rows.append({"epoch": meta["epoch"], "site": site, "depth": depth, "tokens": name,
-                             "n_images": n, "mean_r": np.mean(r), "mean_r_std": np.std(r),
-                             "mean_abs_r": np.mean(a), "mean_abs_r_std": np.std(a)})
+                at = {"epoch": meta["epoch"], "site": site, "depth": depth, "tokens": name}
+                reps = {"mean_r": mean_replicates(r, groups), "mean_abs_r": mean_replicates(a, groups)}
+                row = {**at, "n_images": n, "mean_r": np.mean(r), "mean_r_std": np.std(r),
+                       "mean_abs_r": np.mean(a), "mean_abs_r_std": np.std(a)}
+                for k, v in reps.items():
+                    row[f"{k}_ci_low"], row[f"{k}_ci_high"] = interval(row[k], v, ci["level"])
+                rows.append(row)
+                replicates += [{**at, "group": g, "mean_r": reps["mean_r"][g], "mean_abs_r": reps["mean_abs_r"][g]}
+                               for g in range(len(reps["mean_r"]))]
 
     last = max(r["epoch"] for r in rows)
     at_last = [r for r in rows if r["epoch"] == last]
     blocks = [r for r in at_last if r["site"].startswith("block_") and r["tokens"] == "patches"]
     lowest = min(blocks, key=lambda r: r["mean_r"])
-    summary = {"epoch": last, "n_images": n, "lowest_mean_r_site": lowest["site"], "lowest_mean_r": lowest["mean_r"]}
+    summary = {"epoch": last, "n_images": n, "ci_level": ci["level"], "lowest_mean_r_site": lowest["site"],
+               "lowest_mean_r": lowest["mean_r"]}
+    keys = [f"{k}{end}" for k in ("mean_r", "mean_abs_r") for end in ("", "_ci_low", "_ci_high")]
     for name in sets:
-        summary[name] = {r["site"]: {"mean_r": r["mean_r"], "mean_abs_r": r["mean_abs_r"]}
-                         for r in at_last if r["tokens"] == name}
+        summary[name] = {r["site"]: {k: r[k] for k in keys} for r in at_last if r["tokens"] == name}
     used = f"{tokens_used(meta)}; token sets {', '.join(sets)}"
     with atomic_dir(run.plots("correlation")) as tmp:
         write_csv(tmp / "correlation.csv", rows)
+        write_csv(tmp / "replicates.csv", replicates)
         for name in sets:  # DVC plot data: across depth at the last checkpoint
             write_csv(tmp / f"depth_{name}.csv", [r for r in at_last if r["tokens"] == name])
         write_tokens_used(tmp, meta, used)
     write_json(run.metrics("correlation"), summary)
-    print(f"inter-token correlation over {n} images x {len({r['epoch'] for r in rows})} checkpoints; lowest "
+    print(f"inter-token correlation ({ci['level']:.0%} intervals, {len(set(groups))}-group jackknife) over {n} "
+          f"images x {len({r['epoch'] for r in rows})} checkpoints; lowest "
           f"mean r at {lowest['site']} ({lowest['mean_r']:.4f}); {used} -> {run.plots('correlation')}, "
           f"{run.metrics('correlation')}")
 

@@ -7,6 +7,7 @@ import numpy as np
 from tgo import activations
 from tgo.activations import each_checkpoint, site_name, tokens_used, write_tokens_used
 from tgo.checkpoints import load_checkpoint, read_config
+from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, attention_from_inputs, decompose, head_projections,
                              heads_together, layer_norm)
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
@@ -20,7 +21,8 @@ SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", 
 
 def main():
     run = from_argv()
-    cfg = load("qk")
+    params = load("qk", "ci")
+    cfg, ci = params["qk"], params["ci"]
     model = create_model(**read_config(run.checkpoints)["model_kwargs"])
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
@@ -35,12 +37,13 @@ def main():
     attn0 = model.blocks[0].attn
     num_heads, eps = attn0.num_heads, model.blocks[0].norm1.eps
 
-    heads, spectra, angles, binned = [], [], [], []
+    n = min(cfg["max_images"], meta["n_images"])
+    groups = image_groups(n, ci["groups"], ci["seed"])
+    heads, spectra, angles, binned, replicates = [], [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
         w = {k: v.double().numpy() for k, v in load_checkpoint(run.checkpoints, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
-        n = min(cfg["max_images"], meta["n_images"])
         for b in range(n_blocks):
             pre = f"blocks.{b}."
             at = {"epoch": epoch, "site": site_name(b + 1, n_blocks), "depth": b + 1}
@@ -58,25 +61,35 @@ def main():
             hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
             attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
             st = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"])
-            angles.append({**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"],
-                           "n_pairs": st["n_pairs"]})
+            row = {**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"], "n_pairs": st["n_pairs"]}
+            # Intervals at the last checkpoint (the one the verdicts judge): the images left out by group.
+            reps = [angle_attention_stats(hidden[groups != g], attn[groups != g], p0, cfg["angle_bins"])
+                    for g in range(groups.max() + 1)] if act_dir == checkpoints[-1][0] else []
+            for k in ("spearman", "share_obtuse"):
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(st[k], [x[k] for x in reps], ci["level"])
+                                                           if reps else (np.nan, np.nan))
+            angles.append(row)
+            replicates += [{**at, "group": g, "spearman": x["spearman"], "share_obtuse": x["share_obtuse"]}
+                           for g, x in enumerate(reps)]
             binned += [{**at, "angle": c, "attention": a}
                        for c, a in zip(st["bin_centres"], st["attention_by_angle"])]
 
     last = max(r["epoch"] for r in angles)
-    summary = {"epoch": last, "heads_together": {}, "angle": {}}
+    summary = {"epoch": last, "ci_level": ci["level"], "heads_together": {}, "angle": {}}
     for r in heads:
         if r["epoch"] == last and r["head"] == "all":
             summary["heads_together"][r["site"]] = {k: r[k] for k in SUMMARY}
     for r in angles:
         if r["epoch"] == last:
-            summary["angle"][r["site"]] = {"spearman": r["spearman"], "share_obtuse": r["share_obtuse"]}
+            summary["angle"][r["site"]] = {f"{k}{end}": r[f"{k}{end}"] for k in ("spearman", "share_obtuse")
+                                           for end in ("", "_ci_low", "_ci_high")}
     used = (f"{tokens_used(meta)}; angles and attention among the patch tokens (softmax over all "
             f"{meta['num_tokens']} tokens)")
     with atomic_dir(run.plots("qk")) as tmp:
         write_csv(tmp / "heads.csv", heads)
         write_csv(tmp / "spectra.csv", spectra)
         write_csv(tmp / "angles.csv", angles)
+        write_csv(tmp / "replicates.csv", replicates)
         write_csv(tmp / "attention_by_angle.csv", binned)
         # DVC plot data: across depth at the last checkpoint
         write_csv(tmp / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last

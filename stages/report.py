@@ -31,8 +31,9 @@ def main():
     rows, depth, tokens, mi_summary = r["spectral_rows"], r["token_depth"], r["tokens"], r["mi"]
     ranks = tuple(params["spectral"]["alpha_ranks"])
     titles = F.set_titles(r["layout"])
+    bands = interval_words(params["ci"]["level"])
 
-    spectral_verdicts, token_verdicts, probing_verdicts = V.judge(r)
+    spectral_verdicts, token_verdicts, probing_verdicts = V.judge(r, params["ci"]["level"])
     write_json(VERDICTS, V.metrics(spectral_verdicts + token_verdicts + probing_verdicts))
 
     curves = read_curves()
@@ -43,6 +44,8 @@ def main():
         if len(epochs) > 1:  # one checkpoint (weights analysed): nothing to draw across training
             figures[f"spectral_training_{s}"] = F.fig_across_training(rows, s, title)
         figures[f"eigenspectra_{s}"] = F.fig_eigenspectra(r["eigenspectra"], rows, s, ranks, title)
+        if any(x["sample_set"] == s for x in r["sample_size"]):  # plot data from before sample sizes: none
+            figures[f"sample_size_{s}"] = F.fig_sample_size(r["sample_size"], rows, s, title)
     last = max(x["epoch"] for x in depth)
     figures["alpha_depth"] = F.fig_alpha_depth(depth)
     if "alpha_missing" not in tokens:
@@ -73,10 +76,14 @@ def main():
          "verdicts": spectral_verdicts,
          "figures": [(f"{kind} — {title}", pngs[f"{key}_{s}"])
                      for s, title in titles.items()
-                     for key, kind in (("spectral_depth", "Each metric across depth, one line per checkpoint"),
-                                       ("spectral_training", "Each metric across training, one line per site"),
+                     for key, kind in (("spectral_depth", f"Each metric across depth, one line per checkpoint "
+                                                          f"(bands: {bands}; normalized spectral entropy has "
+                                                          "none)"),
+                                       ("spectral_training", f"Each metric across training, one line per site "
+                                                             f"(bands: {bands})"),
                                        ("eigenspectra", "Eigenspectra (log-log) with the alpha fit"))
                      if f"{key}_{s}" in pngs]},
+        *sample_size_section(r, titles, pngs, params["ci"]["level"]),
         {"title": f"Token geometry — {V.PAPERS['info_geom']}",
          "text": (f"Alpha of every token's covariance spectrum over the probe images at every block's "
                   f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}); patch tokens "
@@ -88,14 +95,15 @@ def main():
                   + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")),
          "verdicts": token_verdicts,
          "figures": [(caption, pngs[name]) for name, caption in (
-             ("alpha_depth", "Alpha across depth: patch tokens (mean, band = spread over tokens) and the prefix "
-                             f"tokens ({', '.join(prefix) or 'none'}), per checkpoint"),
+             ("alpha_depth", "Alpha across depth: patch tokens (mean; shaded band = spread over tokens, +-1 sd) "
+                             f"and the prefix tokens ({', '.join(prefix) or 'none'}), per checkpoint; black error "
+                             f"bars (last checkpoint): {bands}"),
              ("alpha_maps", f"Alpha maps on the patch grid per block, epoch {int(last)}"),
              ("token_clusters", f"Token clusters on the grid and cluster-mean signatures, epoch {int(last)}"),
              ("intertoken_correlation", "Inter-token correlation: mean r and mean |r| across depth per "
                                         "checkpoint (solid: patch tokens; dashed: with CLS; dash-dot: with the "
                                         "distillation token; dotted: with the registers), and per block "
-                                        "across training"),
+                                        f"across training (bands: {bands})"),
          ) if name in pngs]},
         {"title": f"Neuron statistics and attention — {V.PAPERS['probing']}",
          "text": (f"Mutual information between a neuron at the reference patch {tuple(mi_summary['reference'])} "
@@ -108,10 +116,12 @@ def main():
                   f"norm1) against attention averaged over heads ({used['qk']})."),
          "verdicts": probing_verdicts,
          "figures": [(caption, pngs[name]) for name, caption in (
-             ("mi_distance", "MI vs distance per block (last checkpoint) and MI at distance 1 across training"),
+             ("mi_distance", "MI vs distance per block (last checkpoint) and MI at distance 1 across training "
+                             "(no intervals: the MI verdicts' evidence says why)"),
              ("kurtosis_bowtie", "Excess kurtosis per block; bowtie plots p(y|x) of the last block"),
-             ("qk", "QK structure across depth (heads together; grey: per head), singular values and "
-                    "M_sym eigenvalues per block, attention binned by angle"),
+             ("qk", "QK structure across depth (heads together; grey: per head; error bars on the share of "
+                    f"obtuse angles and the Spearman correlation: {bands}), singular values and M_sym "
+                    "eigenvalues per block, attention binned by angle"),
          ) if name in pngs]},
     ]
     with atomic_dir(FIGURES) as tmp:
@@ -122,6 +132,35 @@ def main():
                             "data", sections, params))
     n_verdicts = len(spectral_verdicts + token_verdicts + probing_verdicts)
     print(f"report with {len(pngs)} figures and {n_verdicts} verdicts -> {HTML}, {FIGURES}/, {VERDICTS}")
+
+
+def interval_words(level):
+    """What the captions call the intervals, e.g. "95% jackknife intervals over the probe images"."""
+    return f"{100 * level:g}% jackknife intervals over the probe images"
+
+
+def sample_size_section(r, titles, pngs, level):
+    """The spectral section's part on the number of probe images: its figures and which metrics are
+    still moving at N (`F.still_moving`); none for plot data written before sample sizes."""
+    sizes = sorted({int(x["n_images"]) for x in r["sample_size"]})
+    if len(sizes) < 2:
+        return []
+    table = []
+    for s, title in titles.items():
+        moving = F.still_moving(r["sample_size"], r["spectral_rows"], s)
+        table.append((title, "; ".join(f"{m.replace('_', ' ')}: {', '.join(sites)}" for m, sites in moving.items())
+                      or "none"))
+    return [{"title": "Spectral geometry — how many probe images", "subsection": True,
+             "text": (f"The headline metrics at the last checkpoint on nested random subsets of the probe images "
+                      f"({', '.join(map(str, sizes))} images). A metric at a site is still moving at N = "
+                      f"{sizes[-1]} when going from N/2 to N images changes it by more than the half-width of its "
+                      f"{100 * level:g}% interval at N, |value(N) - value(N/2)| > (high - low) / 2: its value still "
+                      "depends on how many images were probed, beyond what the interval accounts for."),
+             "table": (("sample set", f"still moving at N = {sizes[-1]} (metric: sites)"), table),
+             "figures": [(f"Each headline metric against the number of probe images, one line per site (where "
+                          "there are more than six: the final norm and five evenly spaced blocks); error bars at N: "
+                          f"{interval_words(level)} — {title}",
+                          pngs[f"sample_size_{s}"]) for s, title in titles.items() if f"sample_size_{s}" in pngs]}]
 
 
 def training_text(train):

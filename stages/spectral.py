@@ -4,9 +4,11 @@ site and sample set -> reports/spectral/ (plot data) and reports/metrics/spectra
 import numpy as np
 
 from tgo import activations
-from tgo.activations import (each_checkpoint, load_pooled, residual_sites, sample_set_names, sample_sets,
-                             tokens_used, write_tokens_used)
-from tgo.geometry.spectral import alpha_window_error, singular_values, spectral_metrics
+from tgo.activations import (each_checkpoint, image_of_rows, load_pooled, residual_sites, rows_of_images,
+                             sample_set_names, sample_sets, tokens_used, write_tokens_used)
+from tgo.geometry.spectral import (alpha_window_error, jackknife_spectral_metrics, singular_values,
+                                   spectral_metrics)
+from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import from_argv
@@ -17,7 +19,8 @@ SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "sp
 
 def main():
     run = from_argv()
-    cfg = load("spectral")
+    params = load("spectral", "ci")
+    cfg, ci = params["spectral"], params["ci"]
     ranks = tuple(cfg["alpha_ranks"])
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
@@ -26,17 +29,31 @@ def main():
         raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
                        f"or raise extract.probe_size")
     names = sample_set_names(meta)
+    n_images = meta["n_images"]
+    groups = image_groups(n_images, ci["groups"], ci["seed"])
+    order, sizes = subset_order(n_images, ci["seed"]), nested_sizes(n_images)
 
-    rows, spectra = [], []
+    rows, spectra, replicates, sample_size = [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         pooled = load_pooled(act_dir)
         for site, depth, tokens in residual_sites(act_dir):
             sets = sample_sets(tokens, meta, pooled[depth] if pooled is not None else None)
             for name, X in sets.items():
-                m = spectral_metrics(X, ranks, cfg["cosine_max_samples"])
+                at = {"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name}
+                # Rows of one image (its patch tokens) are left out together.
+                m, reps = jackknife_spectral_metrics(X, groups[image_of_rows(X, n_images)], ranks,
+                                                     cfg["cosine_max_samples"])
                 eigs = m.pop("eigenvalues")
-                rows.append({"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name,
-                             "n_samples": len(X), **m})
+                bounds = {}
+                for k in SUMMARY:
+                    bounds[f"{k}_ci_low"], bounds[f"{k}_ci_high"] = interval(m[k], reps[k], ci["level"])
+                rows.append({**at, "n_samples": len(X), **m, **bounds})
+                replicates += [{**at, "group": g, **{k: reps[k][g] for k in SUMMARY}}
+                               for g in range(len(reps["alpha"]))]
+                if act_dir == checkpoints[-1][0]:
+                    sample_size += [{**at, "n_images": size, **{k: v for k, v in spectral_metrics(
+                        rows_of_images(X, n_images, order[:size]), ranks, cfg["cosine_max_samples"]).items()
+                        if k in SUMMARY}} for size in sizes]
                 sv = singular_values(eigs, len(X))
                 spectra += [{"epoch": meta["epoch"], "site": site, "sample_set": name, "rank": k + 1,
                              "eigenvalue": e, "singular_value": s}
@@ -47,6 +64,8 @@ def main():
     with atomic_dir(run.plots("spectral")) as tmp:
         write_csv(tmp / "metrics.csv", rows)
         write_csv(tmp / "eigenspectra.csv", spectra)
+        write_csv(tmp / "replicates.csv", replicates)
+        write_csv(tmp / "sample_size.csv", sample_size)
         used = f"{tokens_used(meta)}; sample sets {sample_set_text(meta)}"
         write_tokens_used(tmp, meta, used)
         for name in names:
@@ -54,18 +73,25 @@ def main():
             write_csv(tmp / f"depth_{name}.csv", [r for r in rows if r["epoch"] == last and r["sample_set"] == name])
             write_csv(tmp / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
 
-    summary = {"epoch": last}
+    summary = {"epoch": last, "ci_level": ci["level"]}
     for name in names:
         at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
-        blocks = [r for r in at_last if r["site"].startswith("block_")]
-        summary[name] = {
-            "final_norm": {k: next(r[k] for r in at_last if r["site"] == "final_norm") for k in SUMMARY},
-            "block_mean": {k: float(np.mean([r[k] for r in blocks])) for k in SUMMARY},
-        }
+        final = next(r for r in at_last if r["site"] == "final_norm")
+        blocks = {r["site"] for r in at_last if r["site"].startswith("block_")}
+        summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in SUMMARY
+                                        for end in ("", "_ci_low", "_ci_high")},
+                         "block_mean": {}}
+        for k in SUMMARY:  # the mean over blocks, its interval from the block-mean of each replicate
+            value = float(np.mean([r[k] for r in at_last if r["site"] in blocks]))
+            reps = np.mean([[r[k] for r in replicates if r["epoch"] == last and r["site"] == site
+                             and r["sample_set"] == name] for site in blocks], axis=0)
+            low, high = interval(value, reps, ci["level"])
+            summary[name]["block_mean"].update({k: value, f"{k}_ci_low": float(low), f"{k}_ci_high": float(high)})
     write_json(run.metrics("spectral"), summary)
     n_checkpoints = len({r["epoch"] for r in rows})
     print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(names)} sites x "
-          f"sample sets (alpha window {ranks}); {used} -> "
+          f"sample sets (alpha window {ranks}), {ci['level']:.0%} intervals from a {len(set(groups))}-group "
+          f"jackknife over {n_images} images, sample-size curves at {sizes} images; {used} -> "
           f"{run.plots('spectral')}, {run.metrics('spectral')}")
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from tgo import activations
 from tgo.activations import each_checkpoint, prefix_groups, site_name, tokens_used, write_tokens_used
 from tgo.geometry.spectral import alpha_window_error
-from tgo.geometry.tokens import alpha_signatures, cluster_signatures, spatial_coherence
+from tgo.geometry.stats import image_groups, interval
+from tgo.geometry.tokens import alpha_signatures, cluster_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import from_argv
@@ -15,7 +16,8 @@ from tgo.runs import from_argv
 
 def main():
     run = from_argv()
-    cfg = load("tokens")
+    params = load("tokens", "ci")
+    cfg, ci = params["tokens"], params["ci"]
     ranks = tuple(cfg["alpha_ranks"])
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
@@ -23,12 +25,16 @@ def main():
     if cfg["n_clusters"] > n_patches:
         raise TGOError(f"tokens.n_clusters={cfg['n_clusters']}: choose 2..{n_patches} (the patch count)")
     missing = alpha_window_error(ranks, meta["n_images"], meta["dim"])
-    groups = prefix_groups(meta["prefix_tokens"])
+    prefix = prefix_groups(meta["prefix_tokens"])
 
-    signatures, depth, coherence = [], [], []
+    groups = image_groups(meta["n_images"], ci["groups"], ci["seed"])
+    signatures, depth, coherence, replicates = [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         p0, (gh, gw), n_blocks = meta["num_prefix_tokens"], meta["grid"], meta["n_blocks"]
-        alphas, r2 = alpha_signatures(activations.load(act_dir, "residual"), ranks)
+        residual = activations.load(act_dir, "residual")
+        alphas, r2 = alpha_signatures(residual, ranks)
+        # Intervals at the last checkpoint, the one the summary and the verdicts report.
+        reps = jackknife_alpha_signatures(residual, groups, ranks) if act_dir == checkpoints[-1][0] else None
         patch_sig = alphas[:, p0:].T  # (patches, blocks): prefix tokens are never clustered
         labels = np.full(len(patch_sig), -1)
         if np.all(np.isfinite(patch_sig)):
@@ -40,11 +46,18 @@ def main():
             patches = alphas[b, p0:]
             row = {"epoch": meta["epoch"], "site": site, "depth": b + 1}
             # A group's alpha: its token's, or the mean over its tokens (the registers).
-            row.update({f"{g}_alpha" if len(idx) == 1 else f"{g}_alpha_mean": np.mean(alphas[b, idx])
-                        for g, idx in groups.items()})
-            row.update(patch_alpha_mean=np.mean(patches), patch_alpha_std=np.std(patches),
-                       patch_r2_mean=np.mean(r2[b, p0:]))
+            means = {f"{g}_alpha" if len(idx) == 1 else f"{g}_alpha_mean": idx for g, idx in prefix.items()}
+            means["patch_alpha_mean"] = slice(p0, None)
+            row.update({k: np.mean(alphas[b, idx]) for k, idx in means.items()})
+            row.update(patch_alpha_std=np.std(patches), patch_r2_mean=np.mean(r2[b, p0:]))
+            rep = {k: (reps[:, b, idx].mean(axis=1) if reps is not None else np.full(2, np.nan))
+                   for k, idx in means.items()}
+            for k in means:
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = interval(row[k], rep[k], ci["level"])
             depth.append(row)
+            if reps is not None:
+                replicates += [{**{k: row[k] for k in ("epoch", "site", "depth")}, "group": g,
+                                **{k: rep[k][g] for k in means}} for g in range(len(reps))]
             for t in range(alphas.shape[1]):
                 r, c = divmod(t - p0, gw) if t >= p0 else (-1, -1)
                 signatures.append({"epoch": meta["epoch"], "depth": b + 1, "token": t,
@@ -54,7 +67,7 @@ def main():
 
     last = max(r["epoch"] for r in depth)
     at_last = [r for r in depth if r["epoch"] == last]
-    summary = {"epoch": last, "alpha_ranks": list(ranks)}
+    summary = {"epoch": last, "alpha_ranks": list(ranks), "ci_level": ci["level"]}
     for key in [k for k in at_last[0] if "alpha" in k and not k.endswith("_std")]:
         summary[key] = {r["site"]: r[key] for r in at_last}
     if missing:
@@ -63,11 +76,12 @@ def main():
     if last_coh:
         summary["coherence"] = {k: last_coh[0][k] for k in ("neighbour_share", "null_mean", "null_std", "z")}
     used = (f"{tokens_used(meta)}; alpha of every token, prefix tokens as their own groups "
-            f"({', '.join(groups) or 'none'}); clusters of the patch tokens only")
+            f"({', '.join(prefix) or 'none'}); clusters of the patch tokens only")
     with atomic_dir(run.plots("tokens")) as tmp:
         write_csv(tmp / "signatures.csv", signatures)
         write_csv(tmp / "depth_all.csv", depth)
         write_csv(tmp / "depth.csv", at_last)  # DVC plot data: alpha across depth, last checkpoint
+        write_csv(tmp / "replicates.csv", replicates)
         if coherence:
             write_csv(tmp / "coherence.csv", coherence)
         write_tokens_used(tmp, meta, used)

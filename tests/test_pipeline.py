@@ -43,7 +43,9 @@ def test_repro_then_everything_skipped(project, reads):
                  "dvc.lock"):
         assert (project / path).exists(), path
     spectral = json.loads((project / "reports/metrics/spectral.json").read_text())
-    assert spectral["cls"]["final_norm"]["effective_rank"] > 1
+    final = spectral["cls"]["final_norm"]
+    assert final["effective_rank"] > 1
+    assert final["effective_rank_ci_low"] < final["effective_rank"] < final["effective_rank_ci_high"]
     git_commit(project, "baseline")
 
     again = run(["dvc", "repro"], project).stdout
@@ -66,11 +68,13 @@ def test_exp_run_spectral_param_reruns_spectral_and_report_only(project):
     changed = json.loads(diff)["reports/metrics/spectral.json"]
     assert "cls.final_norm.alpha" in changed
     assert changed["cls.final_norm.alpha"]["old"] != changed["cls.final_norm.alpha"]["new"]
+    assert {"cls.final_norm.alpha_ci_low", "cls.final_norm.alpha_ci_high"} <= set(changed)  # its interval moves too
     assert "cls.final_norm.effective_rank" not in changed  # alpha's window touches nothing else
 
     shown = run(["dvc", "exp", "show", "--md"], project).stdout
     assert "alpha_ranks" in shown
     assert "tgo1.erank_rises.verdict" in shown and "probing.msym_pd.value" in shown  # the verdict columns
+    assert "tgo1.erank_rises.ci_low" in shown
 
 
 def test_exp_run_tokens_param_reruns_tokens_and_report_only(project):
@@ -79,6 +83,17 @@ def test_exp_run_tokens_param_reruns_tokens_and_report_only(project):
     out = run(["dvc", "exp", "run", "-S", "tokens.n_clusters=2"], project).stdout
     assert ran(out) == {"tokens", "report"}
     assert "Token geometry" in (project / "reports/report.html").read_text()
+
+
+def test_exp_run_ci_level_reruns_the_stages_with_intervals(project):
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    out = run(["dvc", "exp", "run", "-S", "ci.level=0.8"], project).stdout
+    assert ran(out) == {"spectral", "tokens", "correlation", "qk", "report", "compare"}  # mi has no intervals
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)["reports/metrics/spectral.json"]
+    assert "cls.final_norm.effective_rank" not in diff  # the estimate stays, its interval narrows
+    low = diff["cls.final_norm.effective_rank_ci_low"]
+    assert low["new"] > low["old"]
 
 
 @pytest.mark.parametrize("param", ["mi.n_channels=3", "qk.angle_bins=9"])

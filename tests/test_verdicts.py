@@ -1,14 +1,16 @@
-"""Every claim's verdict follows the numbers: rows built from data whose answer is known (power-law
-spectra, planted token clusters, tokens with a shared component of known strength, analytic MI
-profiles, QK weights with known structure), each claim made true and false."""
+"""Every claim's verdict follows the numbers: rows and jackknife replicates built from data whose
+answer is known (planted power-law spectra that flatten, sharpen or stay, planted token clusters,
+tokens with a shared component of known strength, analytic MI profiles, QK weights with known
+structure), each claim made true, false and, where only noise separates the cases, inconclusive."""
 import numpy as np
 import pytest
 
 from tgo import verdicts as V
 from tgo.geometry import qk
 from tgo.geometry import spectral as sp
+from tgo.geometry import stats
 from tgo.geometry.correlation import intertoken_correlation
-from tgo.geometry.tokens import spatial_coherence
+from tgo.geometry.tokens import alpha_signatures, jackknife_alpha_signatures, spatial_coherence
 
 BLOCKS = 6
 SITES = ["embed"] + [f"block_{b}" for b in range(1, BLOCKS + 1)] + ["final_norm"]
@@ -24,67 +26,107 @@ def test_every_claim_has_a_paper_and_a_threshold():
 
 
 # --- TGO-I: spectral claims --------------------------------------------------------------------
+# Planted trends: N images drawn once (the same images at every checkpoint and site, as the probe
+# set is fixed) through a power-law spectrum lambda_k = k^-exponent(epoch, site) plus fresh noise;
+# rows and jackknife replicates computed as the spectral stage computes them.
 
-def spectral_row(epoch, site, sample_set, exponent, dim=64):
-    """A row of reports/spectral/metrics.csv for the power-law spectrum lambda_k = k^-exponent:
-    the smaller the exponent, the flatter the spectrum (higher effective rank, participation
-    ratio, entropy and flatness, lower anisotropy)."""
-    lam = np.arange(1, dim + 1, dtype=float) ** -exponent
-    return {"epoch": epoch, "site": site, "depth": SITES.index(site), "sample_set": sample_set,
-            "effective_rank": sp.effective_rank(lam), "participation_ratio": sp.participation_ratio(lam),
-            "spectral_entropy": sp.spectral_entropy(lam), "spectral_flatness": sp.spectral_flatness(lam),
-            "anisotropy": sp.anisotropy(lam)}
+EPOCHS, SETS, N_IMAGES, DIM = (0, 4, 8), ("cls", "patch_mean"), 200, 32
+SPECTRAL_KEYS = ("effective_rank", "participation_ratio", "spectral_entropy", "spectral_flatness", "anisotropy")
 
 
-def spectral_rows(exponent):
-    """exponent(epoch, site) -> rows for epochs 0, 4, 8, every site and sample set."""
-    return [spectral_row(e, s, ss, exponent(e, s)) for e in (0, 4, 8) for s in SITES
-            for ss in ("cls", "patches", "patch_mean")]
+def spectral_data(exponent, seed=0):
+    """(rows, replicates) of reports/spectral/{metrics,replicates}.csv for exponent(epoch, site): the
+    smaller the exponent, the flatter the spectrum (higher effective rank, participation ratio,
+    entropy and flatness, lower anisotropy)."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((N_IMAGES, DIM))
+    groups = stats.image_groups(N_IMAGES)
+    k = np.arange(1, DIM + 1, dtype=float)
+    rows, reps = [], []
+    for e in EPOCHS:
+        for site in SITES:
+            for sset in SETS:
+                X = (0.8 * images + 0.6 * rng.standard_normal(images.shape)) * k ** (-exponent(e, site) / 2)
+                m, r = sp.jackknife_spectral_metrics(X, groups, (3, 20), None)
+                at = {"epoch": e, "site": site, "depth": SITES.index(site), "sample_set": sset}
+                rows.append({**at, **{key: m[key] for key in SPECTRAL_KEYS}})
+                reps += [{**at, "group": g, **{key: r[key][g] for key in SPECTRAL_KEYS}}
+                         for g in range(len(r["anisotropy"]))]
+    return rows, reps
 
 
 def test_spectra_that_flatten_over_training_are_observed():
-    v = labels(V.training_trends(spectral_rows(lambda e, s: 2.0 - e / 8)))
-    assert set(v) == set(V.TRAINING_TRENDS) and set(v.values()) == {"observed"}
+    records = V.training_trends(*spectral_data(lambda e, s: 2.0 - e / 8))
+    assert set(labels(records)) == set(V.TRAINING_TRENDS) and set(labels(records).values()) == {"observed"}
+    assert all(r["ci_low"] == 1.0 for r in records)  # every pair surely moves the claimed way
 
 
 def test_spectra_that_sharpen_over_training_are_not_observed():
-    v = labels(V.training_trends(spectral_rows(lambda e, s: 1.0 + e / 8)))
-    assert set(v.values()) == {"not observed"}
+    records = V.training_trends(*spectral_data(lambda e, s: 1.0 + e / 8))
+    assert set(labels(records).values()) == {"not observed"}
+    assert all(r["ci_high"] == 0.0 for r in records)
+
+
+def test_spectra_without_a_trend_are_inconclusive():
+    """Only noise between checkpoints: no pair moves surely, so the share's interval spans [0, 1]."""
+    records = V.training_trends(*spectral_data(lambda e, s: 1.5))
+    assert set(labels(records).values()) == {"inconclusive"}
+    assert all(r["ci_low"] < V.PARTLY_SHARE and r["ci_high"] >= V.OBSERVED_SHARE for r in records)
 
 
 def test_half_the_sites_flattening_is_partly_observed():
     early = {f"block_{b}" for b in range(1, 4)} | {"embed"}
-    rows = spectral_rows(lambda e, s: 2.0 - e / 8 if s in early else 1.0 + e / 8)  # 3 of 7 sites flatten
-    records = V.training_trends(rows)
-    assert all(r["value"] == pytest.approx(3 / 7) for r in records)
+    records = V.training_trends(*spectral_data(lambda e, s: 2.0 - e / 8 if s in early else 1.0 + e / 8))
+    assert all(r["value"] == pytest.approx(3 / 7) for r in records)  # 3 of 7 sites after the embedding
     assert set(labels(records).values()) == {"partly observed"}
 
 
+def test_a_single_checkpoint_has_no_trend():
+    rows, reps = spectral_data(lambda e, s: 1.5)
+    records = V.training_trends([r for r in rows if r["epoch"] == 8], [r for r in reps if r["epoch"] == 8])
+    assert set(labels(records).values()) == {"not computable"}
+
+
 def test_final_cls_flattest_is_observed_and_a_flatter_block_is_not():
-    flat_final = spectral_rows(lambda e, s: 0.5 if s == "final_norm" else 1.5)
-    assert set(labels(V.final_cls(flat_final)).values()) == {"observed"}
-    flatter_block = spectral_rows(lambda e, s: 0.3 if s == "block_3" else 1.0)
-    records = V.final_cls(flatter_block)
+    records = V.final_cls(*spectral_data(lambda e, s: 0.5 if s == "final_norm" else 1.5))
+    assert set(labels(records).values()) == {"observed"}
+    assert all(r["ci_low"] > 0 for r in records)
+    records = V.final_cls(*spectral_data(lambda e, s: 0.3 if s == "block_3" else 1.0))
     assert set(labels(records).values()) == {"not observed"}
-    assert all(r["value"] < 0 and "block_3" in r["evidence"] for r in records)
+    assert all(r["value"] < 0 and r["ci_high"] < 0 and "block_3" in r["evidence"] for r in records)
+
+
+def test_final_cls_like_every_other_site_is_inconclusive():
+    assert set(labels(V.final_cls(*spectral_data(lambda e, s: 1.0))).values()) == {"inconclusive"}
 
 
 # --- On the Information Geometry of ViTs: token claims ------------------------------------------
 
-def token_depth_rows(exponents):
-    """Mean patch-token alpha per block, fitted by spectral.alpha on planted power-law spectra."""
-    k = np.arange(1, 201, dtype=float)
-    return [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1,
-             "patch_alpha_mean": sp.alpha(k ** -a, (11, 100))[0]} for b, a in enumerate(exponents)]
+def token_data(exponents, n=150, tokens=4, dim=48):
+    """(depth rows, replicates) of the tokens stage: per block, `tokens` patch tokens whose
+    covariance over n images is the power law k^-exponent[b] (shared images across blocks)."""
+    rng = np.random.default_rng(0)
+    k = np.arange(1, dim + 1, dtype=float)
+    images = rng.standard_normal((n, tokens, dim))
+    acts = np.stack([(0.8 * images + 0.6 * rng.standard_normal(images.shape)) * k ** (-a / 2) for a in exponents])
+    groups = stats.image_groups(n)
+    alphas, _ = alpha_signatures(acts, (3, 30))
+    reps = jackknife_alpha_signatures(acts, groups, (3, 30))
+    rows = [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "patch_alpha_mean": alphas[b].mean()}
+            for b in range(len(exponents))]
+    rep_rows = [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "group": g,
+                 "patch_alpha_mean": reps[g, b].mean()} for b in range(len(exponents)) for g in range(len(reps))]
+    return rows, rep_rows
 
 
 def test_alpha_falling_with_depth():
-    falls = V.alpha_falls(token_depth_rows([2.0, 1.8, 1.6, 1.4, 1.2, 1.0]))
-    assert falls["verdict"] == "observed" and falls["value"] == pytest.approx(-1.0)
-    assert V.alpha_falls(token_depth_rows([1.0, 1.2, 1.4, 1.6, 1.8, 2.0]))["verdict"] == "not observed"
-    assert V.alpha_falls(token_depth_rows([1.5] * BLOCKS))["verdict"] == "not observed"
-    missing = [{**r, "patch_alpha_mean": np.nan} for r in token_depth_rows([1.5] * BLOCKS)]
-    assert V.alpha_falls(missing)["verdict"] == "not computable"
+    falls = V.alpha_falls(*token_data([2.0, 1.8, 1.6, 1.4, 1.2, 1.0]))
+    assert falls["verdict"] == "observed" and falls["ci_high"] < 0
+    assert V.alpha_falls(*token_data([1.0, 1.2, 1.4, 1.6, 1.8, 2.0]))["verdict"] == "not observed"
+    assert V.alpha_falls(*token_data([1.5] * BLOCKS))["verdict"] == "inconclusive"
+    rows, reps = token_data([1.5] * BLOCKS)
+    missing = [{**r, "patch_alpha_mean": np.nan} for r in rows]
+    assert V.alpha_falls(missing, reps)["verdict"] == "not computable"
 
 
 def test_spatially_coherent_clusters():
@@ -96,23 +138,28 @@ def test_spatially_coherent_clusters():
     assert V.coherent_clusters([])["verdict"] == "not computable"
 
 
-def correlation_rows(shared):
-    """Per block, tokens = shared[b] * (one random direction per image) + unit noise: the mean
-    inter-token correlation is about shared^2 / (shared^2 + 1), measured by intertoken_correlation."""
+def correlation_data(shared, n=40):
+    """(rows, replicates) of the correlation stage: per block, tokens = shared[b] * (one random
+    direction per image) + unit noise, so the mean inter-token correlation is about
+    shared^2 / (shared^2 + 1), measured per image by intertoken_correlation."""
     rng = np.random.default_rng(0)
-    rows = []
+    groups = stats.image_groups(n)
+    rows, reps = [], []
     for b, s in enumerate(shared):
-        tokens = s * rng.standard_normal((20, 1, 32)) + rng.standard_normal((20, 10, 32))
+        tokens = s * rng.standard_normal((n, 1, 32)) + rng.standard_normal((n, 10, 32))
         r, _ = intertoken_correlation(tokens)
-        rows.append({"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "tokens": "patches", "mean_r": r.mean()})
-    return rows
+        at = {"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "tokens": "patches"}
+        rows.append({**at, "mean_r": r.mean()})
+        reps += [{**at, "group": g, "mean_r": v} for g, v in enumerate(stats.mean_replicates(r, groups))]
+    return rows, reps
 
 
 def test_u_shaped_correlation():
-    u = V.u_shape(correlation_rows([2.0, 1.0, 0.3, 0.3, 1.0, 2.0]))
-    assert u["verdict"] == "observed" and u["value"] < 0
-    assert V.u_shape(correlation_rows([2.0, 1.5, 1.0, 0.7, 0.5, 0.3]))["verdict"] == "not observed"
-    assert V.u_shape(correlation_rows([0.3, 1.0, 2.0, 2.0, 1.0, 0.3]))["verdict"] == "not observed"
+    u = V.u_shape(*correlation_data([2.0, 1.0, 0.3, 0.3, 1.0, 2.0]))
+    assert u["verdict"] == "observed" and u["value"] < 0 and u["ci_high"] < 0
+    assert V.u_shape(*correlation_data([2.0, 1.5, 1.0, 0.7, 0.5, 0.3]))["verdict"] == "not observed"
+    assert V.u_shape(*correlation_data([0.3, 1.0, 2.0, 2.0, 1.0, 0.3]))["verdict"] == "not observed"
+    assert V.u_shape(*correlation_data([1.0] * BLOCKS))["verdict"] == "inconclusive"
 
 
 # --- Probing ViT attention: MI and QK claims ------------------------------------------------------
@@ -160,19 +207,28 @@ def head_rows(kind, dim=24, d_head=4, heads=3):
         else:
             j = np.kron(np.eye(d_head // 2), np.array([[0.0, 1.0], [-1.0, 0.0]]))
             w_k = w_q @ j
-        rows.append({"epoch": 8, "site": f"block_{b}", "depth": b, "head": "all", **qk.heads_together(w_q, w_k)})
+        at = {"epoch": 8, "site": f"block_{b}", "depth": b}
+        rows += [{**at, "head": h, **qk.decompose(w_q[h], w_k[h])} for h in range(heads)]
+        rows.append({**at, "head": "all", **qk.heads_together(w_q, w_k)})
     return rows
 
 
-def angle_rows(spearman, share_obtuse):
-    return [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "spearman": s, "share_obtuse": o}
+def angle_data(spearman, share_obtuse, noise=0.005):
+    """(angle rows, replicates): jackknife replicates scattered around each value with standard
+    deviation `noise` (standard error about sqrt(19) * noise)."""
+    rng = np.random.default_rng(0)
+    rows = [{"epoch": 8, "site": f"block_{b + 1}", "depth": b + 1, "spearman": s, "share_obtuse": o}
             for b, (s, o) in enumerate(zip(spearman, share_obtuse))]
+    reps = [{**{k: r[k] for k in ("epoch", "site", "depth")}, "group": g,
+             "spearman": r["spearman"] + noise * rng.standard_normal(),
+             "share_obtuse": r["share_obtuse"] + noise * rng.standard_normal()} for r in rows for g in range(20)]
+    return rows, reps
 
 
 def test_qk_symmetric_positive_weights():
     heads = head_rows("sym")
     assert all(r["asym_sym_norm_ratio"] == pytest.approx(0.0, abs=1e-12) for r in heads)
-    v = labels(V.qk_claims(heads, angle_rows([-0.3, -0.2, -0.1, 0.1, 0.2, 0.3], [0.2] * BLOCKS)))
+    v = labels(V.qk_claims(heads, *angle_data([-0.3, -0.2, -0.1, 0.1, 0.2, 0.3], [0.2] * BLOCKS)))
     assert v["probing.msym_pd"] == "observed"
     assert v["probing.late_obtuse"] == "not observed" and v["probing.late_asym_dominates"] == "not observed"
     assert v["probing.early_attend_similar"] == "observed" and v["probing.late_attend_dissimilar"] == "observed"
@@ -181,7 +237,7 @@ def test_qk_symmetric_positive_weights():
 def test_qk_antisymmetric_weights_and_obtuse_angles():
     heads = head_rows("skew")
     assert all(r["asym_sym_norm_ratio"] > 1e6 or not np.isfinite(r["asym_sym_norm_ratio"]) for r in heads)
-    v = labels(V.qk_claims(heads, angle_rows([0.3, 0.2, 0.1, -0.1, -0.2, -0.3], [0.2, 0.3, 0.4, 0.6, 0.7, 0.8])))
+    v = labels(V.qk_claims(heads, *angle_data([0.3, 0.2, 0.1, -0.1, -0.2, -0.3], [0.2, 0.3, 0.4, 0.6, 0.7, 0.8])))
     assert v["probing.late_obtuse"] == "observed" and v["probing.late_asym_dominates"] == "observed"
     assert v["probing.early_attend_similar"] == "not observed" and v["probing.late_attend_dissimilar"] == "not observed"
     # 12 singular values in equal pairs: the top tenth (one of them) carries less than half.
@@ -190,7 +246,7 @@ def test_qk_antisymmetric_weights_and_obtuse_angles():
 
 def test_one_negative_first_block_is_not_enough_for_early_blocks():
     # Block 1 alone below zero while the early half on average is positive: not observed.
-    v = labels(V.qk_claims(head_rows("sym"), angle_rows([-0.01, 0.29, 0.25, 0.2, 0.25, 0.22], [0.1] * BLOCKS)))
+    v = labels(V.qk_claims(head_rows("sym"), *angle_data([-0.01, 0.29, 0.25, 0.2, 0.25, 0.22], [0.1] * BLOCKS)))
     assert v["probing.early_attend_similar"] == "not observed"
 
 
@@ -200,23 +256,32 @@ def test_rank_one_qk_is_dominated_by_a_few():
     rank_one = {"epoch": 8, "site": f"block_{BLOCKS}", "depth": BLOCKS, "head": "all",
                 **qk.heads_together(np.tile(u, (1, 1, 4)), np.tile(w, (1, 1, 4)))}
     heads = head_rows("sym")[:-1] + [rank_one]
-    v = labels(V.qk_claims(heads, angle_rows([0.0] * BLOCKS, [0.0] * BLOCKS)))
+    v = labels(V.qk_claims(heads, *angle_data([0.0] * BLOCKS, [0.0] * BLOCKS)))
     assert rank_one["sv1_energy_share"] == pytest.approx(1.0)
     assert v["probing.last_block_sv_dominated"] == "observed"
 
 
+def test_noisy_angles_are_inconclusive_and_weight_claims_report_heads():
+    records = V.qk_claims(head_rows("sym"), *angle_data([-0.1] * BLOCKS, [0.55] * BLOCKS, noise=0.1))
+    v = labels(records)
+    assert v["probing.early_attend_similar"] == v["probing.late_obtuse"] == "inconclusive"
+    msym = next(r for r in records if r["id"] == "probing.msym_pd")
+    assert "per head min" in msym["evidence"] and not np.isfinite(msym["ci_low"])
+
+
 def test_metrics_json_has_a_number_and_a_label_per_claim():
-    records = (V.training_trends(spectral_rows(lambda e, s: 2.0 - e / 8)) + V.final_cls(spectral_rows(lambda e, s: 1.0))
-               + [V.alpha_falls(token_depth_rows([1.5] * BLOCKS)), V.coherent_clusters([]),
-                  V.u_shape(correlation_rows([1.0] * BLOCKS))]
+    spectral = spectral_data(lambda e, s: 2.0 - e / 8)
+    records = (V.training_trends(*spectral) + V.final_cls(*spectral)
+               + [V.alpha_falls(*token_data([1.5] * BLOCKS)), V.coherent_clusters([]),
+                  V.u_shape(*correlation_data([1.0] * BLOCKS))]
                + V.mi_claims(mi_rows([1.0] * BLOCKS, [2.0] * BLOCKS))
-               + V.qk_claims(head_rows("sym"), angle_rows([0.0] * BLOCKS, [0.0] * BLOCKS)))
+               + V.qk_claims(head_rows("sym"), *angle_data([0.0] * BLOCKS, [0.0] * BLOCKS)))
     assert [r["id"] for r in records] == list(V.CLAIMS)
     m = V.metrics(records)
     assert set(m) == set(V.PAPERS)
     for cid in V.CLAIMS:
         paper, name = cid.split(".")
-        assert set(m[paper][name]) == {"value", "verdict"}
+        assert set(m[paper][name]) == {"value", "ci_low", "ci_high", "verdict"}
 
 
 def test_verdicts_import_no_figures():

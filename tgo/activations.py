@@ -130,3 +130,15 @@ def write_tokens_used(plot_dir, layout, used):
     words, which tokens the stage used (the report and the zoo page say so)."""
     keys = ("prefix_tokens", "grid", "n_blocks", "dim", "head_input", "input")
     write_json(Path(plot_dir) / "tokens_used.json", {"layout": {k: layout[k] for k in keys}, "used": used})
+
+
+def image_of_rows(X, n_images):
+    """The probe image of each row of a sample set: rows are image-major (an image's patch tokens
+    are consecutive), so row r belongs to image r // (rows per image)."""
+    return np.arange(len(X)) // (len(X) // n_images)
+
+
+def rows_of_images(X, n_images, images):
+    """The rows of a sample set that belong to the given images, in that order."""
+    per_image = len(X) // n_images
+    return np.asarray(X).reshape(n_images, per_image, -1)[images].reshape(len(images) * per_image, -1)

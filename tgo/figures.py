@@ -13,7 +13,16 @@ from tgo.geometry.information import log_mi_slope  # noqa: E402
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
+# The headline metrics: these carry confidence intervals (columns <metric>_ci_low, <metric>_ci_high)
+# and are measured on nested subsets of the probe images (sample_size.csv).
+CI_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
+              "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
 PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
+# Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
+# panel's bands stacked stay below STACKED_ALPHA and leave every line visible.
+BAND_ALPHA, STACKED_ALPHA = 0.15, 0.35
+# Relative half-width below which an interval is zero but for floating-point rounding.
+ROUNDING = 1e-9
 
 
 def set_titles(layout):
@@ -36,9 +45,31 @@ def _last(rows):
     return last, [r for r in rows if r["epoch"] == last]
 
 
-def _series(rows, site, sample_set, metric):
-    pts = sorted((r["epoch"], r[metric]) for r in rows if r["site"] == site and r["sample_set"] == sample_set)
-    return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+def _ci(rows, key):
+    """(low, high) arrays of the interval of `key` (columns key_ci_low, key_ci_high); nan where a
+    row has none (earlier checkpoints of some stages, metrics without intervals, older plot data)."""
+    return tuple(np.array([r.get(f"{key}_ci_{end}", np.nan) for r in rows], dtype=float)
+                 for end in ("low", "high"))
+
+
+def _band(ax, x, rows, key, colour, n_bands):
+    """Shade the interval of `key` behind its line, one of the panel's n_bands; nan ends leave gaps."""
+    low, high = _ci(rows, key)
+    if np.isfinite(low).any():
+        alpha = min(BAND_ALPHA, 1 - (1 - STACKED_ALPHA) ** (1 / max(1, n_bands)))
+        ax.fill_between(x, low, high, color=colour, alpha=alpha, lw=0)
+
+
+def _errorbars(ax, x, rows, key, colour):
+    """Error bars for the interval of `key` at the points that have one (errorbar rejects nan)."""
+    value = np.array([r[key] for r in rows], dtype=float)
+    low, high = _ci(rows, key)
+    ok = np.isfinite(value) & np.isfinite(low) & np.isfinite(high)
+    if ok.any():
+        # The intervals are symmetric about the value; clipping only absorbs rounding.
+        yerr = np.clip([value[ok] - low[ok], high[ok] - value[ok]], 0, None)
+        ax.errorbar(np.asarray(x, dtype=float)[ok], value[ok], yerr=yerr, fmt="none", ecolor=colour,
+                    elinewidth=1.2, capsize=3, zorder=3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,7 +103,8 @@ def _grid(n, width=4.0, height=3.0, cols=4):
 
 
 def fig_across_depth(rows, sample_set, title):
-    """Each metric across depth (embedding, blocks, final norm), one line per checkpoint."""
+    """Each metric across depth (embedding, blocks, final norm), one line per checkpoint, with its
+    interval as a band."""
     sub = [r for r in rows if r["sample_set"] == sample_set]
     epochs = sorted({r["epoch"] for r in sub})
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
@@ -80,9 +112,10 @@ def fig_across_depth(rows, sample_set, title):
     fig, axes = _grid(len(SPECTRAL_METRICS))
     for ax, metric in zip(axes, SPECTRAL_METRICS):
         for i, e in enumerate(epochs):
-            pts = sorted((r["depth"], r[metric]) for r in sub if r["epoch"] == e)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".",
-                    color=cmap(i / max(1, len(epochs) - 1)), label=f"epoch {int(e)}")
+            line = sorted((r for r in sub if r["epoch"] == e), key=lambda r: r["depth"])
+            x, colour = [r["depth"] for r in line], cmap(i / max(1, len(epochs) - 1))
+            ax.plot(x, [r[metric] for r in line], marker=".", color=colour, label=f"epoch {int(e)}")
+            _band(ax, x, line, metric, colour, len(epochs))
         ax.set_title(metric.replace("_", " "))
         ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
         ax.grid(alpha=0.3)
@@ -93,15 +126,18 @@ def fig_across_depth(rows, sample_set, title):
 
 
 def fig_across_training(rows, sample_set, title):
-    """Each metric across training, one line per site (embedding, blocks, final norm)."""
+    """Each metric across training, one line per site (embedding, blocks, final norm), with its
+    interval as a band."""
     sub = [r for r in rows if r["sample_set"] == sample_set]
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
     cmap = plt.get_cmap("plasma")
     fig, axes = _grid(len(SPECTRAL_METRICS))
     for ax, metric in zip(axes, SPECTRAL_METRICS):
         for i, site in enumerate(sites):
-            e, v = _series(sub, site, sample_set, metric)
-            ax.plot(e, v, marker=".", color=cmap(i / max(1, len(sites) - 1)), label=site)
+            line = sorted((r for r in sub if r["site"] == site), key=lambda r: r["epoch"])
+            x, colour = [r["epoch"] for r in line], cmap(i / max(1, len(sites) - 1))
+            ax.plot(x, [r[metric] for r in line], marker=".", color=colour, label=site)
+            _band(ax, x, line, metric, colour, len(sites))
         ax.set_title(metric.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -151,6 +187,73 @@ def fig_eigenspectra(spectra, rows, sample_set, ranks, title):
     return fig
 
 
+def readable_sites(sites, most=6):
+    """The sites to draw as lines: all when at most `most`, else the final norm and `most` - 1
+    blocks evenly spaced from the first to the last (the embedding left out)."""
+    if len(sites) <= most:
+        return list(sites)
+    blocks = [s for s in sites if s not in ("embed", "final_norm")]
+    picks = sorted(set(np.linspace(0, len(blocks) - 1, most - 1).round().astype(int)))
+    return [blocks[i] for i in picks] + [s for s in sites if s == "final_norm"]
+
+
+def fig_sample_size(sample_size_rows, spectral_rows, sample_set, title):
+    """Each headline metric against the number of probe images (nested subsets N/8 .. N, last
+    checkpoint), one line per site (`readable_sites`), with the interval at N (the full probe set)
+    as an error bar: a line that still climbs or falls at N by more than its bar has not settled."""
+    sub = [r for r in sample_size_rows if r["sample_set"] == sample_set]
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
+    shown = readable_sites(sites)
+    sizes = sorted({r["n_images"] for r in sub})
+    _, full = _last([r for r in spectral_rows if r["sample_set"] == sample_set])
+    cmap = plt.get_cmap("plasma")
+    fig, axes = _grid(len(CI_METRICS))
+    for ax, metric in zip(axes, CI_METRICS):
+        for j, site in enumerate(shown):
+            # Colour by depth as in fig_across_training, stopping short of plasma's pale yellow end.
+            colour = cmap(0.85 * sites.index(site) / max(1, len(sites) - 1))
+            pts = sorted((r["n_images"], r[metric]) for r in sub if r["site"] == site)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=colour, label=site)
+            # Nudge each site's bar sideways so that the bars at N do not hide one another.
+            nudge = 2 ** (0.04 * (j - (len(shown) - 1) / 2))
+            _errorbars(ax, [sizes[-1] * nudge], [r for r in full if r["site"] == site][:1], metric, colour)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+        ax.minorticks_off()
+        ax.set(title=metric.replace("_", " "), xlabel="number of probe images")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"against the number of probe images, last checkpoint: {title}")
+    fig.tight_layout()
+    return fig
+
+
+def still_moving(sample_size_rows, spectral_rows, sample_set):
+    """{metric: [sites]} of the headline metrics still moving at N images (the full probe set, last
+    checkpoint): |value(N) - value(N/2)| exceeds the half-width of the interval at N. A site whose
+    interval is missing or of zero width up to rounding (a statistic the images do not change, such
+    as the CLS token's at the embedding) is never flagged."""
+    sub = [r for r in sample_size_rows if r["sample_set"] == sample_set]
+    sizes = sorted({r["n_images"] for r in sub})
+    if len(sizes) < 2:
+        return {}
+    value = {(r["site"], r["n_images"]): r for r in sub}
+    _, full = _last([r for r in spectral_rows if r["sample_set"] == sample_set])
+    at_n = {r["site"]: r for r in full}
+    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub}) if s in at_n]
+    out = {}
+    for metric in CI_METRICS:
+        for site in sites:
+            low, high = _ci([at_n[site]], metric)
+            half = (high[0] - low[0]) / 2
+            v = value[site, sizes[-1]][metric]
+            step = abs(v - value[site, sizes[-2]][metric])
+            # nan anywhere compares False: not flagged
+            if half > ROUNDING * abs(v) and step > half:
+                out.setdefault(metric, []).append(site)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Token geometry (On the Information Geometry of Vision Transformers)
 # ------------------------------------------------------------------------------------------------
@@ -160,7 +263,8 @@ PREFIX_STYLES = {"cls": ("--", "x"), "dist": ("-.", "^"), "reg": (":", "s")}
 
 def fig_alpha_depth(depth_rows):
     """Mean patch-token alpha across blocks (band: spread over tokens) and each prefix group's
-    (CLS, distillation token, registers: their mean), per checkpoint."""
+    (CLS, distillation token, registers: their mean), per checkpoint; black error bars: their
+    intervals over the probe images at the last checkpoint."""
     epochs = sorted({r["epoch"] for r in depth_rows})
     groups = [(k, k.split("_")[0]) for k in depth_rows[0] if k.endswith(("_alpha", "_alpha_mean"))
               and not k.startswith("patch")]
@@ -178,6 +282,11 @@ def fig_alpha_depth(depth_rows):
             ls, marker = PREFIX_STYLES[group]
             ax.plot(b, [r[key] for r in rows], ls=ls, marker=marker, color=colour,
                     label=f"{group}{' (mean)' if key.endswith('_mean') else ''}" if e == epochs[-1] else None)
+        if e == epochs[-1]:
+            # Black, not the checkpoint's colour: distinct from the spread band and visible on
+            # viridis's pale last colour.
+            for key in ["patch_alpha_mean"] + [k for k, _ in groups]:
+                _errorbars(ax, b, rows, key, "k")
     words = {"--": "dashed", "-.": "dash-dot", ":": "dotted"}
     styles = ", ".join(f"{words[PREFIX_STYLES[g][0]]} {g}" for _, g in groups)
     ax.set(xlabel="depth (block)", ylabel="alpha",
@@ -239,7 +348,7 @@ CORRELATION_STYLES = {"patches": "-", "with_cls": "--", "with_dist": "-.", "with
 def fig_correlation(corr_rows):
     """Mean r and mean |r| across depth per checkpoint (solid: patch tokens; the patches with each
     prefix group: dashed CLS, dash-dot distillation token, dotted registers), and mean r of each
-    block across training."""
+    block across training; bands: their intervals over the probe images."""
     epochs = sorted({r["epoch"] for r in corr_rows})
     sets = list(dict.fromkeys(r["tokens"] for r in corr_rows))
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
@@ -249,19 +358,23 @@ def fig_correlation(corr_rows):
         for i, e in enumerate(epochs):
             for tokens in sets:
                 ls = CORRELATION_STYLES[tokens]
-                pts = sorted((r["depth"], r[key]) for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
-                        color=cmap(i / max(1, len(epochs) - 1)),
+                line = sorted((r for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens),
+                              key=lambda r: r["depth"])
+                x, colour = [r["depth"] for r in line], cmap(i / max(1, len(epochs) - 1))
+                ax.plot(x, [r[key] for r in line], ls=ls, marker=".", color=colour,
                         label=f"epoch {int(e)}" if tokens == "patches" else None)
+                _band(ax, x, line, key, colour, len(epochs) * len(sets))
         ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
         ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     pcmap = plt.get_cmap("plasma")
     for i, site in enumerate(sites):
-        pts = sorted((r["epoch"], r["mean_r"]) for r in corr_rows if r["site"] == site and r["tokens"] == "patches")
-        axes[2].plot([p[0] for p in pts], [p[1] for p in pts], marker=".",
-                     color=pcmap(i / max(1, len(sites) - 1)), label=site)
+        line = sorted((r for r in corr_rows if r["site"] == site and r["tokens"] == "patches"),
+                      key=lambda r: r["epoch"])
+        x, colour = [r["epoch"] for r in line], pcmap(i / max(1, len(sites) - 1))
+        axes[2].plot(x, [r["mean_r"] for r in line], marker=".", color=colour, label=site)
+        _band(axes[2], x, line, "mean_r", colour, len(sites))
     axes[2].set(title="mean r (patches) across training", xlabel="epoch")
     axes[2].legend(fontsize=6)
     axes[2].grid(alpha=0.3)
@@ -330,8 +443,9 @@ def fig_kurtosis_bowtie(kurt_rows, bowtie_rows):
 
 
 def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
-    """QK structure across depth (heads together) and per head at the last checkpoint, singular
-    values per block, and attention binned by angle per block."""
+    """QK structure across depth (heads together) and per head at the last checkpoint, with error
+    bars on the angle statistics (their intervals over the probe images), singular values per block,
+    and attention binned by angle per block."""
     last, heads = _last(head_rows)
     together = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["depth"])
     _, ang = _last(angle_rows)
@@ -340,8 +454,9 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     b = [r["depth"] for r in together]
     axes[0].plot(b, [r["sym_mass_positive"] for r in together], marker="o", label="M_sym: positive share of Σ|λ|")
     axes[0].plot(b, [r["asym_sym_norm_ratio"] for r in together], marker="o", label="‖M_asym‖ / ‖M_sym‖")
-    axes[0].plot(b, [r["share_obtuse"] for r in ang], marker="o", label="share of angles > 90°")
-    axes[0].plot(b, [r["spearman"] for r in ang], marker="o", label="Spearman(angle, attention)")
+    for key, label in (("share_obtuse", "share of angles > 90°"), ("spearman", "Spearman(angle, attention)")):
+        line, = axes[0].plot(b, [r[key] for r in ang], marker="o", label=label)
+        _errorbars(axes[0], b, ang, key, line.get_color())
     per_head = [r for r in heads if r["head"] != "all"]
     axes[0].scatter([r["depth"] for r in per_head], [r["asym_sym_norm_ratio"] for r in per_head], s=8, c="grey",
                     label="ratio per head")

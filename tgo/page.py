@@ -1,18 +1,28 @@
 """The report page: one self-contained HTML file (figures inlined as PNG) with the verdict tables."""
 import base64
 import html
+import math
 
 import yaml
 
-COLOURS = {"observed": "#1a7f37", "partly observed": "#9a6700", "not observed": "#cf222e"}
+COLOURS = {"observed": "#1a7f37", "partly observed": "#9a6700", "not observed": "#cf222e",
+           "inconclusive": "#3e6c9c"}
+
+
+def _deciding(v):
+    """The deciding value in bold, then its interval where the claim has one."""
+    low, high = v.get("ci_low", math.nan), v.get("ci_high", math.nan)
+    ci = f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"<b>{v['value']:.3g}</b>{ci}"
 
 
 def _verdict_table(verdicts):
-    """verdicts: the records of tgo.verdicts (claim, id, verdict, statistic, value, threshold, evidence)."""
+    """verdicts: the records of tgo.verdicts (claim, id, verdict, statistic, value, ci_low, ci_high,
+    threshold, evidence)."""
     rows = "".join(
         f"<tr><td>{html.escape(v['claim'])}<br><code>{html.escape(v['id'])}</code></td>"
         f"<td style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(v['verdict'])}</td>"
-        f"<td>{html.escape(v['statistic'])}: <b>{v['value']:.3g}</b> (threshold {html.escape(v['threshold'])})</td>"
+        f"<td>{html.escape(v['statistic'])}: {_deciding(v)} (threshold {html.escape(v['threshold'])})</td>"
         f"<td>{html.escape(v['evidence'])}</td></tr>"
         for v in verdicts)
     return ("<table><tr><th>claim</th><th>verdict</th><th>decided on</th><th>numbers behind it</th></tr>"
@@ -30,10 +40,12 @@ def _table(columns, rows):
 
 
 def render_html(title, summary, sections, params):
-    """sections: [{"title", "text", "table": (columns, rows), "verdicts", "figures": [(caption, png bytes)]}]."""
+    """sections: [{"title", "subsection", "text", "table": (columns, rows), "verdicts",
+    "figures": [(caption, png bytes)]}]; a subsection (true) continues the section before it."""
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
     for s in sections:
-        parts.append(f"<h2>{html.escape(s['title'])}</h2>")
+        tag = "h3" if s.get("subsection") else "h2"
+        parts.append(f"<{tag}>{html.escape(s['title'])}</{tag}>")
         if s.get("text"):
             parts.append(f"<p>{html.escape(s['text'])}</p>")
         if s.get("table"):

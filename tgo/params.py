@@ -205,6 +205,15 @@ SCHEMA = {
         "max_images": Param(int, "probe images used for angle vs attention", at_least(1)),
         "angle_bins": Param(int, "bins of the angle axis (0..180 degrees)", at_least(2)),
     },
+    "ci": {
+        "level": Param(float, "confidence level of every interval (delete-a-group jackknife over the probe "
+                              "images, tgo.geometry.stats); a claim judged on m cases uses 1 - (1 - level) / m "
+                              "per case", (0, 1, True, True)),
+        "groups": Param(int, "groups of probe images the jackknife leaves out one at a time (at most the "
+                             "number of images)", at_least(2)),
+        "seed": Param(int, "the random partition of the probe images into groups, and the order of the "
+                           "nested subsets of the sample-size curves", at_least(0)),
+    },
     # A mapping {id: entry}: the models analysed side by side (every key but name may be left out).
     "zoo": {
         "name": Param(str, "a timm ViT, with or without a pretrained tag, as model.name"),

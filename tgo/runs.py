@@ -72,8 +72,12 @@ def results(run):
            "spectral_rows": rows("spectral", "metrics"), "eigenspectra": rows("spectral", "eigenspectra"),
            "token_depth": rows("tokens", "depth_all"), "signatures": rows("tokens", "signatures"),
            "coherence": rows("tokens", "coherence"), "correlation": rows("correlation", "correlation"),
-           "tokens_used": {s: read_json(run.plots(s) / "tokens_used.json") for s in STAGES}}
+           "tokens_used": {s: read_json(run.plots(s) / "tokens_used.json") for s in STAGES},
+           "spectral_replicates": rows("spectral", "replicates"), "sample_size": rows("spectral", "sample_size"),
+           "token_replicates": rows("tokens", "replicates"),
+           "correlation_replicates": rows("correlation", "replicates")}
     out.update({name: rows("mi", name) for name in ("mi_distance", "kurtosis", "bowtie")})
-    out.update({f"qk_{name}": rows("qk", name) for name in ("heads", "spectra", "angles", "attention_by_angle")})
+    out.update({f"qk_{name}": rows("qk", name)
+                for name in ("heads", "spectra", "angles", "attention_by_angle", "replicates")})
     out["layout"] = out["tokens_used"]["spectral"]["layout"]
     return out

@@ -380,3 +380,143 @@ def spectral_metrics(X, ranks=(11, 100), cosine_max_samples=2000):
         "alpha_r2": r2,
         "eigenvalues": eigs,
     }
+
+
+def _covariance_family(eigs, ranks):
+    """The covariance-spectrum metrics of one eigenvalue vector (alpha from ``alpha``)."""
+    a, r2 = alpha(eigs, ranks)
+    return {"effective_rank": effective_rank(eigs), "stable_rank": stable_rank(eigs),
+            "participation_ratio": participation_ratio(eigs), "spectral_entropy": spectral_entropy(eigs),
+            "spectral_entropy_normalized": spectral_entropy(eigs, normalized=True),
+            "spectral_flatness": spectral_flatness(eigs), "anisotropy": anisotropy(eigs), "alpha": a, "alpha_r2": r2}
+
+
+def _jackknife_pieces(Xc, labels):
+    """Per group g of rows (axis -2): the scatter X_g^T X_g and the row sum of centred Xc (..., N, D),
+    stacked on a new leading axis G, and the rows left in each replicate (G,)."""
+    groups = range(labels.max() + 1)
+    parts = [Xc[..., labels == g, :] for g in groups]
+    pieces = np.stack([np.swapaxes(p, -1, -2) @ p for p in parts])
+    sums = np.stack([p.sum(axis=-2) for p in parts])
+    keep_n = (labels.size - np.bincount(labels, minlength=len(parts))).astype(np.float64)
+    if keep_n.min() < 2:
+        raise ValueError("every replicate needs at least 2 rows: use fewer groups")
+    return pieces, sums, keep_n.reshape((-1,) + (1,) * Xc.ndim)
+
+
+def _eigs_from_pieces(pieces, sums, keep_n):
+    """Covariance eigenvalues without each group from ``_jackknife_pieces``."""
+    # Without group g the rows sum to -s_g (the full centred sum is 0).
+    cov = pieces.sum(axis=0) - pieces - sums[..., :, None] * sums[..., None, :] / keep_n
+    return np.maximum(np.linalg.eigvalsh(cov / (keep_n - 1))[..., ::-1], 0.0)
+
+
+def _jackknife_eigs(Xc, labels):
+    """Covariance eigenvalues (G, ..., D), descending, of centred Xc (..., N, D) without each group."""
+    n, d = Xc.shape[-2:]
+    if n >= d:
+        return _eigs_from_pieces(*_jackknife_pieces(Xc, labels))
+    gram = Xc @ np.swapaxes(Xc, -1, -2)
+    eigs = np.zeros((labels.max() + 1,) + Xc.shape[:-2] + (d,))
+    for g in range(labels.max() + 1):
+        keep = np.flatnonzero(labels != g)
+        k = gram[..., keep[:, None], keep]
+        k = k - k.mean(axis=-2, keepdims=True) - k.mean(axis=-1, keepdims=True) + k.mean(axis=(-1, -2), keepdims=True)
+        eigs[g, ..., :keep.size] = np.maximum(np.linalg.eigvalsh(k / (keep.size - 1))[..., ::-1], 0.0)
+    return eigs
+
+
+def _centred(X64):
+    shifted = X64 - X64[..., :1, :]  # the two-step centring of _centred_eigs
+    return shifted - shifted.mean(axis=-2, keepdims=True)
+
+
+def jackknife_eigenspectra(X, labels):
+    """Covariance eigenvalues of X (..., N, D) without each group of rows: shape (G, ..., D), entry g
+    equal to ``batched_eigenspectra(X[..., labels != g, :])``.
+
+    The covariance is additive over rows: X is centred once and split into the groups' pieces
+    Q_g = X_g^T X_g and s_g = sum of X_g; without group g the centred scatter is
+    Q - Q_g - s_g s_g^T / n_(g) (n_(g) rows remain), and all replicates are diagonalised in one
+    batched eigvalsh. When N < D the N x N Gram matrix is restricted and re-centred instead.
+    """
+    labels = np.asarray(labels)
+    X64 = _as_float64(X, batched=True)
+    if labels.shape != (X64.shape[-2],):
+        raise ValueError(f"expected {X64.shape[-2]} group labels, got shape {labels.shape}")
+    return _jackknife_eigs(_centred(X64), labels)
+
+
+def jackknife_spectral_metrics(X, labels, ranks=(11, 100), cosine_max_samples=2000):
+    """``spectral_metrics`` of X (N, D) and of X without each group of rows, in one pass over X.
+
+    labels (N,) gives each row's group 0..G-1 (``tgo.geometry.stats``: rows of one image share a
+    group). Returns (metrics, replicates): metrics as ``spectral_metrics(X)`` (eigenvalues
+    included) and replicates {name: float64 array (G,)}, entry g = the metric of X[labels != g].
+    Covariance eigenvalues as in ``jackknife_eigenspectra``; RankMe's uncentred scatter from the
+    same pieces; the mean cosine similarity from the rows ``mean_cosine_similarity`` uses, summed
+    by group.
+    """
+    X64 = _as_float64(X)
+    labels = np.asarray(labels)
+    n, d = X64.shape
+    if labels.shape != (n,):
+        raise ValueError(f"expected {n} group labels, got shape {labels.shape}")
+    Xc = _centred(X64)
+    if n >= d:
+        shift = X64[0] + (X64 - X64[0]).mean(axis=0)  # X = Xc + shift
+        pieces, sums, keep_n = _jackknife_pieces(Xc, labels)
+        eigs = _eigs_from_pieces(pieces, sums, keep_n)
+        scatter = pieces.sum(axis=0)
+        keep_sums = -sums
+        raw = (scatter - pieces + keep_sums[:, :, None] * shift[None, None, :]
+               + shift[None, :, None] * keep_sums[:, None, :] + keep_n * np.outer(shift, shift))
+        raw_eigs = np.linalg.eigvalsh(raw)
+        # The full sample from the same pieces: no second pass over X.
+        full_eigs = np.maximum(np.linalg.eigvalsh(scatter / (n - 1))[::-1], 0.0)
+        full = _covariance_family(full_eigs, ranks)
+        full = {"effective_rank": full["effective_rank"],
+                "rankme": _rankme_from_gram_eigs(np.linalg.eigvalsh(scatter + n * np.outer(shift, shift))),
+                **{k: full[k] for k in ("stable_rank", "participation_ratio", "spectral_entropy",
+                                        "spectral_entropy_normalized", "spectral_flatness", "anisotropy")},
+                "mean_cosine_similarity": mean_cosine_similarity(X64, max_samples=cosine_max_samples),
+                "alpha": full["alpha"], "alpha_r2": full["alpha_r2"], "eigenvalues": full_eigs}
+    else:
+        eigs = _jackknife_eigs(Xc, labels)
+        raw_gram = X64 @ X64.T
+        raw_eigs = [np.linalg.eigvalsh(raw_gram[np.ix_(labels != g, labels != g)]) for g in range(labels.max() + 1)]
+        full = spectral_metrics(X64, ranks, cosine_max_samples)
+    reps = [_covariance_family(e, ranks) for e in eigs]
+    out = {k: np.array([r[k] for r in reps]) for k in reps[0]}
+    out["rankme"] = np.array([_rankme_from_gram_eigs(e) for e in raw_eigs])
+    out["mean_cosine_similarity"] = _jackknife_cosine(X64, labels, labels.max() + 1, cosine_max_samples)
+    return full, out
+
+
+def _rankme_from_gram_eigs(gram_eigs, eps=1e-7):
+    sigma = np.sqrt(np.maximum(gram_eigs, 0.0))
+    total = sigma.sum()
+    if total == 0:
+        return np.nan
+    p = sigma / total + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _jackknife_cosine(X64, labels, n_groups, max_samples, seed=0):
+    """``mean_cosine_similarity`` without each group: the rows it uses, summed by group."""
+    n = X64.shape[0]
+    rows = np.arange(n)
+    if max_samples is not None and n > max_samples:
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    norms = np.linalg.norm(X64[rows], axis=1)
+    keep = norms > 0
+    U = X64[rows][keep] / norms[keep, None]
+    lab = labels[rows][keep]
+    onehot = np.zeros((n_groups, lab.size))
+    onehot[lab, np.arange(lab.size)] = 1.0
+    s = U.sum(axis=0) - onehot @ U
+    sq_norms = np.sum(U * U, axis=1)
+    sq = sq_norms.sum() - onehot @ sq_norms
+    m = lab.size - onehot.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m >= 2, (np.einsum("gd,gd->g", s, s) - sq) / (m * (m - 1)), np.nan)

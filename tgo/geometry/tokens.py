@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from tgo.geometry import spectral
 
@@ -95,6 +96,31 @@ def alpha_signatures(acts, ranks=(11, 100)):
                 alphas[b, s:s + chunk] = a
                 r2[b, s:s + chunk] = q
     return alphas, r2
+
+
+def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
+    """``alpha_signatures`` of acts (blocks, N, tokens, D) without each group of images: alphas of
+    shape (G, blocks, tokens), entry g equal to alpha_signatures(acts[:, labels != g])[0].
+
+    labels (N,) are the images' groups (``tgo.geometry.stats.image_groups``); the eigenvalues of
+    every replicate come from ``spectral.jackknife_eigenspectra`` (one pass over each token's
+    images), so the cost is G + 1 eigendecompositions per token. All nan when the window does not
+    fit inside the rank of the smallest replicate (``spectral.alpha_window_error``).
+    """
+    labels = np.asarray(labels)
+    n_blocks, n, n_tokens, dim = acts.shape
+    g = labels.max() + 1
+    out = np.full((g, n_blocks, n_tokens), np.nan)
+    smallest = n - np.bincount(labels).max()
+    if spectral.alpha_window_error(ranks, smallest, dim) is not None or n_tokens == 0:
+        return out
+    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8 * 4))))
+    for b in tqdm(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
+        block = np.asarray(acts[b])
+        for s in range(0, n_tokens, chunk):
+            eigs = spectral.jackknife_eigenspectra(np.moveaxis(block[:, s:s + chunk], 1, 0), labels)
+            out[:, b, s:s + chunk] = spectral.batched_alpha(eigs, ranks)[0]
+    return out
 
 
 def cluster_signatures(signatures, n_clusters, method="kmeans", seed=0):
