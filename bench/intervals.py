@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tgo.activations import image_of_rows, sample_sets  # noqa: E402
 from tgo.geometry import spectral, stats  # noqa: E402
 
-SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-           "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
+SUMMARY = spectral.HEADLINE_METRICS
 
 
 def synthetic_tokens(n, tokens, dim, seed=0):

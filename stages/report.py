@@ -72,7 +72,8 @@ def main():
                   + "; ".join(titles.values()) + f". Alpha is fitted over ranks {ranks[0]}..{ranks[1]}. "
                   + ("The CLS token at the embedding is the same vector for every image, so its spectrum "
                      "is empty (its metrics are missing). " if "cls" in titles else "")
-                  + f"Tokens: {used['spectral']}."),
+                  + f"Tokens: {used['spectral']}."
+                  + (f" Alpha has {r['spectral']['alpha_ci_missing']}." if "alpha_ci_missing" in r["spectral"] else "")),
          "verdicts": spectral_verdicts,
          "figures": [(f"{kind} — {title}", pngs[f"{key}_{s}"])
                      for s, title in titles.items()
@@ -92,7 +93,8 @@ def main():
                   f"{tcfg['n_permutations']} label permutations; inter-token Pearson correlation per image, "
                   f"averaged over token pairs and images. Tokens: {used['tokens']}; correlation: "
                   f"{used['correlation']}."
-                  + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")),
+                  + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")
+                  + (f" Alpha has {tokens['alpha_ci_missing']}." if "alpha_ci_missing" in tokens else "")),
          "verdicts": token_verdicts,
          "figures": [(caption, pngs[name]) for name, caption in (
              ("alpha_depth", "Alpha across depth: patch tokens (mean; shaded band = spread over tokens, +-1 sd) "

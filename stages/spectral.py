@@ -6,15 +6,14 @@ import numpy as np
 from tgo import activations
 from tgo.activations import (each_checkpoint, image_of_rows, load_pooled, residual_sites, rows_of_images,
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
-from tgo.geometry.spectral import (alpha_window_error, jackknife_spectral_metrics, singular_values,
-                                   spectral_metrics)
+from tgo.geometry.spectral import (HEADLINE_METRICS, alpha_interval_error, alpha_window_error,
+                                   jackknife_spectral_metrics, singular_values, spectral_metrics)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import from_argv
 
-SUMMARY = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-           "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
+SUMMARY = HEADLINE_METRICS
 
 
 def main():
@@ -29,6 +28,7 @@ def main():
         raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
                        f"or raise extract.probe_size")
     names = sample_set_names(meta)
+    no_alpha_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
     n_images = meta["n_images"]
     groups = image_groups(n_images, ci["groups"], ci["seed"])
     order, sizes = subset_order(n_images, ci["seed"]), nested_sizes(n_images)
@@ -74,6 +74,8 @@ def main():
             write_csv(tmp / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
 
     summary = {"epoch": last, "ci_level": ci["level"]}
+    if no_alpha_ci:
+        summary["alpha_ci_missing"] = no_alpha_ci
     for name in names:
         at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
         final = next(r for r in at_last if r["site"] == "final_norm")
@@ -91,7 +93,8 @@ def main():
     n_checkpoints = len({r["epoch"] for r in rows})
     print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(names)} sites x "
           f"sample sets (alpha window {ranks}), {ci['level']:.0%} intervals from a {len(set(groups))}-group "
-          f"jackknife over {n_images} images, sample-size curves at {sizes} images; {used} -> "
+          f"jackknife over {n_images} images{'; ' + no_alpha_ci if no_alpha_ci else ''}, sample-size curves "
+          f"at {sizes} images; {used} -> "
           f"{run.plots('spectral')}, {run.metrics('spectral')}")
 
 

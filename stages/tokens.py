@@ -6,7 +6,7 @@ import numpy as np
 
 from tgo import activations
 from tgo.activations import each_checkpoint, prefix_groups, site_name, tokens_used, write_tokens_used
-from tgo.geometry.spectral import alpha_window_error
+from tgo.geometry.spectral import alpha_interval_error, alpha_window_error
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.tokens import alpha_signatures, cluster_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
@@ -25,6 +25,7 @@ def main():
     if cfg["n_clusters"] > n_patches:
         raise TGOError(f"tokens.n_clusters={cfg['n_clusters']}: choose 2..{n_patches} (the patch count)")
     missing = alpha_window_error(ranks, meta["n_images"], meta["dim"])
+    no_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
     prefix = prefix_groups(meta["prefix_tokens"])
 
     groups = image_groups(meta["n_images"], ci["groups"], ci["seed"])
@@ -72,6 +73,8 @@ def main():
         summary[key] = {r["site"]: r[key] for r in at_last}
     if missing:
         summary["alpha_missing"] = missing
+    elif no_ci:
+        summary["alpha_ci_missing"] = no_ci
     last_coh = [c for c in coherence if c["epoch"] == last]
     if last_coh:
         summary["coherence"] = {k: last_coh[0][k] for k in ("neighbour_share", "null_mean", "null_std", "z")}
@@ -88,7 +91,8 @@ def main():
     write_json(run.metrics("tokens"), summary)
     print(f"alpha signatures of {alphas.shape[1]} tokens x {alphas.shape[0]} blocks for "
           f"{len({r['epoch'] for r in depth})} checkpoints; {cfg['n_clusters']} {cfg['cluster_method']} clusters"
-          + (f"; alpha missing: {missing}" if missing else "") + f"; {used} -> {run.plots('tokens')}, "
+          + (f"; alpha missing: {missing}" if missing else f"; {no_ci}" if no_ci else "")
+          + f"; {used} -> {run.plots('tokens')}, "
           f"{run.metrics('tokens')}")
 
 

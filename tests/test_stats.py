@@ -27,6 +27,7 @@ def check_calibrated(intervals, sampling):
     median, sd = np.median(sampling), np.std(sampling, ddof=1)
     coverage = np.mean((intervals[:, 0] <= median) & (median <= intervals[:, 1]))
     width = np.mean(np.diff(intervals, axis=1)) / 2 / (1.96 * sd)
+    print(f"coverage {coverage:.3f} of {len(intervals)} trials, half-width / (1.96 sd) {width:.3f}")
     assert 0.85 <= coverage <= 0.99, f"coverage {coverage:.2f}"
     assert 0.7 <= width <= 1.3, f"half-width / (1.96 sd) = {width:.2f}"
     return coverage, width
@@ -182,3 +183,11 @@ def test_jackknife_overstates_the_ksg_spread():
     sd = np.std([mi(draw()) for _ in range(150)], ddof=1)
     half = [np.diff(stats.confidence_interval(mi, draw(), seed=t)[1:])[0] / 2 for t in range(30)]
     assert np.mean(half) / (1.96 * sd) > 1.3
+
+
+def test_alpha_interval_needs_the_window_inside_every_replicate():
+    # 101 images in 20 groups: the largest group holds 6, so a replicate keeps 95 (rank 94).
+    assert spectral.alpha_interval_error((11, 94), 101, 20) is None
+    reason = spectral.alpha_interval_error((11, 100), 101, 20)
+    assert "95 images remain" in reason and "ci.groups" in reason
+    assert spectral.alpha_window_error((11, 100), 101, 384) is None  # the estimate itself fits

@@ -9,14 +9,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tgo.geometry.information import log_mi_slope  # noqa: E402
+from tgo.geometry.spectral import HEADLINE_METRICS  # noqa: E402
 
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
-# The headline metrics: these carry confidence intervals (columns <metric>_ci_low, <metric>_ci_high)
-# and are measured on nested subsets of the probe images (sample_size.csv).
-CI_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-              "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
+# The headline metrics carry confidence intervals (columns <metric>_ci_low, <metric>_ci_high) and
+# are measured on nested subsets of the probe images (sample_size.csv).
+CI_METRICS = HEADLINE_METRICS
 PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
 # Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
 # panel's bands stacked stay below STACKED_ALPHA and leave every line visible.

@@ -67,7 +67,8 @@ def results(run):
         return read_csv(path) if path.exists() else []
 
     out = {"train": read_json(run.metrics("train" if run.zoo_id is None else "model")),
-           "tokens": read_json(run.metrics("tokens")), "mi": read_json(run.metrics("mi")),
+           "spectral": read_json(run.metrics("spectral")), "tokens": read_json(run.metrics("tokens")),
+           "mi": read_json(run.metrics("mi")),
            "qk": read_json(run.metrics("qk")),
            "spectral_rows": rows("spectral", "metrics"), "eigenspectra": rows("spectral", "eigenspectra"),
            "token_depth": rows("tokens", "depth_all"), "signatures": rows("tokens", "signatures"),

@@ -15,6 +15,10 @@ import operator
 
 import numpy as np
 
+# The metrics a run reports with intervals and sample-size curves (the headline numbers).
+HEADLINE_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
+                    "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
+
 _EPS64 = np.finfo(np.float64).eps
 # Negative eigenvalues smaller than this (relative to the largest magnitude)
 # are round-off from a PSD matrix; anything more negative is a caller bug.
@@ -349,6 +353,18 @@ def alpha_window_error(ranks, n_samples, dim):
     rank = min(n_samples - 1, dim)
     if hi > rank:
         return f"rank window ({lo}, {hi}) exceeds the rank of X: min(N-1={n_samples - 1}, D={dim})={rank}"
+    return None
+
+
+def alpha_interval_error(ranks, n_images, groups):
+    """None if the alpha rank window fits inside every delete-a-group jackknife replicate (the
+    images less the largest of min(groups, N) groups), else a one-line reason why alpha gets no
+    interval. The width D is checked by ``alpha_window_error`` already."""
+    left = n_images - -(-n_images // min(groups, n_images))
+    lo, hi = (operator.index(r) for r in ranks)
+    if hi > left - 1:
+        return (f"no interval: without one jackknife group {left} images remain, and the rank window "
+                f"({lo}, {hi}) exceeds their rank N-1={left - 1}; raise extract.probe_size or lower ci.groups")
     return None
 
 
