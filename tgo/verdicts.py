@@ -75,11 +75,11 @@ CLAIMS = {
     "tgo1.final_cls_max_erank": Claim(
         "tgo1", "the final CLS representation has the highest effective rank in the network",
         "final-norm CLS effective rank minus each other site's (CLS, last checkpoint; paired intervals, "
-        "Bonferroni over the sites)", "> 0 at every site"),
+        "Bonferroni over the sites); shown: the site whose interval reaches lowest", "> 0 at every site"),
     "tgo1.final_cls_min_anisotropy": Claim(
         "tgo1", "the final CLS representation has the lowest anisotropy in the network",
         "each other site's CLS anisotropy minus the final norm's (last checkpoint; paired intervals, "
-        "Bonferroni over the sites)", "> 0 at every site"),
+        "Bonferroni over the sites); shown: the site whose interval reaches lowest", "> 0 at every site"),
     "info_geom.alpha_falls": Claim(
         "info_geom", "alpha signatures move from lower to higher effective dimensionality across blocks",
         "least-squares slope of the mean patch-token alpha on the block index (last checkpoint)", "< 0"),
@@ -90,7 +90,7 @@ CLAIMS = {
     "info_geom.u_shape": Claim(
         "info_geom", "mean inter-token correlation across blocks is U-shaped",
         "lowest interior block's mean r (patch tokens) minus the first block's and minus the last block's "
-        "(paired intervals, Bonferroni over the two)", "< 0 for both"),
+        "(paired intervals, Bonferroni over the two); shown: the end whose interval reaches highest", "< 0 for both"),
     "probing.mi_falls_with_distance": Claim(
         "probing", "MI between neurons falls with their distance on the patch grid",
         "share of (sublayer, block) pairs whose MI at the largest distance is below MI at distance 1",
@@ -107,8 +107,9 @@ CLAIMS = {
         f"> {MSYM_POSITIVE_MASS_MIN}"),
     "probing.late_obtuse": Claim(
         "probing", "in later blocks most angles between patch vectors exceed 90 degrees",
-        "lowest share of patch pairs at more than 90 degrees over the later half of the blocks",
-        f"> {OBTUSE_SHARE_MIN}"),
+        "share of patch pairs at more than 90 degrees in each block of the later half (intervals, Bonferroni over "
+        "the blocks); shown: the block whose interval reaches lowest",
+        f"> {OBTUSE_SHARE_MIN} in every block"),
     "probing.late_asym_dominates": Claim(
         "probing", "in later blocks the antisymmetric part of W_Q W_K^T outweighs the symmetric",
         "lowest ||M_asym||_F / ||M_sym||_F (heads together) over the later half of the blocks",
@@ -273,9 +274,10 @@ def final_cls(spectral_rows, spectral_replicates, level=0.95):
             margins.append((r["site"], d, interval(d, paired, per_case)))
         sides = [side(*ci) for _, _, ci in margins]
         label = "not observed" if -1 in sides else "observed" if all(x == 1 for x in sides) else "inconclusive"
-        site, margin, ci = min(margins, key=lambda m: m[1])
+        # The deciding comparison: the site whose interval reaches lowest, the likeliest to fail.
+        site, margin, ci = min(margins, key=lambda m: m[2][0])
         out.append(verdict(claim_id, margin, label,
-                           f"epoch {int(last)}{stand_in}: final-norm {final[metric]:.4g}; closest other site {site}, "
+                           f"epoch {int(last)}{stand_in}: final-norm {final[metric]:.4g}; deciding site {site}, "
                            f"margin {margin:+.3g} {_ci(*ci)}; surely beaten by the final norm at {sides.count(1)}/"
                            f"{len(sides)} sites, surely beating it at {sides.count(-1)} ({per_case:.4f} intervals "
                            f"each); all: " + ", ".join(f"{r['site']} {r[metric]:.3g}" for r in cls), ci))
@@ -337,11 +339,11 @@ def u_shape(corr_rows, corr_replicates, level=0.95):
     ends = [interval(r[i] - r[j], rep[i] - rep[j], bonferroni(level, 2)) for j in (0, -1)]
     sides = [side(*ci) for ci in ends]
     label = "observed" if sides == [-1, -1] else "not observed" if 1 in sides else "inconclusive"
-    margin = r[i] - min(r[0], r[-1])
-    return verdict("info_geom.u_shape", margin, label,
+    j = int(np.argmax([ends[0][1], ends[1][1]]))  # the deciding end: its interval reaches highest
+    return verdict("info_geom.u_shape", r[i] - r[[0, -1][j]], label,
                    f"epoch {int(last)}, mean r per block: {_fmt(r, 3)}; interior minimum {rows[i]['site']} "
                    f"({r[i]:.3f}) minus first {r[i] - r[0]:+.3f} {_ci(*ends[0])}, minus last {r[i] - r[-1]:+.3f} "
-                   f"{_ci(*ends[1])}", ends[int(np.argmin([r[0], r[-1]]))] if r[0] != r[-1] else ends[0])
+                   f"{_ci(*ends[1])}", ends[j])
 
 
 def mi_claims(mi_rows):
@@ -429,7 +431,7 @@ def qk_claims(head_rows, angle_rows, angle_replicates, skipped=None, level=0.95)
               for r in late_ang]
     sides = [side(*ci, OBTUSE_SHARE_MIN) for _, ci in obtuse]
     obtuse_label = "not observed" if -1 in sides else "observed" if all(x == 1 for x in sides) else "inconclusive"
-    lowest = min(obtuse, key=lambda o: o[0])
+    lowest = min(obtuse, key=lambda o: o[1][0])  # the deciding block: its interval reaches lowest
     mass = [r["sym_mass_positive"] for r in heads]
     ratio = [r["asym_sym_norm_ratio"] for r in late]
     rhos = f"Spearman rho(angle, attention) per block: {_fmt([r['spearman'] for r in ang])}"
