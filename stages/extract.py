@@ -1,10 +1,15 @@
 """extract: per checkpoint, the probe images' activations at every block -> data/activations/
-(or, with --zoo <id>, the zoo model's data/zoo/<id>/activations/)."""
+(or, with --zoo <id>, the zoo model's data/zoo/<id>/activations/). Finished checkpoints wait in
+data/extract-work/ (no DVC output) until all are done, so a killed extract resumes at the checkpoint
+where it stopped."""
+import json
+
 import numpy as np
 
-from tgo.activations import PER_BLOCK, checkpoint_dir, tokens_used
+from tgo.activations import (PER_BLOCK, checkpoint_dir, extracted_epochs, publish_extraction, start_extraction,
+                             tokens_used)
 from tgo.capture import capture, layout, probe_indices
-from tgo.checkpoints import checkpoint_name, load_checkpoint, read_config
+from tgo.checkpoints import checkpoint_digest, checkpoint_name, load_checkpoint, read_config
 from tgo.data import load_prepared
 from tgo.io import atomic_dir, require_free_space, run_stage, write_json
 from tgo.models import create_model, input_config, resize_mode, resize_target
@@ -31,27 +36,38 @@ def main():
     # float16 sites: embed and final norm, residual, attn, mlp per block (and the head's input per site)
     sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
     per_checkpoint = sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2
-    require_free_space(run.activations, len(config["checkpoints"]) * per_checkpoint)
+    # What the activations depend on: a work directory extracted from anything else starts over.
+    fingerprint = {"checkpoints": {e: checkpoint_digest(run.checkpoints, e) for e in config["checkpoints"]},
+                   "model_kwargs": config["model_kwargs"], "probe_indices": idx.tolist(),
+                   "batch_size": cfg["batch_size"], "input": preprocessing}
+    fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from JSON
+    done = extracted_epochs(run.extract_work, fingerprint)
+    todo = [e for e in config["checkpoints"] if e not in done]
+    require_free_space(run.extract_work, len(todo) * per_checkpoint)
+    if not done:
+        start_extraction(run.extract_work, fingerprint)
+    else:
+        print(f"resuming: checkpoints {done} already extracted in {run.extract_work}; starting at epoch {todo[0]}"
+              if todo else f"resuming: every checkpoint already extracted in {run.extract_work}")
 
-    with atomic_dir(run.activations) as tmp:
-        for epoch in config["checkpoints"]:
-            model.load_state_dict(load_checkpoint(run.checkpoints, epoch))
-            out = checkpoint_dir(epoch, tmp)
-            out.mkdir()
-            info = capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}")
+    for epoch in todo:
+        model.load_state_dict(load_checkpoint(run.checkpoints, epoch))
+        with atomic_dir(checkpoint_dir(epoch, run.extract_work)) as out:
+            capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}")
             np.save(out / "labels.npy", labels[idx])
             write_json(out / "meta.json", {
                 "epoch": epoch, "checkpoint": checkpoint_name(epoch), "probe_indices": idx.tolist(),
-                "n_images": len(idx), **info, "input": {**preprocessing, "stored_size": stored, "resize": resize},
+                "n_images": len(idx), **shape, "input": {**preprocessing, "stored_size": stored, "resize": resize},
                 "sites": {"embed": "tokens entering block 1 (patch + position embedding, prefix tokens)",
                           **{s: f"per block, shape (blocks, N, tokens, D): {s}" for s in PER_BLOCK},
                           "final_norm": "output of the final norm",
-                          **({"pooled": f"the head's input at every site: {info['head_input']}"}
-                             if info["head_input"] else {})},
+                          **({"pooled": f"the head's input at every site: {shape['head_input']}"}
+                             if shape["head_input"] else {})},
                 "token_layout": "prefix tokens in the order of prefix_tokens, then patches row-major on the grid",
             })
+    publish_extraction(run.extract_work, run.activations)
     print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of "
-          f"{model.create_kwargs['name']} ({info['n_blocks']} blocks, D={info['dim']}; {tokens_used(info)}); input "
+          f"{model.create_kwargs['name']} ({shape['n_blocks']} blocks, D={shape['dim']}; {tokens_used(shape)}); input "
           f"{preprocessing['input_size'][-1]} px, {resize}, mean {preprocessing['mean']}, std {preprocessing['std']} "
           f"-> {run.activations}")
 

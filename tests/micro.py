@@ -194,7 +194,9 @@ def undeclared_reads(project, reads):
         declared = [str(d).replace("${key}", key) for d in spec["deps"]]
         outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
         declared += [o.replace("${key}", key) for o in outs]
-        work = ["data/train-work", "data/.train.lock"] if name == "train" else []
+        work = {"train": ["data/train-work", "data/.train.lock"], "extract": ["data/extract-work"]}.get(name, [])
+        if base == "zoo_extract":
+            work = [f"data/zoo/{key}/extract-work"]
         allowed = [project / p for p in declared + work + ["params.yaml", ".dvc", ".git", ".dvcignore", ".gitignore"]]
         bad = [p for p in map(Path, record["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
                and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]

@@ -53,6 +53,26 @@ def test_repro_then_everything_skipped(project, reads):
     assert all(f"Stage '{s}' didn't change, skipping" in again for s in STAGES)
 
 
+def test_a_remote_carries_the_run_to_a_fresh_clone(project, tmp_path):
+    """Train and analyse on one machine, review on another: dvc push to a remote, git clone and
+    dvc pull elsewhere, and dvc repro has nothing to do."""
+    # The cache links into the workspace instead of holding a second copy (cache.type in .dvc/config).
+    act = next((project / "data/activations").rglob("residual.npy"))
+    assert act.stat().st_nlink > 1 or act.is_symlink()
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "store", str(remote)], project)
+    git_commit(project, "a remote")
+    run(["dvc", "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    assert (clone / "data/activations").is_dir() and (clone / "reports/report.html").exists()
+    out = run(["dvc", "repro"], clone).stdout
+    assert ran(out) == set(), out
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    run(["git", "reset", "-q", "--hard", "HEAD~1"], project)  # the later tests start from the baseline
+
+
 def test_every_file_a_stage_reads_is_a_declared_dep(project, reads):
     assert audited_stages(reads) == set(STAGES)
     problems = undeclared_reads(project, reads)

@@ -49,3 +49,39 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
         assert a == b, f"{name} differs after resume"
     assert not (work / "data/train-work").exists()
     assert (work / "reports/train/plots/metrics/val/top1.tsv").read_text().count("\n") == 6 + 1
+
+
+EXTRACT_PARAMS = micro_config(prepare={"val_per_class": 100, "image_size": 32},
+                              model={"depth": 4, "embed_dim": 64},
+                              train={"epochs": 3, "checkpoint_epochs": [0, 1, 2, 3]},
+                              extract={"probe_size": 400, "batch_size": 8})
+
+
+def test_killed_extract_resumes_at_the_checkpoint_where_it_stopped(tmp_path):
+    ref, work = tmp_path / "ref", tmp_path / "work"
+    ref.mkdir()
+    write_params(ref, EXTRACT_PARAMS)
+    subprocess.run(["git", "init", "-q"], cwd=ref, check=True)
+    git_commit(ref, "init")
+    stage_ok("prepare", ref)
+    stage_ok("train", ref)
+    shutil.copytree(ref, work)
+    stage_ok("extract", ref)
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "extract.py")], cwd=work, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = work / "data/extract-work/epoch_001"
+    deadline = time.time() + 120
+    while not second.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "extract finished before it could be killed"
+    assert not (work / "data/activations").exists()
+    assert not (work / "data/extract-work/epoch_002").exists(), "killed too late: the third checkpoint was done"
+
+    out = stage_ok("extract", work).stdout
+    assert "resuming: checkpoints [0, 1] already extracted" in out and "starting at epoch 2" in out
+    assert not (work / "data/extract-work").exists()
+    for epoch in ("epoch_000", "epoch_001", "epoch_002", "epoch_003"):
+        for f in sorted((ref / "data/activations" / epoch).iterdir()):
+            assert f.read_bytes() == (work / "data/activations" / epoch / f.name).read_bytes(), f"{epoch}/{f.name}"

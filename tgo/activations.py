@@ -19,12 +19,14 @@ The layer axis is called `depth` everywhere: depth 0 is the embedding, depth b (
 output (or, for a sublayer, block b itself) and depth B+1 the final norm. Its name, the `site`,
 is "embed", "block_<b>" or "final_norm" (`site_name`); metrics JSON files key blocks by it.
 """
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from tgo.io import TGOError, read_json, write_json
+from tgo.io import TGOError, atomic_dir, read_json, write_json
 
 PER_BLOCK = ("residual", "attn", "mlp")
 
@@ -142,3 +144,29 @@ def rows_of_images(X, n_images, images):
     """The rows of a sample set that belong to the given images, in that order."""
     per_image = len(X) // n_images
     return np.asarray(X).reshape(n_images, per_image, -1)[images].reshape(len(images) * per_image, -1)
+
+
+def extracted_epochs(work, fingerprint):
+    """The epochs a killed extract already finished in its work directory, if it extracted the same
+    thing (the same `fingerprint`: checkpoints, probe images, model, preprocessing), else none. A
+    checkpoint's directory appears only once it is complete (written atomically)."""
+    stamp = Path(work) / "fingerprint.json"
+    if not stamp.exists() or read_json(stamp) != fingerprint:
+        return []
+    return sorted(read_json(d / "meta.json")["epoch"] for d in Path(work).glob("epoch_*"))
+
+
+def start_extraction(work, fingerprint):
+    """An empty work directory for an extraction of `fingerprint` (whatever was there is dropped)."""
+    shutil.rmtree(work, ignore_errors=True)
+    Path(work).mkdir(parents=True)
+    write_json(Path(work) / "fingerprint.json", fingerprint)
+
+
+def publish_extraction(work, root):
+    """Move every finished checkpoint from the work directory into the activation store (renames,
+    no copy) in one atomic replace, then drop the work directory."""
+    with atomic_dir(root) as tmp:
+        for d in sorted(Path(work).glob("epoch_*")):
+            os.replace(d, tmp / d.name)
+    shutil.rmtree(work)

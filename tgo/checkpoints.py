@@ -46,6 +46,12 @@ def save_weights(model, path):
         save_file(state, str(tmp))
 
 
+def checkpoint_digest(ckpt_dir, epoch):
+    """SHA-256 of a checkpoint file: what identifies its weights."""
+    with open(Path(ckpt_dir) / checkpoint_name(epoch), "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def load_checkpoint(ckpt_dir, epoch):
     """The state dict of the checkpoint at `epoch` (safetensors: no code runs on load)."""
     path = Path(ckpt_dir) / checkpoint_name(epoch)

@@ -4,6 +4,7 @@ them at the top level; each model of the zoo (params group `zoo`) under its id:
                   the pipeline's model        zoo model <id>
   checkpoints     data/checkpoints            data/zoo/<id>/checkpoints
   activations     data/activations            data/zoo/<id>/activations
+  (in progress)   data/extract-work           data/zoo/<id>/extract-work
   plot data       reports/<stage>/            reports/zoo/<id>/<stage>/
   metrics         reports/metrics/<stage>.json  reports/zoo/<id>/metrics/<stage>.json
 
@@ -38,6 +39,12 @@ class Run:
     @property
     def activations(self):
         return self.data / "activations"
+
+    @property
+    def extract_work(self):
+        """Where extract keeps the checkpoints it has finished until all are done (no DVC output, so
+        a killed extract resumes from it)."""
+        return self.data / "extract-work"
 
     def plots(self, stage):
         """The stage's plot data directory."""
