@@ -147,14 +147,15 @@ def test_scratch_of_a_killed_extract_is_removed_by_the_next_run(tmp_path, worksp
         yaml.safe_dump(micro_config(), f, sort_keys=False)
     proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "extract.py")], cwd=root, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = root / "data/extract-work"
     deadline = time.time() + 120
-    while not list((root / "data").glob(".activations.tmp*/epoch_000")) and time.time() < deadline:
+    while not list(work.glob(".epoch_*.tmp*")) and time.time() < deadline:  # a checkpoint half-written
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert list((root / "data").glob(".activations.tmp*")), "extract finished before it could be killed"
+    assert list(work.glob(".epoch_*.tmp*")), "extract finished before it could be killed"
     stage_ok("extract", root)
-    assert not list((root / "data").glob(".activations.tmp*"))
+    assert not work.exists() and not list((root / "data").glob(".activations.tmp*"))
     assert (root / "data/activations/epoch_002/meta.json").exists()
 
 
