@@ -1,5 +1,6 @@
 """Training killed with SIGKILL resumes from the last complete epoch, bit for bit, also after a
-change of a param that does not determine the weights; a bad value in between deletes nothing."""
+change of a param that does not determine the weights; a bad value in between deletes nothing.
+Extraction killed with SIGKILL resumes at the checkpoint where it stopped, bit for bit."""
 import shutil
 import signal
 import subprocess
@@ -12,24 +13,35 @@ PARAMS = micro_config(prepare={"train_per_class": 100},
                       train={"epochs": 6, "batch_size": 20, "checkpoint_epochs": [0, 1, 3, 6]})
 
 
-def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+def workspaces(tmp_path, params, before, stage):
+    """(ref, work): a micro workspace that ran the stages `before`, copied to work, and ref then
+    running `stage` uninterrupted."""
     ref, work = tmp_path / "ref", tmp_path / "work"
     ref.mkdir()
-    write_params(ref, PARAMS)
+    write_params(ref, params)
     subprocess.run(["git", "init", "-q"], cwd=ref, check=True)
     git_commit(ref, "init")
-    stage_ok("prepare", ref)
+    for name in before:
+        stage_ok(name, ref)
     shutil.copytree(ref, work)
-    stage_ok("train", ref)
+    stage_ok(stage, ref)
+    return ref, work
 
-    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py")], cwd=work, env=ENV,
+
+def kill_when(stage, work, path):
+    """Start stages/<stage>.py in work and SIGKILL it the moment `path` exists."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / f"{stage}.py")], cwd=work, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resume = work / "data/train-work/resume.pt"
     deadline = time.time() + 120
-    while not resume.exists() and proc.poll() is None and time.time() < deadline:
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert proc.wait() == -signal.SIGKILL, f"{stage} finished before it could be killed"
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    ref, work = workspaces(tmp_path, PARAMS, ["prepare"], "train")
+    kill_when("train", work, work / "data/train-work/resume.pt")
     assert not (work / "data/checkpoints/config.json").exists()
 
     kept = sorted(p.name for p in (work / "data/train-work").iterdir())
@@ -58,24 +70,8 @@ EXTRACT_PARAMS = micro_config(prepare={"val_per_class": 100, "image_size": 32},
 
 
 def test_killed_extract_resumes_at_the_checkpoint_where_it_stopped(tmp_path):
-    ref, work = tmp_path / "ref", tmp_path / "work"
-    ref.mkdir()
-    write_params(ref, EXTRACT_PARAMS)
-    subprocess.run(["git", "init", "-q"], cwd=ref, check=True)
-    git_commit(ref, "init")
-    stage_ok("prepare", ref)
-    stage_ok("train", ref)
-    shutil.copytree(ref, work)
-    stage_ok("extract", ref)
-
-    proc = subprocess.Popen([sys.executable, str(REPO / "stages" / "extract.py")], cwd=work, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    second = work / "data/extract-work/epoch_001"
-    deadline = time.time() + 120
-    while not second.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "extract finished before it could be killed"
+    ref, work = workspaces(tmp_path, EXTRACT_PARAMS, ["prepare", "train"], "extract")
+    kill_when("extract", work, work / "data/extract-work/epoch_001")  # the second checkpoint is done
     assert not (work / "data/activations").exists()
     assert not (work / "data/extract-work/epoch_002").exists(), "killed too late: the third checkpoint was done"
 
