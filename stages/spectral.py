@@ -79,7 +79,8 @@ def main():
     for name in names:
         at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
         final = next(r for r in at_last if r["site"] == "final_norm")
-        blocks = {r["site"] for r in at_last if r["site"].startswith("block_")}
+        # Sorted: a set's order varies between runs, and with it the last digits of the replicate means.
+        blocks = sorted({r["site"] for r in at_last if r["site"].startswith("block_")})
         summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in SUMMARY
                                         for end in ("", "_ci_low", "_ci_high")},
                          "block_mean": {}}
