@@ -51,12 +51,12 @@ def main():
             means["patch_alpha_mean"] = slice(p0, None)
             row.update({k: np.mean(alphas[b, idx]) for k, idx in means.items()})
             row.update(patch_alpha_std=np.std(patches), patch_r2_mean=np.mean(r2[b, p0:]))
-            rep = {k: (reps[:, b, idx].mean(axis=1) if reps is not None else np.full(2, np.nan))
-                   for k, idx in means.items()}
-            for k in means:
-                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = interval(row[k], rep[k], ci["level"])
+            rep = {k: reps[:, b, idx].mean(axis=1) for k, idx in means.items()} if reps is not None else {}
+            for k in means:  # no interval before the last checkpoint
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(row[k], rep[k], ci["level"]) if rep
+                                                           else (np.nan, np.nan))
             depth.append(row)
-            if reps is not None:
+            if rep:
                 replicates += [{**{k: row[k] for k in ("epoch", "site", "depth")}, "group": g,
                                 **{k: rep[k][g] for k in means}} for g in range(len(reps))]
             for t in range(alphas.shape[1]):

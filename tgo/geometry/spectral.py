@@ -135,8 +135,12 @@ def rankme(X, eps=1e-7):
 
 def _rankme(X, eps):
     n, d = X.shape
-    gram = X.T @ X if n >= d else X @ X.T
-    sigma = np.sqrt(np.maximum(np.linalg.eigvalsh(gram), 0.0))
+    return _rankme_from_gram_eigs(np.linalg.eigvalsh(X.T @ X if n >= d else X @ X.T), eps)
+
+
+def _rankme_from_gram_eigs(gram_eigs, eps=1e-7):
+    """RankMe from the eigenvalues of the uncentred Gram matrix (sigma_k^2)."""
+    sigma = np.sqrt(np.maximum(gram_eigs, 0.0))
     total = sigma.sum()
     if total == 0:
         return np.nan
@@ -242,13 +246,7 @@ def mean_cosine_similarity(X, max_samples=2000, seed=0):
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"expected a 2-D array with N >= 2, got shape {X.shape}")
-    n = X.shape[0]
-    if max_samples is not None and n > max_samples:
-        if max_samples < 2:
-            raise ValueError(f"max_samples must be >= 2, got {max_samples}")
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
-        X = X[rows]
-    X = X.astype(np.float64)
+    X = X[_cosine_rows(X.shape[0], max_samples, seed)].astype(np.float64)
     norms = np.linalg.norm(X, axis=1)
     keep = norms > 0
     U = X[keep] / norms[keep, None]
@@ -257,6 +255,15 @@ def mean_cosine_similarity(X, max_samples=2000, seed=0):
         return np.nan
     s = U.sum(axis=0)
     return float((s @ s - np.sum(U * U)) / (m * (m - 1)))
+
+
+def _cosine_rows(n, max_samples, seed):
+    """The rows ``mean_cosine_similarity`` uses: all, or a sorted random subsample of max_samples."""
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    if max_samples < 2:
+        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
 def singular_values(eigs, n):
@@ -380,22 +387,17 @@ def spectral_metrics(X, ranks=(11, 100), cosine_max_samples=2000):
     Raises ValueError if the rank window exceeds D (see ``alpha``).
     """
     X64 = _as_float64(X)
-    eigs = _centred_eigs(X64)
-    a, r2 = alpha(eigs, ranks)
-    return {
-        "effective_rank": effective_rank(eigs),
-        "rankme": _rankme(X64, 1e-7),
-        "stable_rank": stable_rank(eigs),
-        "participation_ratio": participation_ratio(eigs),
-        "spectral_entropy": spectral_entropy(eigs),
-        "spectral_entropy_normalized": spectral_entropy(eigs, normalized=True),
-        "spectral_flatness": spectral_flatness(eigs),
-        "anisotropy": anisotropy(eigs),
-        "mean_cosine_similarity": mean_cosine_similarity(X64, max_samples=cosine_max_samples),
-        "alpha": a,
-        "alpha_r2": r2,
-        "eigenvalues": eigs,
-    }
+    return _all_metrics(_centred_eigs(X64), _rankme(X64, 1e-7),
+                        mean_cosine_similarity(X64, max_samples=cosine_max_samples), ranks)
+
+
+def _all_metrics(eigs, rankme_value, cosine, ranks):
+    """The dict of ``spectral_metrics`` from its three ingredients, in its key order."""
+    m = _covariance_family(eigs, ranks)
+    return {"effective_rank": m["effective_rank"], "rankme": rankme_value,
+            **{k: m[k] for k in ("stable_rank", "participation_ratio", "spectral_entropy",
+                                 "spectral_entropy_normalized", "spectral_flatness", "anisotropy")},
+            "mean_cosine_similarity": cosine, "alpha": m["alpha"], "alpha_r2": m["alpha_r2"], "eigenvalues": eigs}
 
 
 def _covariance_family(eigs, ranks):
@@ -489,14 +491,9 @@ def jackknife_spectral_metrics(X, labels, ranks=(11, 100), cosine_max_samples=20
                + shift[None, :, None] * keep_sums[:, None, :] + keep_n * np.outer(shift, shift))
         raw_eigs = np.linalg.eigvalsh(raw)
         # The full sample from the same pieces: no second pass over X.
-        full_eigs = np.maximum(np.linalg.eigvalsh(scatter / (n - 1))[::-1], 0.0)
-        full = _covariance_family(full_eigs, ranks)
-        full = {"effective_rank": full["effective_rank"],
-                "rankme": _rankme_from_gram_eigs(np.linalg.eigvalsh(scatter + n * np.outer(shift, shift))),
-                **{k: full[k] for k in ("stable_rank", "participation_ratio", "spectral_entropy",
-                                        "spectral_entropy_normalized", "spectral_flatness", "anisotropy")},
-                "mean_cosine_similarity": mean_cosine_similarity(X64, max_samples=cosine_max_samples),
-                "alpha": full["alpha"], "alpha_r2": full["alpha_r2"], "eigenvalues": full_eigs}
+        full = _all_metrics(np.maximum(np.linalg.eigvalsh(scatter / (n - 1))[::-1], 0.0),
+                            _rankme_from_gram_eigs(np.linalg.eigvalsh(scatter + n * np.outer(shift, shift))),
+                            mean_cosine_similarity(X64, max_samples=cosine_max_samples), ranks)
     else:
         eigs = _jackknife_eigs(Xc, labels)
         raw_gram = X64 @ X64.T
@@ -509,21 +506,9 @@ def jackknife_spectral_metrics(X, labels, ranks=(11, 100), cosine_max_samples=20
     return full, out
 
 
-def _rankme_from_gram_eigs(gram_eigs, eps=1e-7):
-    sigma = np.sqrt(np.maximum(gram_eigs, 0.0))
-    total = sigma.sum()
-    if total == 0:
-        return np.nan
-    p = sigma / total + eps
-    return float(np.exp(-np.sum(p * np.log(p))))
-
-
 def _jackknife_cosine(X64, labels, n_groups, max_samples, seed=0):
     """``mean_cosine_similarity`` without each group: the rows it uses, summed by group."""
-    n = X64.shape[0]
-    rows = np.arange(n)
-    if max_samples is not None and n > max_samples:
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    rows = _cosine_rows(X64.shape[0], max_samples, seed)
     norms = np.linalg.norm(X64[rows], axis=1)
     keep = norms > 0
     U = X64[rows][keep] / norms[keep, None]
