@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test params
+.PHONY: install demo test params gpu-check
 
 install: $(VENV)/.installed
 
@@ -25,3 +25,8 @@ params: install
 # The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker.
 test: install
 	pytest -n auto --dist loadfile
+
+# A GPU machine's check: throughput, one epoch of the DeiT preset and every stage -> gpu_check.json
+# (without a GPU: a tiny version of the same, bench/gpu_check.py).
+gpu-check: install
+	python bench/gpu_check.py

@@ -24,7 +24,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 
 from tgo.augment import training_batch
-from tgo.distributed import pick_device
+from tgo.distributed import device_name, pick_device
 from tgo.loader import device_batches
 from tgo.training import train_step
 
@@ -108,7 +108,7 @@ def main():
         t_real = timed(real, a.steps, device)
 
     n = a.steps * a.batch
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    name = device_name(device)
     print(f"{a.model} {a.arch or '(timm defaults)'} at {a.img_size} px from {a.stored_size} px, batch {a.batch}, "
           f"amp {a.amp}, compile {a.compile}, on {name}; {a.steps} timed steps after {a.warmup} warm-up")
     print(f"real data path    : {n / t_real:9.1f} images/s")

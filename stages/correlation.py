@@ -32,9 +32,7 @@ def main():
     rows, replicates = [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         for site, depth, tokens in residual_sites(act_dir):
-            x = np.asarray(tokens[:n])
-            for name, idx in sets.items():
-                r, a = intertoken_correlation(x[:, idx])
+            for name, (r, a) in intertoken_correlation(tokens[:n], sets).items():
                 at = {"epoch": meta["epoch"], "site": site, "depth": depth, "tokens": name}
                 reps = {"mean_r": mean_replicates(r, groups), "mean_abs_r": mean_replicates(a, groups)}
                 row = {**at, "n_images": n, "mean_r": np.mean(r), "mean_r_std": np.std(r),

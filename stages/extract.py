@@ -11,6 +11,7 @@ from tgo.activations import (PER_BLOCK, checkpoint_dir, extracted_epochs, publis
 from tgo.capture import capture, layout, probe_indices
 from tgo.checkpoints import checkpoint_digest, checkpoint_name, load_checkpoint, read_config
 from tgo.data import load_prepared
+from tgo.distributed import device_name, pick_device
 from tgo.io import atomic_dir, require_free_space, run_stage, write_json
 from tgo.models import create_model, input_config, resize_mode, resize_target
 from tgo.params import load
@@ -37,9 +38,11 @@ def main():
     sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
     per_checkpoint = sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2
     # What the activations depend on: a work directory extracted from anything else starts over.
+    device = pick_device()
     fingerprint = {"checkpoints": {e: checkpoint_digest(run.checkpoints, e) for e in config["checkpoints"]},
                    "model_kwargs": config["model_kwargs"], "probe_indices": idx.tolist(),
-                   "batch_size": cfg["batch_size"], "input": preprocessing}
+                   "batch_size": cfg["batch_size"], "input": preprocessing, "precision": cfg["precision"],
+                   "device": device.type}
     fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from JSON
     done = extracted_epochs(run.extract_work, fingerprint)
     todo = [e for e in config["checkpoints"] if e not in done]
@@ -53,11 +56,13 @@ def main():
     for epoch in todo:
         model.load_state_dict(load_checkpoint(run.checkpoints, epoch))
         with atomic_dir(checkpoint_dir(epoch, run.extract_work)) as out:
-            capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}")
+            capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}", device=device,
+                    precision=cfg["precision"])
             np.save(out / "labels.npy", labels[idx])
             write_json(out / "meta.json", {
                 "epoch": epoch, "checkpoint": checkpoint_name(epoch), "probe_indices": idx.tolist(),
                 "n_images": len(idx), **shape, "input": {**preprocessing, "stored_size": stored, "resize": resize},
+                "precision": cfg["precision"], "device": device.type,
                 "sites": {"embed": "tokens entering block 1 (patch + position embedding, prefix tokens)",
                           **{s: f"per block, shape (blocks, N, tokens, D): {s}" for s in PER_BLOCK},
                           "final_norm": "output of the final norm",
@@ -67,7 +72,8 @@ def main():
             })
     publish_extraction(run.extract_work, run.activations)
     print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of "
-          f"{model.create_kwargs['name']} ({shape['n_blocks']} blocks, D={shape['dim']}; {tokens_used(shape)}); input "
+          f"{model.create_kwargs['name']} ({shape['n_blocks']} blocks, D={shape['dim']}; {tokens_used(shape)}) on "
+          f"{device_name(device)} in {cfg['precision']}; input "
           f"{preprocessing['input_size'][-1]} px, {resize}, mean {preprocessing['mean']}, std {preprocessing['std']} "
           f"-> {run.activations}")
 

@@ -36,9 +36,10 @@ def main():
     for act_dir, meta in each_checkpoint(checkpoints):
         p0, n_blocks = meta["num_prefix_tokens"], meta["n_blocks"]
         for sub in SUBLAYERS:
-            acts = activations.load(act_dir, sub)
             for b in range(n_blocks):
-                x = acts[b, :n, p0:]  # float16 (N, patches, C); mi_vs_distance reads only its channels
+                # One block read into memory (float16 N x patches x C) and its mapping dropped, so the
+                # mapped pages of all blocks never add up in the resident set.
+                x = np.array(activations.load(act_dir, sub)[b, :n, p0:])
                 res = mi_vs_distance(x, (rows_, cols_), channels, reference, k=cfg["k"],
                                      estimator=cfg["estimator"], n_shuffles=cfg["n_shuffles"], seed=cfg["seed"])
                 at = {"epoch": meta["epoch"], "sublayer": sub, "site": site_name(b + 1, n_blocks), "depth": b + 1}

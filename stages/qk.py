@@ -9,7 +9,7 @@ from tgo.activations import each_checkpoint, site_name, tokens_used, write_token
 from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, attention_from_inputs, decompose, head_projections,
-                             heads_together, layer_norm)
+                             heads_together, jackknife_angle_attention_stats, layer_norm)
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.models import attention_is_bilinear, create_model
 from tgo.params import load
@@ -60,11 +60,12 @@ def main():
             x = embed[:n] if b == 0 else residual[b - 1, :n]
             hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
             attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
-            st = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"])
-            row = {**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"], "n_pairs": st["n_pairs"]}
             # Intervals at the last checkpoint (the one the verdicts judge): the images left out by group.
-            reps = [angle_attention_stats(hidden[groups != g], attn[groups != g], p0, cfg["angle_bins"])
-                    for g in range(groups.max() + 1)] if act_dir == checkpoints[-1][0] else []
+            if act_dir == checkpoints[-1][0]:
+                st, reps = jackknife_angle_attention_stats(hidden, attn, groups, p0, cfg["angle_bins"])
+            else:
+                st, reps = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"]), []
+            row = {**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"], "n_pairs": st["n_pairs"]}
             for k in ("spearman", "share_obtuse"):
                 row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(st[k], [x[k] for x in reps], ci["level"])
                                                            if reps else (np.nan, np.nan))

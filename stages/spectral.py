@@ -7,7 +7,8 @@ from tgo import activations
 from tgo.activations import (each_checkpoint, image_of_rows, load_pooled, residual_sites, rows_of_images,
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
 from tgo.geometry.spectral import (HEADLINE_METRICS, alpha_interval_error, alpha_window_error,
-                                   jackknife_spectral_metrics, singular_values, spectral_metrics)
+                                   jackknife_spectral_metrics, nested_spectral_metrics, row_scatter,
+                                   singular_values)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
@@ -41,8 +42,12 @@ def main():
             for name, X in sets.items():
                 at = {"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name}
                 # Rows of one image (its patch tokens) are left out together.
-                m, reps = jackknife_spectral_metrics(X, groups[image_of_rows(X, n_images)], ranks,
-                                                     cfg["cosine_max_samples"])
+                labels = groups[image_of_rows(X, n_images)]
+                # At the last checkpoint, nested subsets of the images too, from the same pass over X.
+                nested = [rows_of_images(n_images, len(X), order[:size]) for size in sizes] \
+                    if act_dir == checkpoints[-1][0] else []
+                scatter = row_scatter(X, labels, nested) if len(X) >= X.shape[1] else None
+                m, reps = jackknife_spectral_metrics(X, labels, ranks, cfg["cosine_max_samples"], scatter)
                 eigs = m.pop("eigenvalues")
                 bounds = {}
                 for k in SUMMARY:
@@ -50,10 +55,8 @@ def main():
                 rows.append({**at, "n_samples": len(X), **m, **bounds})
                 replicates += [{**at, "group": g, **{k: reps[k][g] for k in SUMMARY}}
                                for g in range(len(reps["alpha"]))]
-                if act_dir == checkpoints[-1][0]:
-                    sample_size += [{**at, "n_images": size, **{k: v for k, v in spectral_metrics(
-                        rows_of_images(X, n_images, order[:size]), ranks, cfg["cosine_max_samples"]).items()
-                        if k in SUMMARY}} for size in sizes]
+                sample_size += [{**at, "n_images": size, **{k: v[k] for k in SUMMARY}} for size, v in zip(
+                    sizes, nested_spectral_metrics(X, nested, ranks, cfg["cosine_max_samples"], scatter))]
                 sv = singular_values(eigs, len(X))
                 spectra += [{"epoch": meta["epoch"], "site": site, "sample_set": name, "rank": k + 1,
                              "eigenvalue": e, "singular_value": s}

@@ -102,3 +102,20 @@ def test_bad_input():
     x[1, 0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         intertoken_correlation(x)
+
+
+def test_token_sets_from_one_gram_equal_each_subset_alone(monkeypatch):
+    import tgo.geometry.correlation as corr
+
+    monkeypatch.setattr(corr, "_BATCH_BYTES", 2 * 12 * 48 * 8)  # several image batches
+    rng = _rng(9)
+    x = np.stack([_correlated_tokens(rng, n_tokens=12, d=48) for _ in range(5)])
+    x[2, 4] = 0.7  # a constant token: excluded from its pairs in every set that holds it
+    sets = {"patches": list(range(1, 12)), "with_cls": list(range(12)), "two": [3, 4]}
+    out = intertoken_correlation(x, sets)
+    assert list(out) == list(sets)
+    for name, idx in sets.items():
+        np.testing.assert_allclose(np.c_[out[name]], np.c_[intertoken_correlation(x[:, idx])], rtol=0, atol=1e-12)
+    single = intertoken_correlation(x[0], sets)
+    assert single["patches"] == pytest.approx(intertoken_correlation(x[0, 1:]), abs=1e-12)
+    assert not np.isnan(single["two"][0]) and np.isnan(out["two"][0][2])  # one valid token: no pair

@@ -402,3 +402,20 @@ def test_preprocess_is_timms_evaluation_transform(models, family):
     ours = preprocess(torch.from_numpy(image[None]), cfg)[0]
     assert ours.shape == theirs.shape == (3, *cfg["input_size"][1:])
     assert (ours - theirs).abs().mean() < 0.01 and (ours - theirs).abs().max() < 0.1
+
+
+def test_bf16_capture_is_within_the_stated_tolerance_of_fp32(tmp_path):
+    # extract.precision=bf16 (README: each site within 3% relative error of fp32), on ViT-S/16's 12 blocks.
+    torch.manual_seed(0)
+    model = create_model("vit_small_patch16_224", img_size=64, num_classes=10)
+    cfg = input_config(model)
+    images = np.random.default_rng(2).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    (tmp_path / "fp32").mkdir(), (tmp_path / "bf16").mkdir()
+    capture(model, images, 4, tmp_path / "fp32", cfg)
+    capture(model, images, 4, tmp_path / "bf16", cfg, precision="bf16")
+    for site in ("embed", "residual", "attn", "mlp", "final_norm"):
+        exact = np.load(tmp_path / "fp32" / f"{site}.npy").astype(np.float64)
+        fast = np.load(tmp_path / "bf16" / f"{site}.npy").astype(np.float64)
+        for a, b in zip(exact.reshape(-1, *exact.shape[-3:]), fast.reshape(-1, *fast.shape[-3:])):
+            error = np.linalg.norm(a - b) / np.linalg.norm(a)
+            assert 1e-4 < error < 0.03, (site, error)  # bf16 really ran, and stayed within the tolerance

@@ -281,3 +281,20 @@ def test_spearman_sign_and_subsample():
     assert st["spearman"] == pytest.approx(-1.0, abs=1e-9)
     again = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18)
     assert again["spearman"] == st["spearman"]
+
+
+def test_jackknife_stats_equal_the_stats_without_each_group(monkeypatch):
+    monkeypatch.setattr(qk, "_MAX_SPEARMAN_PAIRS", 500)  # the subsample path too
+    rng = np.random.default_rng(8)
+    n, t, dim = 12, 9, 6
+    h = rng.standard_normal((n, t, dim))
+    attn = rng.dirichlet(np.ones(t), size=(n, 2, t))
+    labels = np.arange(n) % 4
+    full, reps = qk.jackknife_angle_attention_stats(h, attn, labels, num_prefix_tokens=1, bins=6)
+    direct = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=6)
+    assert full["spearman"] == direct["spearman"] and full["share_obtuse"] == direct["share_obtuse"]
+    np.testing.assert_allclose(full["attention_by_angle"], direct["attention_by_angle"], rtol=1e-12)
+    assert len(reps) == 4
+    for g, rep in enumerate(reps):
+        alone = qk.angle_attention_stats(h[labels != g], attn[labels != g], num_prefix_tokens=1, bins=6)
+        assert rep == {"spearman": alone["spearman"], "share_obtuse": alone["share_obtuse"]}

@@ -349,3 +349,20 @@ def test_spectral_metrics_rank_deficient_alpha_is_nan():
     m = sp.spectral_metrics(_rng(24).standard_normal((64, 192)))
     assert math.isnan(m["alpha"]) and math.isnan(m["alpha_r2"])
     assert np.isfinite(m["effective_rank"])
+
+
+def test_nested_metrics_from_one_pass_equal_each_subset_alone():
+    from tgo.activations import rows_of_images
+
+    rng = np.random.default_rng(11)
+    for n_images, per_image, d in ((160, 1, 48), (80, 12, 48)):  # cls-like (a subset with N < D) and patch-like
+        X = (rng.standard_normal((n_images * per_image, d)) * np.arange(1, d + 1) ** -0.7 + 3).astype(np.float16)
+        order = rng.permutation(n_images)
+        rows = [rows_of_images(n_images, len(X), order[:size]) for size in (20, 40, 80, n_images)]
+        for got, r in zip(sp.nested_spectral_metrics(X, rows, (2, 10), 50), rows):
+            want = sp.spectral_metrics(X[r], (2, 10), 50)
+            want.pop("eigenvalues")
+            assert list(got) == list(want)
+            np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-10)
+    with pytest.raises(ValueError, match="nested"):
+        sp.nested_spectral_metrics(X, [rows[1], rows[0]], (2, 10))

@@ -140,10 +140,11 @@ def image_of_rows(X, n_images):
     return np.arange(len(X)) // (len(X) // n_images)
 
 
-def rows_of_images(X, n_images, images):
-    """The rows of a sample set that belong to the given images, in that order."""
-    per_image = len(X) // n_images
-    return np.asarray(X).reshape(n_images, per_image, -1)[images].reshape(len(images) * per_image, -1)
+def rows_of_images(n_images, n_rows, images):
+    """The indices of the rows of a sample set (n_rows, image-major) that belong to the given
+    images, in that order."""
+    per_image = n_rows // n_images
+    return (np.asarray(images)[:, None] * per_image + np.arange(per_image)).ravel()
 
 
 def extracted_epochs(work, fingerprint):

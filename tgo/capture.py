@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from tgo.activations import PER_BLOCK, sample_sets
 from tgo.io import TGOError
+from tgo.loader import device_batches
 from tgo.models import preprocess
 
 __all__ = ["prefix_token_names", "head_input", "layout", "capture", "probe_indices", "sample_sets"]
@@ -62,13 +63,16 @@ def layout(model):
 
 
 @torch.no_grad()
-def capture(model, images, batch_size, out_dir, input_cfg, desc="capture"):
-    """Run uint8 images (N×H×W×3) through `model`, preprocessed per `input_cfg`
-    (tgo.models.input_config), and write one .npy per site into out_dir.
+def capture(model, images, batch_size, out_dir, input_cfg, desc="capture", device=None, precision="fp32"):
+    """Run uint8 images (N×H×W×3) through `model` on `device` (default: the CPU), preprocessed per
+    `input_cfg` (tgo.models.input_config), and write one .npy per site into out_dir. The next batch
+    is copied to the device while this one runs (tgo.loader.device_batches). precision "fp32" is
+    float32 throughout (TF32 off on CUDA); "bf16" runs the forward pass under bfloat16 autocast.
 
     Returns the token layout (see `layout`).
     """
-    model.eval()
+    device = torch.device("cpu") if device is None else device
+    model.eval().to(device)
     info = layout(model)
     n, n_blocks, t, d = len(images), info["n_blocks"], info["num_tokens"], info["dim"]
     shapes = {"embed": (n, t, d), "final_norm": (n, t, d), **{s: (n_blocks, n, t, d) for s in PER_BLOCK}}
@@ -82,23 +86,30 @@ def capture(model, images, batch_size, out_dir, input_cfg, desc="capture"):
     for b, blk in enumerate(model.blocks):
         hooks.append(blk.drop_path1.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("attn", b), o)))
         hooks.append(blk.drop_path2.register_forward_hook(lambda m, i, o, b=b: captured.__setitem__(("mlp", b), o)))
+    batches = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    host = lambda t: t.float().cpu().numpy()  # noqa: E731  (float32 on the host; stored as float16)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False):
-            sl = slice(start, start + batch_size)
-            x = preprocess(torch.from_numpy(np.array(images[sl])), input_cfg)
-            final, inter = model.forward_intermediates(x, indices=n_blocks, norm=False, output_fmt="NLC",
-                                                       return_prefix_tokens=info["num_prefix_tokens"] > 0)
-            residual = [torch.cat([y[1], y[0]], dim=1) if isinstance(y, tuple) else y for y in inter]
-            arrays["final_norm"][sl] = final.numpy()
-            arrays["embed"][sl] = captured["embed"].numpy()
-            for b, tokens in enumerate(residual):
-                arrays["residual"][b, sl] = tokens.numpy()
-                arrays["attn"][b, sl] = captured[("attn", b)].numpy()
-                arrays["mlp"][b, sl] = captured[("mlp", b)].numpy()
-            if "pooled" in arrays:
-                for s, tokens in enumerate([captured["embed"], *residual, final]):
-                    arrays["pooled"][s, sl] = model.forward_head(tokens, pre_logits=True).numpy()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for idx, (xb, _) in zip(tqdm(batches, desc=desc, unit="batch", leave=False),
+                                    device_batches(images, None, batches, device)):
+                sl = slice(idx[0], idx[-1] + 1)
+                x = preprocess(xb, input_cfg)
+                final, inter = model.forward_intermediates(x, indices=n_blocks, norm=False, output_fmt="NLC",
+                                                           return_prefix_tokens=info["num_prefix_tokens"] > 0)
+                residual = [torch.cat([y[1], y[0]], dim=1) if isinstance(y, tuple) else y for y in inter]
+                arrays["final_norm"][sl] = host(final)
+                arrays["embed"][sl] = host(captured["embed"])
+                for b, tokens in enumerate(residual):
+                    arrays["residual"][b, sl] = host(tokens)
+                    arrays["attn"][b, sl] = host(captured[("attn", b)])
+                    arrays["mlp"][b, sl] = host(captured[("mlp", b)])
+                if "pooled" in arrays:
+                    for s, tokens in enumerate([captured["embed"], *residual, final]):
+                        arrays["pooled"][s, sl] = host(model.forward_head(tokens, pre_logits=True))
     finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         for h in hooks:
             h.remove()
     for a in arrays.values():

@@ -23,14 +23,17 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic default: class c is an object with texture TEXTURES[c] (stripes of an orientation,
-# checks, dots, ...) and shape SHAPES[c % 5]. Colour, position, scale and a cluttered background are
-# random, so colour statistics do not give the class away: the network has to read the spatial
-# pattern across pixels and patches.
+# Synthetic default: class c < 10 is an object with texture TEXTURES[c] (stripes of an orientation,
+# checks, dots, ...) and shape SHAPES[c % 5]; classes 10..49 are the other shape-texture pairs,
+# 50..99 all fifty again with the texture at half its period ("_fine"; an ImageNet-100-shaped set).
+# Colour, position, scale and a cluttered background are random, so colour statistics do not give
+# the class away: the network has to read the spatial pattern across pixels and patches.
 # ---------------------------------------------------------------------------------------------
 
 def synthetic_classes(num_classes):
     names = [f"{SHAPES[i % len(SHAPES)]}_{t}" for i, t in enumerate(TEXTURES)]
+    names += [f"{s}_{t}" for t in TEXTURES for s in SHAPES if f"{s}_{t}" not in names]
+    names += [f"{name}_fine" for name in names]
     if not 2 <= num_classes <= len(names):
         raise TGOError(f"prepare.num_classes={num_classes}: the synthetic set has 2..{len(names)} classes")
     return names[:num_classes]
@@ -99,7 +102,7 @@ def _background(rng, size):
 
 
 def synthetic_image(rng, label, classes, size):
-    shape, texture = classes[label].split("_")
+    shape, texture, *fine = classes[label].split("_")
     img = _background(rng, size)
     r = rng.uniform(0.3, 0.45) * size
     cy, cx = rng.uniform(r, size - r, 2)
@@ -112,7 +115,8 @@ def synthetic_image(rng, label, classes, size):
     # Keep the object visible: its brightness must differ from the background's under it.
     if abs(colour.mean() - img[mask].mean()) < 0.25:
         colour = 1.0 - colour
-    fill = np.where(_texture(texture, u, v, max(3.0, size / 8))[..., None], colour, 1.0 - colour)
+    period = max(3.0, size / (16 if fine else 8))
+    fill = np.where(_texture(texture, u, v, period)[..., None], colour, 1.0 - colour)
     img[mask] = fill[mask]
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 

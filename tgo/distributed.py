@@ -27,6 +27,13 @@ def pick_device():
     return torch.device("cpu")
 
 
+def device_name(device):
+    """The device in words: the GPU's name, or the CPU with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"the CPU ({torch.get_num_threads()} threads)"
+
+
 def torchrun(entry, nproc_per_node, nnodes=1, rdzv_endpoint=None):
     """Run `entry` (a script's arguments: ["-m", "stages.train"] or [path]) under torchrun on this
     machine (the other nodes start the same command)."""

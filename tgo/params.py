@@ -101,7 +101,7 @@ SCHEMA = {
                         at_least(1), null=True, check=_resize_covers_crop),
         "workers": Param(int, "imagenet100, imagenet_val, probe_folder: decoding processes; null = all CPU cores",
                          at_least(1), null=True),
-        "num_classes": Param(int, "synthetic: number of classes", (2, 10, False, False)),
+        "num_classes": Param(int, "synthetic: number of classes (up to 100: an ImageNet-100-shaped set)", (2, 100, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),
         "val_per_class": Param(int, "synthetic: validation images per class", at_least(1)),
         "image_size": Param(int, "side of the stored square images (pixels)", at_least(1)),
@@ -169,6 +169,9 @@ SCHEMA = {
         "probe_size": Param(int, "probe images (drawn from the val split, the same for every checkpoint)",
                             at_least(2)),
         "batch_size": Param(int, "images per forward pass", at_least(1)),
+        "precision": Param(str, "the forward pass on the GPU (or the CPU if there is none): fp32 (TF32 off), or "
+                                "bf16 autocast (each site within 3% relative error of fp32: tests/test_models.py)",
+                           choices=("fp32", "bf16")),
         "seed": Param(int, "seed of the probe-set draw", at_least(0)),
     },
     "spectral": {

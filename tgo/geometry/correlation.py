@@ -12,8 +12,9 @@ import numpy as np
 _BATCH_BYTES = 64 * 2**20
 
 
-def _image_batch(X):
-    """mean r and mean |r| over token pairs i<j for float64 X of shape (n, T, D)."""
+def _image_batch(X, sets):
+    """{name: (mean r, mean |r|)} over token pairs i<j within each token set (indices) for float64
+    X of shape (n, T, D): one Gram matrix of all tokens serves every set as a submatrix."""
     # Subtracting the first feature before the mean makes a constant token exactly zero,
     # so zero variance is detected exactly rather than as round-off noise.
     shifted = X - X[..., :1]
@@ -22,20 +23,22 @@ def _image_batch(X):
     valid = norms > 0
     # Zero-variance tokens become zero rows: they add nothing to the sums below.
     U = Z / np.where(valid, norms, 1.0)[..., None]
-    G = U @ np.swapaxes(U, -1, -2)  # (n, T, T) Pearson matrix on valid tokens
-    diag = np.einsum("ntt->nt", G)
-    m = valid.sum(axis=-1)
-    pairs = m * (m - 1) / 2
-    # G is symmetric: the upper triangle is (sum of all entries - diagonal) / 2.
-    sum_r = (G.sum(axis=(-1, -2)) - diag.sum(axis=-1)) / 2
-    sum_abs = (np.abs(G).sum(axis=(-1, -2)) - np.abs(diag).sum(axis=-1)) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_r = np.where(pairs > 0, sum_r / pairs, np.nan)
-        mean_abs = np.where(pairs > 0, sum_abs / pairs, np.nan)
-    return mean_r, mean_abs
+    G_all = U @ np.swapaxes(U, -1, -2)  # (n, T, T) Pearson matrix on valid tokens
+    out = {}
+    for name, idx in sets.items():
+        G = G_all if idx is None else G_all[:, idx][:, :, idx]
+        diag = np.einsum("ntt->nt", G)
+        m = (valid if idx is None else valid[:, idx]).sum(axis=-1)
+        pairs = m * (m - 1) / 2
+        # G is symmetric: the upper triangle is (sum of all entries - diagonal) / 2.
+        sum_r = (G.sum(axis=(-1, -2)) - diag.sum(axis=-1)) / 2
+        sum_abs = (np.abs(G).sum(axis=(-1, -2)) - np.abs(diag).sum(axis=-1)) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = (np.where(pairs > 0, sum_r / pairs, np.nan), np.where(pairs > 0, sum_abs / pairs, np.nan))
+    return out
 
 
-def intertoken_correlation(tokens):
+def intertoken_correlation(tokens, token_sets=None):
     """Mean Pearson correlation between the token vectors of an image.
 
     For one image with tokens x_1..x_T in R^D, centre each token over its D features,
@@ -49,7 +52,9 @@ def intertoken_correlation(tokens):
 
     tokens: one image (T, D) -> two floats, or a batch (N, T, D) -> two float64 arrays
     of shape (N,). Computed in float64 with one batched Gram matrix of unit-norm centred
-    tokens per image batch.
+    tokens per image batch. token_sets {name: token indices} gives {name: (mean_r, mean_abs_r)}
+    of each subset of tokens instead, each equal to intertoken_correlation(tokens[..., idx, :]),
+    from the same Gram matrix (a token's centring and norm do not depend on the other tokens).
 
     Source: "On the Information Geometry of Vision Transformers" (NeurReps
     2023); averaged over images and reported per block by the correlation stage.
@@ -61,13 +66,15 @@ def intertoken_correlation(tokens):
     if single:
         X = X[None]
     n, t, d = X.shape
+    sets = {None: None} if token_sets is None else {k: np.asarray(v, dtype=np.intp) for k, v in token_sets.items()}
     step = max(1, _BATCH_BYTES // (t * max(t, d) * 8))
-    mean_r, mean_abs = np.empty(n), np.empty(n)
+    out = {k: (np.empty(n), np.empty(n)) for k in sets}
     for s in range(0, n, step):
         batch = X[s:s + step].astype(np.float64)
         if not np.all(np.isfinite(batch)):
             raise ValueError(f"tokens has non-finite values (images {s}..{s + len(batch) - 1})")
-        mean_r[s:s + step], mean_abs[s:s + step] = _image_batch(batch)
+        for k, (r, a) in _image_batch(batch, sets).items():
+            out[k][0][s:s + step], out[k][1][s:s + step] = r, a
     if single:
-        return float(mean_r[0]), float(mean_abs[0])
-    return mean_r, mean_abs
+        out = {k: (float(r[0]), float(a[0])) for k, (r, a) in out.items()}
+    return out[None] if token_sets is None else out

@@ -13,6 +13,8 @@ estimator's value on the same marginals with the pairing destroyed). The paper's
 Eq. 1 is the plain definition I(X;Y) = integral p(x,y) log p(x,y)/(p(x)p(y)).
 """
 
+import gc
+
 import numba
 import numpy as np
 from scipy import stats
@@ -127,6 +129,9 @@ def _ksg(xs, xrow, yo, k, perms=None):
     psi[1:] = digamma(np.arange(1, n + 1))
     out = _ksg_kernel(np.ascontiguousarray(xs), np.asarray(xrow, np.int64), np.ascontiguousarray(yo),
                       perms, psi, k)
+    # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
+    # reference cycle; collect it now, or a stage's memory grows by the inputs of every call.
+    gc.collect()
     return out[:, 0] if perms.shape[1] == 0 else out
 
 

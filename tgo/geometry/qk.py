@@ -208,6 +208,28 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
     arccos is clipped to [-1, 1]; exactly orthogonal vectors give exactly 90 degrees,
     near-(anti)parallel ones are resolved to ~1e-6 degree.
     """
+    return _stats_of_pairs(*_angle_pairs(h, attn, num_prefix_tokens, bins), bins)
+
+
+def jackknife_angle_attention_stats(h, attn, labels, num_prefix_tokens=1, bins=18):
+    """``angle_attention_stats`` of all images and without each group of images: (stats, replicates),
+    replicate g (a dict with spearman and share_obtuse) equal to the stats of the images with
+    labels != g. The angles and attention of every pair are computed once."""
+    labels = np.asarray(labels)
+    pairs = _angle_pairs(h, attn, num_prefix_tokens, bins)
+    if labels.shape != (pairs[0].shape[0],):
+        raise ValueError(f"expected {pairs[0].shape[0]} group labels, got shape {labels.shape}")
+    reps = []
+    for g in range(labels.max() + 1):
+        st = _stats_of_pairs(*pairs, bins, images=np.flatnonzero(labels != g))
+        reps.append({k: st[k] for k in ("spearman", "share_obtuse")})
+    return _stats_of_pairs(*pairs, bins), reps
+
+
+def _angle_pairs(h, attn, num_prefix_tokens, bins):
+    """Per image, over its ordered patch pairs (i, j), i != j, row-major: theta_ij in degrees and
+    the head-mean attention A_ij (N, P(P-1)) each, and the image's sums of A, pair counts (N, bins)
+    per angle bin and its count of obtuse pairs (N,)."""
     x = np.asarray(h)
     a = np.asarray(attn)
     if a.ndim == 4:
@@ -225,20 +247,10 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
     if p < 2:
         raise ValueError(f"need at least 2 patch tokens, got T={t} with {num_prefix_tokens} prefix tokens")
 
-    per_image = p * (p - 1)
-    n_pairs = n * per_image
     off_diag = ~np.eye(p, dtype=bool)
-    if n_pairs > _MAX_SPEARMAN_PAIRS:
-        keep = np.sort(np.random.default_rng(0).choice(n_pairs, _MAX_SPEARMAN_PAIRS, replace=False))
-    else:
-        keep = np.arange(n_pairs)
-    starts = np.searchsorted(keep, np.arange(n + 1) * per_image)
-
-    sums, counts = np.zeros(bins), np.zeros(bins)
-    n_obtuse = 0
-    theta_keep, attn_keep = [], []
-    # One image at a time: the pairs of all images together need not fit in memory.
-    for i in range(n):
+    thetas, attns = np.empty((n, p * (p - 1))), np.empty((n, p * (p - 1)))
+    sums, counts, obtuse = np.zeros((n, bins)), np.zeros((n, bins)), np.zeros(n, dtype=np.int64)
+    for i in range(n):  # one image at a time: no (N, T, T) temporaries
         v = x[i, num_prefix_tokens:].astype(np.float64)
         u = v / np.linalg.norm(v, axis=-1, keepdims=True)
         theta = np.degrees(np.arccos(np.clip(u @ u.T, -1.0, 1.0)))[off_diag]
@@ -246,27 +258,38 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
         if ai.ndim == 3:
             ai = ai.mean(axis=0)
         ai = ai[num_prefix_tokens:, num_prefix_tokens:][off_diag]
-
         idx = np.minimum((theta * (bins / 180.0)).astype(np.int64), bins - 1)
-        sums += np.bincount(idx, weights=ai, minlength=bins)
-        counts += np.bincount(idx, minlength=bins)
-        n_obtuse += int(np.count_nonzero(theta > 90.0))
-        local = keep[starts[i]:starts[i + 1]] - i * per_image
-        theta_keep.append(theta[local])
-        attn_keep.append(ai[local])
+        sums[i] = np.bincount(idx, weights=ai, minlength=bins)
+        counts[i] = np.bincount(idx, minlength=bins)
+        obtuse[i] = np.count_nonzero(theta > 90.0)
+        thetas[i], attns[i] = theta, ai
+    return thetas, attns, sums, counts, obtuse
 
-    theta_s, attn_s = np.concatenate(theta_keep), np.concatenate(attn_keep)
+
+def _stats_of_pairs(thetas, attns, sums, counts, obtuse, bins, images=None):
+    """The dict of ``angle_attention_stats`` from ``_angle_pairs``, of all images or of `images`."""
+    if images is None:
+        images = np.arange(len(thetas))
+    per_image = thetas.shape[1]
+    n_pairs = images.size * per_image
+    keep = np.sort(np.random.default_rng(0).choice(n_pairs, _MAX_SPEARMAN_PAIRS, replace=False)) \
+        if n_pairs > _MAX_SPEARMAN_PAIRS else np.arange(n_pairs)
+    # The kept pairs of the images' pairs in order, read in place (no copy of the images' rows).
+    image, pair = np.divmod(keep, per_image)
+    theta_s, attn_s = thetas[images[image], pair], attns[images[image], pair]
+    sums, counts, obtuse = sums[images], counts[images], obtuse[images]
     # spearmanr warns and returns nan for a constant input; say so explicitly.
     if np.ptp(theta_s) == 0 or np.ptp(attn_s) == 0:
         rho = np.nan
     else:
         rho = float(scipy.stats.spearmanr(theta_s, attn_s).statistic)
+    total, count = sums.sum(axis=0), counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        by_angle = np.where(counts > 0, sums / counts, np.nan)
+        by_angle = np.where(count > 0, total / count, np.nan)
     width = 180.0 / bins
     return {
         "spearman": rho,
-        "share_obtuse": n_obtuse / n_pairs,
+        "share_obtuse": int(obtuse.sum()) / n_pairs,
         "bin_centres": width * (np.arange(bins) + 0.5),
         "attention_by_angle": by_angle,
         "n_pairs": int(n_pairs),

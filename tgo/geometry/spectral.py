@@ -465,53 +465,98 @@ def jackknife_eigenspectra(X, labels):
     return _jackknife_eigs(_centred(X64), labels)
 
 
-def jackknife_spectral_metrics(X, labels, ranks=(11, 100), cosine_max_samples=2000):
+def row_scatter(X, labels, rows=()):
+    """One pass over X (N, D), read in its own dtype (a float16 memmap is never copied whole to
+    float64), for ``jackknife_spectral_metrics`` and ``nested_spectral_metrics``: the scatter
+    P^T P and row sum of P = X[cell] - x0 (float64; x0 the first row) of every cell of rows, a
+    cell being the rows of one group (labels, 0..G-1) added by one of the nested row index arrays
+    `rows` (each a prefix of the next; the rows outside the last form one more cell).
+
+    Returns a dict: x0 (D,), scatter (G, C, D, D), sums (G, C, D), counts (G, C), C = len(rows) + 1.
+    """
+    labels = np.asarray(labels)
+    if np.ndim(X) != 2 or len(X) < 2:
+        raise ValueError(f"expected an array of shape (N, D) with N >= 2, got {np.shape(X)}")
+    if labels.shape != (len(X),):
+        raise ValueError(f"expected {len(X)} group labels, got shape {labels.shape}")
+    rows = [np.asarray(r) for r in rows]
+    for a, b in zip(rows, rows[1:]):
+        if not (a.size <= b.size and np.array_equal(b[:a.size], a)):
+            raise ValueError("rows must be nested: each index array a prefix of the next")
+    cell = np.full(len(X), len(rows))
+    for c, r in reversed(list(enumerate(rows))):
+        cell[r] = c
+    x0 = np.asarray(X[0], dtype=np.float64)
+    n_groups, n_cells, d = labels.max() + 1, len(rows) + 1, x0.size
+    out = {"x0": x0, "scatter": np.zeros((n_groups, n_cells, d, d)), "sums": np.zeros((n_groups, n_cells, d)),
+           "counts": np.zeros((n_groups, n_cells))}
+    for g in range(n_groups):
+        for c in range(n_cells):
+            idx = np.flatnonzero((labels == g) & (cell == c))
+            if idx.size:
+                part = np.asarray(X[idx], dtype=np.float64) - x0
+                out["scatter"][g, c] = part.T @ part
+                out["sums"][g, c] = part.sum(axis=0)
+                out["counts"][g, c] = idx.size
+    return out
+
+
+def _scatter_eigs(S, t, n, x0):
+    """(covariance eigenvalues descending, uncentred Gram eigenvalues) of the rows whose X - x0 has
+    scatter S and row sum t, n of them; batched over leading axes."""
+    n = np.asarray(n, dtype=np.float64)[..., None, None]
+    cov = (S - t[..., :, None] * t[..., None, :] / n) / (n - 1)
+    raw = S + t[..., :, None] * x0 + x0[:, None] * t[..., None, :] + n * np.outer(x0, x0)
+    return np.maximum(np.linalg.eigvalsh(cov)[..., ::-1], 0.0), np.linalg.eigvalsh(raw)
+
+
+def jackknife_spectral_metrics(X, labels, ranks=(11, 100), cosine_max_samples=2000, scatter=None):
     """``spectral_metrics`` of X (N, D) and of X without each group of rows, in one pass over X.
 
     labels (N,) gives each row's group 0..G-1 (``tgo.geometry.stats``: rows of one image share a
     group). Returns (metrics, replicates): metrics as ``spectral_metrics(X)`` (eigenvalues
     included) and replicates {name: float64 array (G,)}, entry g = the metric of X[labels != g].
-    Covariance eigenvalues as in ``jackknife_eigenspectra``; RankMe's uncentred scatter from the
-    same pieces; the mean cosine similarity from the rows ``mean_cosine_similarity`` uses, summed
-    by group.
+    With N >= D the covariance and RankMe's uncentred scatter come from ``row_scatter`` (pass it
+    as `scatter` when it is computed already): the scatter is additive over rows, so without
+    group g it is the total less group g's share. With N < D the N x N Gram matrix is restricted
+    and re-centred instead. The mean cosine similarity comes from the rows
+    ``mean_cosine_similarity`` uses, summed by group.
     """
-    X64 = _as_float64(X)
     labels = np.asarray(labels)
-    n, d = X64.shape
+    if np.ndim(X) != 2 or len(X) < 2:
+        raise ValueError(f"expected an array of shape (N, D) with N >= 2, got {np.shape(X)}")
+    n, d = np.shape(X)
     if labels.shape != (n,):
         raise ValueError(f"expected {n} group labels, got shape {labels.shape}")
-    Xc = _centred(X64)
     if n >= d:
-        shift = X64[0] + (X64 - X64[0]).mean(axis=0)  # X = Xc + shift
-        pieces, sums, keep_n = _jackknife_pieces(Xc, labels)
-        eigs = _eigs_from_pieces(pieces, sums, keep_n)
-        scatter = pieces.sum(axis=0)
-        keep_sums = -sums
-        raw = (scatter - pieces + keep_sums[:, :, None] * shift[None, None, :]
-               + shift[None, :, None] * keep_sums[:, None, :] + keep_n * np.outer(shift, shift))
-        raw_eigs = np.linalg.eigvalsh(raw)
-        # The full sample from the same pieces: no second pass over X.
-        full = _all_metrics(np.maximum(np.linalg.eigvalsh(scatter / (n - 1))[::-1], 0.0),
-                            _rankme_from_gram_eigs(np.linalg.eigvalsh(scatter + n * np.outer(shift, shift))),
-                            mean_cosine_similarity(X64, max_samples=cosine_max_samples), ranks)
+        sc = row_scatter(X, labels) if scatter is None else scatter
+        Q, s, counts = sc["scatter"].sum(axis=1), sc["sums"].sum(axis=1), sc["counts"].sum(axis=1)
+        if (n - counts).min() < 2:
+            raise ValueError("every replicate needs at least 2 rows: use fewer groups")
+        eigs, raw_eigs = _scatter_eigs(Q.sum(axis=0) - Q, s.sum(axis=0) - s, n - counts, sc["x0"])
+        full_eigs, full_raw = _scatter_eigs(Q.sum(axis=0), s.sum(axis=0), n, sc["x0"])
+        full = _all_metrics(full_eigs, _rankme_from_gram_eigs(full_raw),
+                            mean_cosine_similarity(X, max_samples=cosine_max_samples), ranks)
     else:
-        eigs = _jackknife_eigs(Xc, labels)
+        X64 = _as_float64(X)
+        eigs = _jackknife_eigs(_centred(X64), labels)
         raw_gram = X64 @ X64.T
         raw_eigs = [np.linalg.eigvalsh(raw_gram[np.ix_(labels != g, labels != g)]) for g in range(labels.max() + 1)]
         full = spectral_metrics(X64, ranks, cosine_max_samples)
     reps = [_covariance_family(e, ranks) for e in eigs]
     out = {k: np.array([r[k] for r in reps]) for k in reps[0]}
     out["rankme"] = np.array([_rankme_from_gram_eigs(e) for e in raw_eigs])
-    out["mean_cosine_similarity"] = _jackknife_cosine(X64, labels, labels.max() + 1, cosine_max_samples)
+    out["mean_cosine_similarity"] = _jackknife_cosine(X, labels, labels.max() + 1, cosine_max_samples)
     return full, out
 
 
-def _jackknife_cosine(X64, labels, n_groups, max_samples, seed=0):
+def _jackknife_cosine(X, labels, n_groups, max_samples, seed=0):
     """``mean_cosine_similarity`` without each group: the rows it uses, summed by group."""
-    rows = _cosine_rows(X64.shape[0], max_samples, seed)
-    norms = np.linalg.norm(X64[rows], axis=1)
+    rows = _cosine_rows(X.shape[0], max_samples, seed)
+    Y = np.asarray(X[rows], dtype=np.float64)
+    norms = np.linalg.norm(Y, axis=1)
     keep = norms > 0
-    U = X64[rows][keep] / norms[keep, None]
+    U = Y[keep] / norms[keep, None]
     lab = labels[rows][keep]
     onehot = np.zeros((n_groups, lab.size))
     onehot[lab, np.arange(lab.size)] = 1.0
@@ -521,3 +566,31 @@ def _jackknife_cosine(X64, labels, n_groups, max_samples, seed=0):
     m = lab.size - onehot.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(m >= 2, (np.einsum("gd,gd->g", s, s) - sq) / (m * (m - 1)), np.nan)
+
+
+def nested_spectral_metrics(X, rows, ranks=(11, 100), cosine_max_samples=2000, scatter=None):
+    """``spectral_metrics`` of X[r] for nested row index arrays r in `rows` (each a prefix of the
+    next), without the eigenvalues, in one pass over X: a list of dicts, entry k equal to
+    spectral_metrics(X[rows[k]]).
+
+    The covariance and RankMe's uncentred scatter are additive over rows: a subset's scatter is
+    the sum of the cells of ``row_scatter`` (pass it as `scatter`, computed with the same `rows`,
+    when it is computed already) up to it. A subset with fewer rows than columns is computed
+    directly (its N x N Gram matrix, as spectral_metrics).
+    """
+    sc = row_scatter(X, np.zeros(len(X), dtype=np.intp), rows) if scatter is None else scatter
+    Q = np.cumsum(sc["scatter"].sum(axis=0), axis=0)
+    s = np.cumsum(sc["sums"].sum(axis=0), axis=0)
+    out = []
+    for k, r in enumerate(rows):
+        n = len(r)
+        if n < np.shape(X)[-1]:
+            m = spectral_metrics(X[r], ranks, cosine_max_samples)
+        else:
+            eigs, raw = _scatter_eigs(Q[k], s[k], n, sc["x0"])
+            m = _all_metrics(eigs, _rankme_from_gram_eigs(raw),
+                             mean_cosine_similarity(X[np.asarray(r)[_cosine_rows(n, cosine_max_samples, 0)]], None),
+                             ranks)
+        m.pop("eigenvalues")
+        out.append(m)
+    return out

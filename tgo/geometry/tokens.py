@@ -115,11 +115,18 @@ def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
     if spectral.alpha_window_error(ranks, smallest, dim) is not None or n_tokens == 0:
         return out
     chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8 * 4))))
-    for b in tqdm(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
-        block = np.asarray(acts[b])
-        for s in range(0, n_tokens, chunk):
-            eigs = spectral.jackknife_eigenspectra(np.moveaxis(block[:, s:s + chunk], 1, 0), labels)
-            out[:, b, s:s + chunk] = spectral.batched_alpha(eigs, ranks)[0]
+    starts = range(0, n_tokens, chunk)
+
+    def fit(block, s):
+        eigs = spectral.jackknife_eigenspectra(np.moveaxis(block[:, s:s + chunk], 1, 0), labels)
+        return spectral.batched_alpha(eigs, ranks)[0]
+
+    # As alpha_signatures: batches of tokens in parallel threads, each with single-threaded BLAS.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_n_workers()) as pool:
+        for b in tqdm(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
+            block = np.array(acts[b])  # one sequential read of a memmap
+            for s, a in zip(starts, pool.map(lambda s: fit(block, s), starts)):
+                out[:, b, s:s + chunk] = a
     return out
 
 

@@ -1,0 +1,133 @@
+"""One command checks a GPU machine (`make gpu-check`): the device, training throughput, and the
+whole pipeline through `dvc exp run`, summarised in one JSON file.
+
+1. The CUDA device (or that there is none).
+2. `bench/train_throughput.py --gpu-preset` (ViT-S/16, 224 px, bf16), without and with
+   `torch.compile`: images/s through the real data path and fed from the device (the ceiling),
+   and their ratio.
+3. A fresh clone of this repository's committed code in a temporary directory, where
+   `dvc exp run` runs every stage on a synthetic ImageNet-100-shaped set (100 classes, 256 px
+   stored, 250 train + 50 val images per class: 25,000 + 5,000): one epoch of the DeiT preset,
+   extract on the GPU, every analysis stage and the report. Each stage's time comes from its own
+   "[stage] done in" line; peak GPU memory is sampled with torch.cuda.mem_get_info (every process
+   on the device together).
+4. The summary (throughput, ratio, stage times, peak GPU memory, val accuracy) goes to
+   gpu_check.json (--out) and is printed.
+
+Without a GPU the same command runs a tiny version of every step (a small ViT, a micro data set)
+and says that no GPU was found; the default tests run it (tests/test_gpu_check.py).
+
+    make gpu-check                     # or: python bench/gpu_check.py [--out FILE] [--keep DIR]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RUN = ["data=imagenet100", "model=vit_small_patch16", "prepare.source=synthetic", "prepare.num_classes=100",
+           "prepare.train_per_class=250", "prepare.val_per_class=50", "train.epochs=1", "train.warmup_epochs=0",
+           "train.checkpoint_epochs=[0,1]"]
+# The tests' micro configuration (tests/micro.py): every stage in seconds on a CPU.
+TINY_RUN = ["prepare.num_classes=4", "prepare.train_per_class=20", "prepare.val_per_class=10",
+            "prepare.image_size=16", "model.depth=2", "model.embed_dim=32", "model.num_heads=2", "train.epochs=1",
+            "train.batch_size=16", "train.checkpoint_epochs=[0,1]", "extract.probe_size=32",
+            "spectral.alpha_ranks=[2,12]", "tokens.alpha_ranks=[2,12]", "tokens.n_clusters=3",
+            "tokens.n_permutations=200", "mi.n_channels=4", "mi.bowtie_bins=7", "qk.max_images=8"]
+GPU_THROUGHPUT, TINY_THROUGHPUT = ["--gpu-preset"], ["--steps", "2", "--warmup", "1", "--images", "256"]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(cmd, cwd):
+    """Run a command, echo its output, stop the check on failure; returns its stdout."""
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    print(proc.stdout, end="", flush=True)
+    if proc.returncode:
+        sys.exit(f"gpu-check: {' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def throughput(extra):
+    """images/s of train_throughput.py's real data path and ceiling, and their ratio."""
+    out = run([sys.executable, str(ROOT / "bench/train_throughput.py"), *extra], ROOT)
+    number = lambda label: float(re.search(rf"{label}\s*:\s*([\d.]+)", out).group(1))  # noqa: E731
+    return {"real_images_per_s": number("real data path"), "ceiling_images_per_s": number("device-fed ceiling"),
+            "ratio": number("ratio real / ceiling")}
+
+
+class PeakGPUMemory:
+    """The most memory in use on the GPU (all processes), sampled every 0.2 s while in the block."""
+
+    def __init__(self):
+        self.peak, self._stop = 0, threading.Event()
+
+    def _sample(self):
+        while not self._stop.wait(0.2):
+            free, total = torch.cuda.mem_get_info()
+            self.peak = max(self.peak, total - free)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def pipeline(work, overrides, gpu):
+    """A fresh clone of the committed code runs `dvc exp run` with the overrides: (stage seconds,
+    peak GPU GB or None, val top-1)."""
+    run(["git", "clone", "-q", str(ROOT), str(work)], ROOT)
+    cmd = ["dvc", "exp", "run", *[a for o in overrides for a in ("-S", o)]]
+    print(f"$ {' '.join(cmd)}   (in {work})", flush=True)
+    if gpu:
+        with PeakGPUMemory() as memory:
+            out = run(cmd, work)
+        peak = round(memory.peak / 2**30, 2)
+    else:
+        out, peak = run(cmd, work), None
+    stages = {name: float(s) for name, s in re.findall(r"^\[(\w+)\] done in ([\d.]+) s", out, re.M)}
+    top1 = json.loads((work / "reports/metrics/train.json").read_text())["val_top1"]
+    return stages, peak, top1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="where the JSON summary goes")
+    ap.add_argument("--keep", type=Path, help="run the pipeline in this directory (kept) instead of a temporary one")
+    args = ap.parse_args()
+    gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if gpu else None
+    print(f"CUDA device: {device}" if gpu else
+          "no GPU found (torch.cuda.is_available() is False): running the tiny CPU version", flush=True)
+    t0 = time.perf_counter()
+    summary = {"device": device or "cpu", "tiny": not gpu, "throughput": {}}
+    for compiled in (False, True) if gpu else (False,):
+        extra = (GPU_THROUGHPUT if gpu else TINY_THROUGHPUT) + (["--compile"] if compiled else [])
+        summary["throughput"]["compile" if compiled else "eager"] = throughput(extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep.resolve() if args.keep else Path(tmp) / "project"
+        stages, peak, top1 = pipeline(work, GPU_RUN if gpu else TINY_RUN, gpu)
+    summary.update(stage_seconds=stages, peak_gpu_memory_gb=peak, val_top1=top1,
+                   seconds=round(time.perf_counter() - t0, 1))
+    if gpu:
+        best = max(summary["throughput"].values(), key=lambda r: r["real_images_per_s"])
+        summary["goals"] = {"5000_images_per_s": best["real_images_per_s"] >= 5000,
+                            "ratio_at_least_0.9": best["ratio"] >= 0.9}
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"gpu-check: {'done' if gpu else 'done (tiny CPU version: no GPU found)'} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

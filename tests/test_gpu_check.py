@@ -1,0 +1,26 @@
+"""`make gpu-check` on a machine without a GPU: the tiny version of every step, one JSON summary."""
+import json
+import subprocess
+import sys
+
+import torch
+
+from micro import ENV, REPO
+
+
+def test_gpu_check_runs_its_tiny_version_without_a_gpu(tmp_path):
+    assert not torch.cuda.is_available()  # CI and the development machines have no GPU
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench/gpu_check.py"), "--out", str(out)], cwd=tmp_path,
+                          env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no GPU found" in proc.stdout
+    summary = json.loads(out.read_text())
+    assert summary["tiny"] is True and summary["device"] == "cpu" and summary["peak_gpu_memory_gb"] is None
+    eager = summary["throughput"]["eager"]
+    assert eager["real_images_per_s"] > 0 and eager["ceiling_images_per_s"] > 0
+    assert abs(eager["ratio"] - eager["real_images_per_s"] / eager["ceiling_images_per_s"]) < 0.01
+    # Every stage of the pipeline ran through dvc exp run and said how long it took.
+    assert set(summary["stage_seconds"]) >= {"prepare", "train", "extract", "spectral", "tokens", "correlation", "mi",
+                                             "qk", "report"}
+    assert 0 <= summary["val_top1"] <= 100
