@@ -282,6 +282,9 @@ def test_metrics_json_has_a_number_and_a_label_per_claim():
     for cid in V.CLAIMS:
         paper, name = cid.split(".")
         assert set(m[paper][name]) == {"value", "ci_low", "ci_high", "verdict"}
+    # No NaN (unequal to itself, so dvc metrics diff would call it changed): a missing number is null.
+    numbers = [c[k] for claims in m.values() for c in claims.values() for k in ("value", "ci_low", "ci_high")]
+    assert None in numbers and all(x is None or np.isfinite(x) for x in numbers)
 
 
 def test_verdicts_import_no_figures():

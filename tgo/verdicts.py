@@ -474,12 +474,15 @@ def judge(results, level=0.95):
 
 
 def metrics(verdicts):
-    """reports/metrics/verdicts.json: {paper: {claim: {statistic value, verdict}}}, in CLAIMS order."""
+    """reports/metrics/verdicts.json: {paper: {claim: {statistic value, interval, verdict}}}, in CLAIMS
+    order. A missing number (no interval, nothing computable) is null, not NaN: NaN never equals
+    itself, so `dvc metrics diff` would list it as changed between two identical runs."""
+    number = lambda x: float(x) if x is not None and np.isfinite(x) else None  # noqa: E731
     out = {}
     for v in verdicts:
         paper, name = v["id"].split(".")
-        out.setdefault(paper, {})[name] = {"value": v["value"], "ci_low": v["ci_low"], "ci_high": v["ci_high"],
-                                           "verdict": v["verdict"]}
+        out.setdefault(paper, {})[name] = {"value": number(v["value"]), "ci_low": number(v["ci_low"]),
+                                           "ci_high": number(v["ci_high"]), "verdict": v["verdict"]}
     return out
 
 
