@@ -143,7 +143,9 @@ def test_temp_experiment_runs_its_own_code(project):
     before = json.loads((project / "reports/metrics/correlation.json").read_text())["lowest_mean_r"]
     module = project / "tgo/geometry/correlation.py"
     source = module.read_text()
-    module.write_text(source.replace("return mean_r, mean_abs\n", "return 2 * mean_r, mean_abs\n", 1))
+    doubled = source.replace("np.where(pairs > 0, sum_r / pairs", "np.where(pairs > 0, 2 * sum_r / pairs", 1)
+    assert doubled != source  # the line this test edits is still there
+    module.write_text(doubled)
     try:
         assert "correlation" in ran(run(["dvc", "exp", "run", "--temp", "-n", "doubled"], project).stdout)
         shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
