@@ -130,8 +130,9 @@ def _ksg(xs, xrow, yo, k, perms=None):
     out = _ksg_kernel(np.ascontiguousarray(xs), np.asarray(xrow, np.int64), np.ascontiguousarray(yo),
                       perms, psi, k)
     # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
-    # reference cycle; collect it now, or a stage's memory grows by the inputs of every call.
-    gc.collect()
+    # reference cycle; collect it now (the young generations: cheap in a process with many objects),
+    # or a stage's memory grows by the inputs of every call.
+    gc.collect(1)
     return out[:, 0] if perms.shape[1] == 0 else out
 
 
