@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tgo.checkpoints import checkpoint_name, import_weights  # noqa: E402
+from tgo.distributed import device_name, pick_device  # noqa: E402
 from tgo.models import create_model, model_kwargs  # noqa: E402
 from tgo.params import load  # noqa: E402
 
@@ -120,9 +121,9 @@ def main():
             build(work)
             results["extract"] = stage(work, "extract")
         cpus = len(os.sched_getaffinity(0))
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+        device = device_name(pick_device())
         print(f"ImageNet-100 preset shape (ViT-S/16, 1000 probe images x 197 tokens x 384, 38 sites), one "
-              f"checkpoint, {cpus} CPUs, {gpu}; workspace {work}")
+              f"checkpoint, {cpus} CPUs, on {device}; workspace {work}")
         for name in args.stages:
             results[name] = stage(work, name)
             print(f"  {name} done", flush=True)
