@@ -8,8 +8,8 @@ from tgo import activations
 from tgo.activations import each_checkpoint, site_name, tokens_used, write_tokens_used
 from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.stats import image_groups, interval
-from tgo.geometry.qk import (angle_attention_stats, attention_from_inputs, decompose, head_projections,
-                             heads_together, jackknife_angle_attention_stats, layer_norm)
+from tgo.geometry.qk import (angle_attention_stats, decompose, head_mean_attention, head_projections, heads_together,
+                             jackknife_angle_attention_stats, layer_norm)
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.models import attention_is_bilinear, create_model
 from tgo.params import load
@@ -59,7 +59,7 @@ def main():
             # Angles and attention among the tokens that enter attention: norm1 of the block input.
             x = embed[:n] if b == 0 else residual[b - 1, :n]
             hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
-            attn = attention_from_inputs(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
+            attn = head_mean_attention(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
             # Intervals at the last checkpoint (the one the verdicts judge): the images left out by group.
             if act_dir == checkpoints[-1][0]:
                 st, reps = jackknife_angle_attention_stats(hidden, attn, groups, p0, cfg["angle_bins"])

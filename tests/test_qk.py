@@ -3,6 +3,7 @@ the per-head split against the full qkv weight, and the recomputed attention aga
 
 import numpy as np
 import pytest
+import scipy.stats
 import timm
 import torch
 from safetensors.torch import load_file
@@ -212,6 +213,10 @@ def test_attention_from_stored_inputs_of_a_checkpoint_equals_timm(tmp_path):
         ours = qk.attention_from_inputs(hidden, w[f"blocks.{b}.attn.qkv.weight"], w[f"blocks.{b}.attn.qkv.bias"], 2)
         assert timm_attn[b].max() > 5.0 / 17  # not trivially uniform
         assert np.abs(ours - timm_attn[b]).max() < 2e-3  # float16 storage of the block input
+        # The qk stage's head mean, a few images at a time (5 images in chunks of 2), is the same array.
+        mean = qk.head_mean_attention(hidden, w[f"blocks.{b}.attn.qkv.weight"], w[f"blocks.{b}.attn.qkv.bias"], 2,
+                                      chunk=2)
+        np.testing.assert_array_equal(mean, ours.mean(axis=1))
 
 
 def _uniform_attention(n, t, heads=2):
@@ -283,8 +288,7 @@ def test_spearman_sign_and_subsample():
     assert again["spearman"] == st["spearman"]
 
 
-def test_jackknife_stats_equal_the_stats_without_each_group(monkeypatch):
-    monkeypatch.setattr(qk, "_MAX_SPEARMAN_PAIRS", 500)  # the subsample path too
+def test_jackknife_stats_equal_the_stats_without_each_group():
     rng = np.random.default_rng(8)
     n, t, dim = 12, 9, 6
     h = rng.standard_normal((n, t, dim))
@@ -297,4 +301,24 @@ def test_jackknife_stats_equal_the_stats_without_each_group(monkeypatch):
     assert len(reps) == 4
     for g, rep in enumerate(reps):
         alone = qk.angle_attention_stats(h[labels != g], attn[labels != g], num_prefix_tokens=1, bins=6)
-        assert rep == {"spearman": alone["spearman"], "share_obtuse": alone["share_obtuse"]}
+        assert rep["spearman"] == pytest.approx(alone["spearman"], abs=1e-12)
+        assert rep["share_obtuse"] == alone["share_obtuse"]
+
+
+def test_jackknife_spearman_leaves_images_out_of_one_sample_of_pairs(monkeypatch):
+    # With a subsample, replicate g is scipy's spearmanr over the full sample's pairs of the other
+    # images; the attention is rounded so the ranks have ties (averaged, as scipy's).
+    monkeypatch.setattr(qk, "_MAX_SPEARMAN_PAIRS", 300)
+    rng = np.random.default_rng(9)
+    n, t, dim = 12, 9, 6
+    h = rng.standard_normal((n, t, dim))
+    attn = np.round(rng.dirichlet(np.ones(t), size=(n, 2, t)), 2)
+    labels = np.arange(n) % 4
+    _, reps = qk.jackknife_angle_attention_stats(h, attn, labels, num_prefix_tokens=1, bins=6)
+    thetas, attns, *_ = qk._angle_pairs(h, attn, 1, 6)
+    image, pair = qk._spearman_sample(*thetas.shape)
+    assert image.size == 300 < thetas.size
+    for g, rep in enumerate(reps):
+        inside = labels[image] != g
+        expected = scipy.stats.spearmanr(thetas[image[inside], pair[inside]], attns[image[inside], pair[inside]])
+        assert rep["spearman"] == pytest.approx(expected.statistic, abs=1e-12)

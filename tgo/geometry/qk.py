@@ -78,7 +78,7 @@ def decompose(w_q, w_k):
     d = a.shape[1]
 
     # M restricted to span([W_Q W_K]) in the orthonormal basis Q.
-    _, r = np.linalg.qr(np.concatenate([a, b], axis=1))
+    r = np.linalg.qr(np.concatenate([a, b], axis=1), mode="r")
     small = r[:, :d] @ r[:, d:].T
     s_sym, s_asym = (small + small.T) / 2, (small - small.T) / 2
 
@@ -90,8 +90,7 @@ def decompose(w_q, w_k):
     # Singular values of a real skew-symmetric matrix are the |imaginary eigenvalues|, each twice.
     asym = scipy.linalg.svdvals(s_asym)[::2]
 
-    _, r_q = np.linalg.qr(a)
-    _, r_k = np.linalg.qr(b)
+    r_q, r_k = np.linalg.qr(a, mode="r"), np.linalg.qr(b, mode="r")
     sv = scipy.linalg.svdvals(r_q @ r_k.T)
     sq = sv * sv
     n_top = max(1, int(np.floor(_TOP_SHARE * sv.size)))
@@ -149,14 +148,14 @@ def layer_norm(x, weight, bias, eps):
     to recover the tokens that enter its attention.
     """
     x = _numpy64(x)
-    mu = x.mean(axis=-1, keepdims=True)
-    xc = x - mu
-    var = np.mean(xc * xc, axis=-1, keepdims=True)
-    out = xc / np.sqrt(var + eps)
+    # In place on one new array: at (N, T, D) every temporary is a large allocation.
+    out = x - x.mean(axis=-1, keepdims=True)
+    var = np.mean(np.square(out), axis=-1, keepdims=True)
+    out /= np.sqrt(var + eps)
     if weight is not None:
-        out = out * _numpy64(weight)
+        out *= _numpy64(weight)
     if bias is not None:
-        out = out + _numpy64(bias)
+        out += _numpy64(bias)
     return out
 
 
@@ -179,7 +178,7 @@ def attention_from_inputs(h, qkv_weight, qkv_bias, num_heads):
     # Only q and k are needed: skip the value rows.
     qk = x @ w[:2 * inner].T
     if qkv_bias is not None:
-        qk = qk + _numpy64(qkv_bias)[:2 * inner]
+        qk += _numpy64(qkv_bias)[:2 * inner]
     qk = qk.reshape(n, t, 2, num_heads, d_head).transpose(2, 0, 3, 1, 4)
     q, k = qk[0], qk[1]
     scores = (q * d_head ** -0.5) @ np.swapaxes(k, -1, -2)
@@ -187,6 +186,14 @@ def attention_from_inputs(h, qkv_weight, qkv_bias, num_heads):
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     return scores
+
+
+def head_mean_attention(h, qkv_weight, qkv_bias, num_heads, chunk=16):
+    """``attention_from_inputs`` averaged over heads, (N, T, T): the attention ``angle_attention_stats``
+    reads. Computed `chunk` images at a time, so the (N, H, T, T) array of all images (240 MB
+    for 128 images at 197 tokens) is never allocated."""
+    return np.concatenate([attention_from_inputs(h[i:i + chunk], qkv_weight, qkv_bias, num_heads).mean(axis=1)
+                           for i in range(0, len(h), chunk)])
 
 
 def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
@@ -213,17 +220,58 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
 
 def jackknife_angle_attention_stats(h, attn, labels, num_prefix_tokens=1, bins=18):
     """``angle_attention_stats`` of all images and without each group of images: (stats, replicates),
-    replicate g (a dict with spearman and share_obtuse) equal to the stats of the images with
-    labels != g. The angles and attention of every pair are computed once."""
+    replicate g a dict with spearman and share_obtuse of the images with labels != g.
+
+    share_obtuse of replicate g counts every pair of those images. Its spearman is Spearman's rho
+    over the pairs of the full data's subsample (at most 200k pairs, as ``angle_attention_stats``)
+    that belong to those images, so every replicate leaves out images of one fixed sample of
+    pairs: a fresh subsample per replicate would add its own sampling noise to each replicate,
+    which the jackknife multiplies by G - 1 and reports as between-image variance. Without a
+    subsample (few pairs) the replicate equals ``angle_attention_stats`` of those images. The
+    angles and attention of every pair, and their sort order, are computed once.
+    """
     labels = np.asarray(labels)
     pairs = _angle_pairs(h, attn, num_prefix_tokens, bins)
     if labels.shape != (pairs[0].shape[0],):
         raise ValueError(f"expected {pairs[0].shape[0]} group labels, got shape {labels.shape}")
+    thetas, attns, obtuse = pairs[0], pairs[1], pairs[4]
+    image, pair = _spearman_sample(*thetas.shape)
+    theta_s, attn_s = thetas[image, pair], attns[image, pair]
+    ranked = _sort_order(theta_s), _sort_order(attn_s)
     reps = []
     for g in range(labels.max() + 1):
-        st = _stats_of_pairs(*pairs, bins, images=np.flatnonzero(labels != g))
-        reps.append({k: st[k] for k in ("spearman", "share_obtuse")})
+        inside = labels[image] != g
+        kept = labels != g
+        reps.append({"spearman": _subset_spearman(*ranked, inside),
+                     "share_obtuse": int(obtuse[kept].sum()) / (np.count_nonzero(kept) * thetas.shape[1])})
     return _stats_of_pairs(*pairs, bins), reps
+
+
+def _sort_order(x):
+    """x's stable sort order and, along it, the index of each value's tie group (0, 1, ...)."""
+    order = np.argsort(x, kind="stable")
+    v = x[order]
+    return order, np.concatenate([[0], np.cumsum(v[1:] != v[:-1])])
+
+
+def _subset_ranks(order, group, inside):
+    """Average ranks (1-based, ties sharing their mean rank, as scipy.stats.rankdata) of the
+    elements of x where `inside`, among themselves, from ``_sort_order(x)``: an element's rank is
+    the count of smaller kept elements plus (its tie group's kept count + 1) / 2."""
+    in_group = np.bincount(group, weights=inside[order])
+    below = np.cumsum(in_group) - in_group
+    ranks = np.empty(order.size)
+    ranks[order] = below[group] + (in_group[group] + 1) / 2
+    return ranks[inside]
+
+
+def _subset_spearman(x_sorted, y_sorted, inside):
+    """Spearman's rho of the pairs where `inside` (scipy.stats.spearmanr's value: the Pearson
+    correlation of their average ranks), nan if either side is constant there."""
+    rx, ry = _subset_ranks(*x_sorted, inside), _subset_ranks(*y_sorted, inside)
+    if rx.size < 2 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return np.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def _angle_pairs(h, attn, num_prefix_tokens, bins):
@@ -266,18 +314,21 @@ def _angle_pairs(h, attn, num_prefix_tokens, bins):
     return thetas, attns, sums, counts, obtuse
 
 
-def _stats_of_pairs(thetas, attns, sums, counts, obtuse, bins, images=None):
-    """The dict of ``angle_attention_stats`` from ``_angle_pairs``, of all images or of `images`."""
-    if images is None:
-        images = np.arange(len(thetas))
-    per_image = thetas.shape[1]
-    n_pairs = images.size * per_image
+def _spearman_sample(n_images, per_image):
+    """(image, pair) indices, in order, of the pairs Spearman's rho is computed on: all of the
+    n_images * per_image pairs, or a seeded sample of _MAX_SPEARMAN_PAIRS of them when there are more."""
+    n_pairs = n_images * per_image
     keep = np.sort(np.random.default_rng(0).choice(n_pairs, _MAX_SPEARMAN_PAIRS, replace=False)) \
         if n_pairs > _MAX_SPEARMAN_PAIRS else np.arange(n_pairs)
-    # The kept pairs of the images' pairs in order, read in place (no copy of the images' rows).
-    image, pair = np.divmod(keep, per_image)
-    theta_s, attn_s = thetas[images[image], pair], attns[images[image], pair]
-    sums, counts, obtuse = sums[images], counts[images], obtuse[images]
+    return np.divmod(keep, per_image)
+
+
+def _stats_of_pairs(thetas, attns, sums, counts, obtuse, bins):
+    """The dict of ``angle_attention_stats`` from ``_angle_pairs``."""
+    n_pairs = thetas.size
+    # The sampled pairs, read in place (no copy of the images' rows).
+    image, pair = _spearman_sample(*thetas.shape)
+    theta_s, attn_s = thetas[image, pair], attns[image, pair]
     # spearmanr warns and returns nan for a constant input; say so explicitly.
     if np.ptp(theta_s) == 0 or np.ptp(attn_s) == 0:
         rho = np.nan
