@@ -107,7 +107,7 @@ def sample_sets(tokens, layout, pooled=None):
             raise ValueError("this model's head does not read the CLS token: pass its pooled input")
         sets["pooled"] = pooled
     sets["patches"] = patches.reshape(-1, tokens.shape[-1])
-    sets["patch_mean"] = patches.astype(np.float64).mean(axis=1)
+    sets["patch_mean"] = patches.mean(axis=1, dtype=np.float64)  # float64 sums, without a float64 copy
     return sets
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from tgo.geometry import spectral
 
 # Tokens per batched eigendecomposition: small batches keep the float64 copies
-# (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N.
+# (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N and D.
 _MAX_TOKENS_PER_CHUNK = 8
 _CHUNK_BYTES = 64 * 2**20
 
@@ -114,7 +114,10 @@ def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
     smallest = n - np.bincount(labels).max()
     if spectral.alpha_window_error(ranks, smallest, dim) is not None or n_tokens == 0:
         return out
-    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8 * 4))))
+    # Per token: its float64 rows twice, and G covariances three times (pieces, replicates, eigvalsh's
+    # copy); at ViT-S/16's 384 dims one token's 80 MB already exceeds the cache, so one at a time.
+    per_token = 8 * (2 * n * dim + 3 * g * dim * dim)
+    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // per_token)))
     starts = range(0, n_tokens, chunk)
 
     def fit(block, s):
