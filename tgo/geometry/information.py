@@ -14,6 +14,7 @@ Eq. 1 is the plain definition I(X;Y) = integral p(x,y) log p(x,y)/(p(x)p(y)).
 """
 
 import gc
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -91,44 +92,53 @@ def _one_pair(x, y, ys, rank, psi, best, k):
     return psi[k] + psi[n] - acc / n
 
 
-@numba.njit(parallel=True, cache=True)
-def _ksg_kernel(xs, xrow, yo, perms, psi, k):
-    """KSG-1 for many pairs -> (rows, 1 + s). k is compiled in as a constant
+@numba.njit(nogil=True, cache=True)
+def _ksg_kernel(xs, xrow, yo, yorder, perms, psi, k, out):
+    """KSG-1 for many pairs into out (rows, 1 + s). k is compiled in as a constant
     (``numba.literally``), so that the k best distances stay in registers.
 
     xs (m, n) rows ascending; pair r is (xs[xrow[r]], yo[r]) with yo (rows, n) in the
-    order of xs[xrow[r]]; perms (rows, s, n):
-    column 1 + j of the output is the MI of x with y permuted by perms[r, j] (a shuffle
-    baseline that reuses the row's sort of y); psi[m] = digamma(m). Rows run in parallel
-    and each sum runs in a fixed order, so results do not depend on the number of threads.
+    order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; perms (rows, s, n):
+    column 1 + j of out is the MI of x with y permuted by perms[r, j] (a shuffle baseline
+    that reuses the row's sort of y); psi[m] = digamma(m). Plain loops, no numba parallelism
+    (which costs seconds of compilation in every new checkout): ``_ksg`` runs slices of rows
+    in threads, this function releasing the GIL.
     """
     numba.literally(k)
     rows, n = yo.shape
-    out = np.empty((rows, 1 + perms.shape[1]))
-    for r in numba.prange(rows):
+    best = np.empty(k)
+    rank = np.empty(n, np.int64)
+    ys = np.empty(n)
+    for r in range(rows):
         x = xs[xrow[r]]
         y = yo[r]
-        order = np.argsort(y)
-        ys = y[order]
-        rank = np.empty(n, np.int64)
-        rank[order] = np.arange(n)
-        best = np.empty(k)
+        for i in range(n):
+            ys[i] = y[yorder[r, i]]
+            rank[yorder[r, i]] = i
         out[r, 0] = _one_pair(x, y, ys, rank, psi, best, k)
         for s in range(perms.shape[1]):
             p = perms[r, s]
             out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
-    return out
 
 
 def _ksg(xs, xrow, yo, k, perms=None):
-    """KSG-1 per row (and per shuffle in perms) of prepared data; see ``_ksg_kernel``."""
+    """KSG-1 per row (and per shuffle in perms) of prepared data; see ``_ksg_kernel``. Slices of
+    rows run in numba's number of threads (one per usable core, or NUMBA_NUM_THREADS); every row
+    is computed alone, so results do not depend on the number of threads."""
     n = yo.shape[1]
     if perms is None:
         perms = np.empty((yo.shape[0], 0, n), np.int64)
     psi = np.zeros(n + 1)
     psi[1:] = digamma(np.arange(1, n + 1))
-    out = _ksg_kernel(np.ascontiguousarray(xs), np.asarray(xrow, np.int64), np.ascontiguousarray(yo),
-                      perms, psi, k)
+    xs, yo, xrow = np.ascontiguousarray(xs), np.ascontiguousarray(yo), np.asarray(xrow, np.int64)
+    out = np.empty((yo.shape[0], 1 + perms.shape[1]))
+
+    def rows(r):
+        part = slice(r, r + 256)
+        _ksg_kernel(xs, xrow[part], yo[part], np.argsort(yo[part], axis=1), perms[part], psi, k, out[part])
+
+    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
+        list(pool.map(rows, range(0, yo.shape[0], 256)))
     # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
     # reference cycle; collect it now (the young generations: cheap in a process with many objects),
     # or a stage's memory grows by the inputs of every call.
@@ -168,7 +178,7 @@ def ksg_mi_batch(x, y, k=3):
     """``ksg_mi`` for m independent pairs: x and y of shape (m, n) (x may be (n,), shared).
 
     Returns float64 (m,). Each row equals ``ksg_mi(x[r], y[r], k)``. A compiled kernel
-    (numba, rows in parallel) sorts each pair by x, finds the k-th neighbour by walking
+    (numba, rows in parallel threads) sorts each pair by x, finds the k-th neighbour by walking
     outwards in x order until the x gap alone exceeds it, and counts the marginal
     neighbours by walking outwards in each sorted marginal: O(n sqrt(k n)) per pair.
     """
