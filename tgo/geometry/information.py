@@ -137,7 +137,8 @@ def _ksg(xs, xrow, yo, k, perms=None):
         part = slice(r, r + 256)
         _ksg_kernel(xs, xrow[part], yo[part], np.argsort(yo[part], axis=1), perms[part], psi, k, out[part])
 
-    with ThreadPoolExecutor(numba.get_num_threads()) as pool:
+    # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
+    with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
         list(pool.map(rows, range(0, yo.shape[0], 256)))
     # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
     # reference cycle; collect it now (the young generations: cheap in a process with many objects),
