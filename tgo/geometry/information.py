@@ -40,13 +40,10 @@ def _jitter(n):
     return rng.standard_normal(n), rng.standard_normal(n)
 
 
-def _prepare(x, y):
-    """Standardised, jittered float64 copies of x and y (shape (..., n))."""
-    x, y = _standardise(x), _standardise(y)
-    jx, jy = _jitter(x.shape[-1])
-    x = x + _JITTER * np.maximum(1.0, np.abs(x).mean(axis=-1, keepdims=True)) * jx
-    y = y + _JITTER * np.maximum(1.0, np.abs(y).mean(axis=-1, keepdims=True)) * jy
-    return x, y
+def _prepare(v, jitter):
+    """Standardised, jittered float64 copy of v (..., n) with jitter one ``_jitter`` sample (n,)."""
+    v = _standardise(v)
+    return v + _JITTER * np.maximum(1.0, np.abs(v).mean(axis=-1, keepdims=True)) * jitter
 
 
 @numba.njit(cache=True)
@@ -121,30 +118,46 @@ def _ksg_kernel(xs, xrow, yo, yorder, perms, psi, k, out):
             out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
 
 
-def _ksg(xs, xrow, yo, k, perms=None):
-    """KSG-1 per row (and per shuffle in perms) of prepared data; see ``_ksg_kernel``. Slices of
-    rows run in numba's number of threads (one per usable core, or NUMBA_NUM_THREADS); every row
-    is computed alone, so results do not depend on the number of threads."""
-    n = yo.shape[1]
+# Rows per task of _ksg: a slice's float64 work arrays (a few MB at n = 1000) stay in the cache.
+_ROWS = 256
+
+
+def _ksg(xs, order, xrow, y, k, perms=None):
+    """KSG-1 per row of y (and per shuffle in perms); see ``_ksg_kernel``. xs (m, n) are prepared x
+    rows sorted ascending, order[i] the order that sorted x row i, y (rows, n) the raw y rows in any
+    dtype, row r paired with x row xrow[r]. Each slice of rows is prepared (``_prepare``), put in x
+    order and run through the kernel in one task; the tasks run in numba's number of threads (one per
+    usable core, or NUMBA_NUM_THREADS). Every row is computed alone, so results do not depend on the
+    number of threads."""
+    n = y.shape[1]
     if perms is None:
-        perms = np.empty((yo.shape[0], 0, n), np.int64)
+        perms = np.empty((y.shape[0], 0, n), np.int64)
     psi = np.zeros(n + 1)
     psi[1:] = digamma(np.arange(1, n + 1))
-    xs, yo, xrow = np.ascontiguousarray(xs), np.ascontiguousarray(yo), np.asarray(xrow, np.int64)
-    out = np.empty((yo.shape[0], 1 + perms.shape[1]))
+    jitter = _jitter(n)[1]
+    xs, xrow = np.ascontiguousarray(xs), np.asarray(xrow, np.int64)
+    out = np.empty((y.shape[0], 1 + perms.shape[1]))
 
     def rows(r):
-        part = slice(r, r + 256)
-        _ksg_kernel(xs, xrow[part], yo[part], np.argsort(yo[part], axis=1), perms[part], psi, k, out[part])
+        part = slice(r, r + _ROWS)
+        yo = np.take_along_axis(_prepare(y[part], jitter), order[xrow[part]], axis=1)
+        _ksg_kernel(xs, xrow[part], yo, np.argsort(yo, axis=1), perms[part], psi, k, out[part])
 
     # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
-        list(pool.map(rows, range(0, yo.shape[0], 256)))
+        list(pool.map(rows, range(0, y.shape[0], _ROWS)))
     # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
     # reference cycle; collect it now (the young generations: cheap in a process with many objects),
     # or a stage's memory grows by the inputs of every call.
     gc.collect(1)
     return out[:, 0] if perms.shape[1] == 0 else out
+
+
+def _sorted_x(x):
+    """Prepared x rows (m, n) sorted ascending, and the orders that sort them."""
+    x = _prepare(np.atleast_2d(x), _jitter(x.shape[-1])[0])
+    order = np.argsort(x, axis=1, kind="stable")
+    return np.take_along_axis(x, order, axis=1), order
 
 
 def _check_pairs(x, y, k):
@@ -190,13 +203,8 @@ def ksg_mi_batch(x, y, k=3):
     _check_pairs(x, y, k)
     if x.ndim == 2 and x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y need the same number of rows, got {x.shape}, {y.shape}")
-    x, y = _prepare(x, y)
-    if x.ndim == 1:
-        order = np.argsort(x, kind="stable")
-        return _ksg(x[order][None], np.zeros(len(y)), y[:, order], k)
-    order = np.argsort(x, axis=1, kind="stable")
-    return _ksg(np.take_along_axis(x, order, axis=1), np.arange(len(y)),
-                np.take_along_axis(y, order, axis=1), k)
+    xs, order = _sorted_x(x)
+    return _ksg(xs, order, np.zeros(len(y)) if x.ndim == 1 else np.arange(len(y)), y, k)
 
 
 def shuffle_baseline(x, y, k=3, n_shuffles=1, seed=0):
@@ -288,20 +296,18 @@ def mi_vs_distance(
     channels = np.atleast_1d(np.asarray(channels, dtype=np.intp))
     rng = np.random.default_rng(seed)
 
-    sel = np.asarray(acts[:, :, channels], dtype=np.float64).transpose(2, 1, 0)  # (C', P, N)
-    x_all, y_all = sel[:, ref], sel[:, others]
-    if estimator == "ksg":
-        x_all, y_all = _prepare(x_all, y_all)
+    # (C', P, N): each neuron's values over the images, in the activations' own dtype (KSG's
+    # float64 copies are made a slice of pairs at a time, inside _ksg).
+    sel = np.ascontiguousarray(np.take(acts, channels, axis=2).transpose(2, 1, 0))
+    x_raw, y_raw = sel[:, ref], sel[:, others].reshape(-1, n)
     # Shuffles: random permutations of the images, n_shuffles per pair.
-    perms = rng.permuted(np.broadcast_to(np.arange(n), (y_all.shape[0] * y_all.shape[1], n_shuffles, n)), axis=2)
+    perms = rng.permuted(np.broadcast_to(np.arange(n), (y_raw.shape[0], n_shuffles, n)), axis=2)
     if estimator == "ksg":  # all pairs in one call; each channel's x is sorted once
-        order = np.argsort(x_all, axis=1, kind="stable")
-        yo = np.take_along_axis(y_all, order[:, None, :], axis=2).reshape(-1, n)
-        xrow = np.repeat(np.arange(channels.size), others.size)
-        both = _ksg(np.take_along_axis(x_all, order, axis=1), xrow, yo, k, perms)
+        xs, order = _sorted_x(x_raw)
+        both = _ksg(xs, order, np.repeat(np.arange(channels.size), others.size), y_raw, k, perms)
         mi = both[:, 0] - both[:, 1:].mean(axis=1)
     else:
-        pairs = zip(np.repeat(x_all, others.size, axis=0), y_all.reshape(-1, n), perms)
+        pairs = zip(np.repeat(x_raw, others.size, axis=0), y_raw, perms)
         mi = np.array([binned_mi(x, y) - np.mean([binned_mi(x, y[p]) for p in ps]) for x, y, ps in pairs])
     mi = mi.reshape(channels.size, others.size)
     per_channel = np.stack([mi[:, dist[others] == d].mean(axis=1) for d in distances], axis=1)

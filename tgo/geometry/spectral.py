@@ -412,9 +412,10 @@ def _covariance_family(eigs, ranks):
 def _jackknife_pieces(Xc, labels):
     """Per group g of rows (axis -2): the scatter X_g^T X_g and the row sum of centred Xc (..., N, D),
     stacked on a new leading axis G, and the rows left in each replicate (G,)."""
-    groups = range(labels.max() + 1)
-    parts = [Xc[..., labels == g, :] for g in groups]
-    pieces = np.stack([np.swapaxes(p, -1, -2) @ p for p in parts])
+    parts = [Xc[..., labels == g, :] for g in range(labels.max() + 1)]
+    pieces = np.empty((len(parts),) + Xc.shape[:-2] + (Xc.shape[-1],) * 2)
+    for p, out in zip(parts, pieces):  # into one buffer: fresh pages cost more than the products here
+        np.matmul(np.swapaxes(p, -1, -2), p, out=out)
     sums = np.stack([p.sum(axis=-2) for p in parts])
     keep_n = (labels.size - np.bincount(labels, minlength=len(parts))).astype(np.float64)
     if keep_n.min() < 2:
@@ -423,10 +424,14 @@ def _jackknife_pieces(Xc, labels):
 
 
 def _eigs_from_pieces(pieces, sums, keep_n):
-    """Covariance eigenvalues without each group from ``_jackknife_pieces``."""
+    """Covariance eigenvalues without each group from ``_jackknife_pieces`` (whose pieces become
+    the replicates' covariances, in place)."""
     # Without group g the rows sum to -s_g (the full centred sum is 0).
-    cov = pieces.sum(axis=0) - pieces - sums[..., :, None] * sums[..., None, :] / keep_n
-    return np.maximum(np.linalg.eigvalsh(cov / (keep_n - 1))[..., ::-1], 0.0)
+    cov = np.subtract(pieces.sum(axis=0), pieces, out=pieces)
+    for c, s, k in zip(cov, sums, keep_n):
+        c -= s[..., :, None] * s[..., None, :] / k
+    cov /= keep_n - 1
+    return np.maximum(np.linalg.eigvalsh(cov)[..., ::-1], 0.0)
 
 
 def _jackknife_eigs(Xc, labels):
