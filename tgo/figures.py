@@ -95,8 +95,17 @@ def fig_training(curves):
 
 
 def _grid(n, width=4.0, height=3.0, cols=4):
+    """n panels of width x height inches, cols to a row, with fixed margins and gaps (inches) that
+    fit a title, tick labels and an x label: tight_layout would measure every label first, which
+    takes longer than drawing these many-panel figures."""
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    w, h = width * cols, height * rows
+    fig, axes = plt.subplots(rows, cols, figsize=(w, h), squeeze=False)
+    left, right, bottom, top, gap_w, gap_h = 0.55, 0.35, 0.5, 0.8, 0.6, 0.75
+    panel_w = (w - left - right - (cols - 1) * gap_w) / cols
+    panel_h = (h - bottom - top - (rows - 1) * gap_h) / rows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=gap_w / panel_w, hspace=gap_h / panel_h)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat
@@ -121,7 +130,6 @@ def fig_across_depth(rows, sample_set, title):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"across depth, per checkpoint: {title}")
-    fig.tight_layout()
     return fig
 
 
@@ -143,7 +151,6 @@ def fig_across_training(rows, sample_set, title):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
     fig.suptitle(f"across training, per site: {title}")
-    fig.tight_layout()
     return fig
 
 
@@ -224,7 +231,6 @@ def fig_sample_size(sample_size_rows, spectral_rows, sample_set, title):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"against the number of probe images, last checkpoint: {title}")
-    fig.tight_layout()
     return fig
 
 
@@ -525,7 +531,6 @@ def fig_zoo_spectral(results, role):
     axes[0].legend(fontsize=7)
     title = {"head": "the head's input (CLS token, or the pooled representation)", **PATCH_SETS}[role]
     fig.suptitle(f"spectral geometry across depth: {title}")
-    fig.tight_layout()
     return fig
 
 
