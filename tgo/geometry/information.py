@@ -13,7 +13,7 @@ estimator's value on the same marginals with the pairing destroyed). The paper's
 Eq. 1 is the plain definition I(X;Y) = integral p(x,y) log p(x,y)/(p(x)p(y)).
 """
 
-import gc
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -89,33 +89,39 @@ def _one_pair(x, y, ys, rank, psi, best, k):
     return psi[k] + psi[n] - acc / n
 
 
-@numba.njit(nogil=True, cache=True)
-def _ksg_kernel(xs, xrow, yo, yorder, perms, psi, k, out):
-    """KSG-1 for many pairs into out (rows, 1 + s). k is compiled in as a constant
-    (``numba.literally``), so that the k best distances stay in registers.
-
-    xs (m, n) rows ascending; pair r is (xs[xrow[r]], yo[r]) with yo (rows, n) in the
-    order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; perms (rows, s, n):
-    column 1 + j of out is the MI of x with y permuted by perms[r, j] (a shuffle baseline
-    that reuses the row's sort of y); psi[m] = digamma(m). Plain loops, no numba parallelism
-    (which costs seconds of compilation in every new checkout): ``_ksg`` runs slices of rows
-    in threads, this function releasing the GIL.
+@functools.cache
+def _ksg_kernel(k):
+    """The compiled KSG-1 kernel for k neighbours (compiled once per k; numba caches each on disk).
+    k is a constant of the compiled code, so that the k best distances stay in registers, and a
+    call from Python goes straight to the compiled code (an argument marked ``numba.literally``
+    would be re-typed on every call, about 20 ms).
     """
-    numba.literally(k)
-    rows, n = yo.shape
-    best = np.empty(k)
-    rank = np.empty(n, np.int64)
-    ys = np.empty(n)
-    for r in range(rows):
-        x = xs[xrow[r]]
-        y = yo[r]
-        for i in range(n):
-            ys[i] = y[yorder[r, i]]
-            rank[yorder[r, i]] = i
-        out[r, 0] = _one_pair(x, y, ys, rank, psi, best, k)
-        for s in range(perms.shape[1]):
-            p = perms[r, s]
-            out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
+
+    @numba.njit(nogil=True, cache=True)
+    def kernel(xs, xrow, yo, yorder, perms, psi, out):
+        """KSG-1 for many pairs into out (rows, 1 + s). xs (m, n) rows ascending; pair r is
+        (xs[xrow[r]], yo[r]) with yo (rows, n) in the order of xs[xrow[r]] and yorder[r] the order
+        that sorts yo[r]; perms (rows, s, n): column 1 + j of out is the MI of x with y permuted by
+        perms[r, j] (a shuffle baseline that reuses the row's sort of y); psi[m] = digamma(m). Plain
+        loops, no numba parallelism (which costs seconds of compilation in every new checkout):
+        ``_ksg`` runs slices of rows in threads, this function releasing the GIL.
+        """
+        rows, n = yo.shape
+        best = np.empty(k)
+        rank = np.empty(n, np.int64)
+        ys = np.empty(n)
+        for r in range(rows):
+            x = xs[xrow[r]]
+            y = yo[r]
+            for i in range(n):
+                ys[i] = y[yorder[r, i]]
+                rank[yorder[r, i]] = i
+            out[r, 0] = _one_pair(x, y, ys, rank, psi, best, k)
+            for s in range(perms.shape[1]):
+                p = perms[r, s]
+                out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
+
+    return kernel
 
 
 # Rows per task of _ksg: a slice's float64 work arrays (a few MB at n = 1000) stay in the cache.
@@ -138,18 +144,16 @@ def _ksg(xs, order, xrow, y, k, perms=None):
     xs, xrow = np.ascontiguousarray(xs), np.asarray(xrow, np.int64)
     out = np.empty((y.shape[0], 1 + perms.shape[1]))
 
+    kernel = _ksg_kernel(k)
+
     def rows(r):
         part = slice(r, r + _ROWS)
         yo = np.take_along_axis(_prepare(y[part], jitter), order[xrow[part]], axis=1)
-        _ksg_kernel(xs, xrow[part], yo, np.argsort(yo, axis=1), perms[part], psi, k, out[part])
+        kernel(xs, xrow[part], yo, np.argsort(yo, axis=1), perms[part], psi, out[part])
 
     # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
         list(pool.map(rows, range(0, y.shape[0], _ROWS)))
-    # numba.literally re-dispatches through an exception whose traceback keeps these arrays in a
-    # reference cycle; collect it now (the young generations: cheap in a process with many objects),
-    # or a stage's memory grows by the inputs of every call.
-    gc.collect(1)
     return out[:, 0] if perms.shape[1] == 0 else out
 
 
