@@ -76,6 +76,13 @@ def test_ksg_equals_brute_force(rho, transform):
     assert abs(im.ksg_mi(x, y) - _brute_ksg(x, y)) < 1e-10
 
 
+@pytest.mark.parametrize("k", [1, 5])
+def test_ksg_equals_brute_force_for_other_k(k):
+    # Each k is its own compiled kernel (k is a constant of the code).
+    x, y = _gaussian_pair(0.5, 300, 12)
+    assert abs(im.ksg_mi(x, y, k=k) - _brute_ksg(x, y, k=k)) < 1e-10
+
+
 def test_batch_equals_single():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 300))
