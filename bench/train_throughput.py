@@ -3,8 +3,11 @@
 Real path: uint8 images in a memory-mapped .npy -> tgo.loader.device_batches (gather into pinned
 memory on a background thread, copy to the device) -> training_batch (the DeiT recipe on the device:
 random resized crop, flip, RandAugment subset, mixup/cutmix, random erasing) -> train_step.
-Ceiling: train_step alone on one batch that already sits on the device, augmented once. Both run in
-the same process, after warm-up steps; the ratio real / ceiling says how much the data path costs.
+Ceiling: train_step alone on one batch that already sits on the device, augmented once.
+Serial: the same steps as the real path with each batch gathered and copied in the training loop itself
+(no background thread, no copy stream, pageable memory): what the prefetching overlaps.
+All three run in the same process, after warm-up steps; the ratio real / ceiling says how much the
+data path costs, real / serial how much overlapping the gather and the copy with compute gains.
 
     .venv/bin/python bench/train_throughput.py                 # CPU: a small ViT at 32 px
     python bench/train_throughput.py --gpu-preset              # GPU: ViT-S/16 at 224 px, bf16
@@ -95,6 +98,14 @@ def main():
                 x, t = training_batch(xb, y, gen, cfg, a.img_size, a.batch, 0, mixup, erase)
                 train_step(model, net, optimizer, criterion, x, t, cfg)
 
+        def serial(steps):
+            for _ in range(steps):
+                idx = rng.choice(a.images, a.batch, replace=False)
+                xb = torch.from_numpy(images[idx]).to(device)
+                x, t = training_batch(xb, torch.from_numpy(labels[idx]).to(device), gen, cfg, a.img_size, a.batch,
+                                      0, mixup, erase)
+                train_step(model, net, optimizer, criterion, x, t, cfg)
+
         xb, y = next(device_batches(images, labels, [np.arange(a.batch)], device))
         x0, t0 = training_batch(xb, y, gen, cfg, a.img_size, a.batch, 0, mixup, erase)
 
@@ -104,8 +115,10 @@ def main():
 
         timed(ceiling, a.warmup, device)
         timed(real, a.warmup, device)
+        timed(serial, a.warmup, device)
         t_ceiling = timed(ceiling, a.steps, device)
         t_real = timed(real, a.steps, device)
+        t_serial = timed(serial, a.steps, device)
 
     n = a.steps * a.batch
     name = device_name(device)
@@ -113,7 +126,9 @@ def main():
           f"amp {a.amp}, compile {a.compile}, on {name}; {a.steps} timed steps after {a.warmup} warm-up")
     print(f"real data path    : {n / t_real:9.1f} images/s")
     print(f"device-fed ceiling: {n / t_ceiling:9.1f} images/s")
+    print(f"serial data path  : {n / t_serial:9.1f} images/s")
     print(f"ratio real / ceiling: {t_ceiling / t_real:.3f}")
+    print(f"ratio real / serial : {t_serial / t_real:.3f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,15 @@ def test_gpu_check_runs_its_tiny_version_without_a_gpu(tmp_path):
     eager = summary["throughput"]["eager"]
     assert eager["real_images_per_s"] > 0 and eager["ceiling_images_per_s"] > 0
     assert abs(eager["ratio"] - eager["real_images_per_s"] / eager["ceiling_images_per_s"]) < 0.01
+    assert abs(eager["ratio_real_to_serial"] - eager["real_images_per_s"] / eager["serial_images_per_s"]) < 0.01
     # Every stage of the pipeline ran through dvc exp run and said how long it took.
     assert set(summary["stage_seconds"]) >= {"prepare", "train", "extract", "spectral", "tokens", "correlation", "mi",
                                              "qk", "report"}
     assert 0 <= summary["val_top1"] <= 100
+    # bf16 really ran (an error far above float32's) and every site stayed within README's 3%.
+    errors = summary["bf16_relative_error"]
+    assert set(errors) == {"embed", "residual", "attn", "mlp", "final_norm"}
+    assert all(1e-4 < e < 0.03 for e in errors.values()) and summary["goals"]["bf16_within_3pct"]
+    # numpy's and torch's LAPACK agree on the same matrices, to rounding.
+    eig = summary["eigendecompositions"]
+    assert eig["numpy_cpu_ms"] > 0 and eig["torch_cpu_ms"] > 0 and eig["max_relative_difference"] < 1e-12
