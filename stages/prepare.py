@@ -37,14 +37,14 @@ def list_files(cfg):
 
 def main():
     cfg = load("prepare")
-    size = cfg["image_size"]
+    size, workers = cfg["image_size"], cfg["workers"] or os.cpu_count()
     decoded = {}  # {split: images file decoded in place} (the sources listed by list_files)
     if cfg["source"] == "synthetic":
         splits = {}
         per_class = {"train": cfg["train_per_class"], "val": cfg["val_per_class"]}
         for i, split in enumerate(("train", "val")):
             images, labels, classes = make_synthetic(cfg["num_classes"], per_class[split], size,
-                                                     seed=cfg["seed"] * 2 + i)
+                                                     seed=cfg["seed"] * 2 + i, workers=workers)
             splits[split] = (images, labels)
         bad = []
     elif cfg["source"] == "imagefolder":
@@ -59,7 +59,6 @@ def main():
             bad += skipped
     else:  # imagenet100, imagenet_val, probe_folder
         listing, classes = list_files(cfg)
-        workers = cfg["workers"] or os.cpu_count()
         splits, bad = {}, []
         for split, items in listing.items():
             decoded[split], labels, skipped = decode_split(items, classes, size, cfg["resize"], WORK, split,

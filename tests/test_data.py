@@ -32,16 +32,17 @@ NUM_CLASSES, PER_CLASS = 4, {"train": 20, "val": 10}
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """The prepare stage run three times: seed 0 twice (in separate directories), seed 1 once."""
+    """The prepare stage run three times: seed 0 twice (in separate directories, on 3 threads and on
+    1), seed 1 once."""
     runs = {}
-    for name, seed in (("a", 0), ("b", 0), ("other_seed", 1)):
+    for name, seed, workers in (("a", 0, 3), ("b", 0, 1), ("other_seed", 1, None)):
         root = tmp_path_factory.mktemp(f"synthetic_{name}")
-        stage_ok("prepare", root, micro_config(prepare={"seed": seed}))
+        stage_ok("prepare", root, micro_config(prepare={"seed": seed, "workers": workers}))
         runs[name] = root
     return runs
 
 
-def test_synthetic_same_seed_gives_identical_bytes(synthetic):
+def test_synthetic_same_seed_gives_identical_bytes_on_any_number_of_threads(synthetic):
     a, b = synthetic["a"] / "data/prepared", synthetic["b"] / "data/prepared"
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     for split in SPLITS:

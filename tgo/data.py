@@ -7,6 +7,7 @@ classes, counts per class and split, a SHA-256 per split, skipped images). Probe
 (imagenet_val, probe_folder) hold a val split alone.
 """
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +122,22 @@ def synthetic_image(rng, label, classes, size):
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
-def make_synthetic(num_classes, per_class, size, seed):
-    """Balanced synthetic split: (images uint8 N×size×size×3, labels int64, class names)."""
+def make_synthetic(num_classes, per_class, size, seed, workers=1):
+    """Balanced synthetic split: (images uint8 N×size×size×3, labels int64, class names).
+
+    Image i draws from its own generator (child i of numpy's SeedSequence(seed)), so the images are
+    drawn in `workers` threads and are the same for any number of them."""
     classes = synthetic_classes(num_classes)
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(num_classes * per_class) % num_classes)
-    images = np.stack([synthetic_image(rng, y, classes, size)
-                       for y in tqdm(labels, desc="synthetic images", unit="img", leave=False)])
+    labels = np.random.default_rng(seed).permutation(np.arange(num_classes * per_class) % num_classes)
+    children = np.random.SeedSequence(seed).spawn(len(labels))
+    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
+
+    def draw(i):
+        images[i] = synthetic_image(np.random.default_rng(children[i]), labels[i], classes, size)
+
+    with ThreadPoolExecutor(workers) as pool:  # numpy releases the GIL for most of an image's work
+        list(tqdm(pool.map(draw, range(len(labels))), total=len(labels), desc="synthetic images", unit="img",
+                  leave=False))
     return images, labels.astype(np.int64), classes
 
 
