@@ -64,12 +64,16 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 
 
 def run(cmd, cwd):
-    """Run a command, echo its output, stop the check on failure; returns its stdout."""
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    print(proc.stdout, end="", flush=True)
-    if proc.returncode:
-        sys.exit(f"gpu-check: {' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout
+    """Run a command, echoing its output (stdout and stderr) as it comes, so that a log cut short by a
+    time limit still shows how far it got; returns the output. RuntimeError with its end if it fails."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    if proc.wait():
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{''.join(lines)[-4000:]}")
+    return "".join(lines)
 
 
 def throughput(extra):
@@ -181,26 +185,53 @@ def main():
     print(f"CUDA device: {device}" if gpu else
           "no GPU found (torch.cuda.is_available() is False): running the tiny CPU version", flush=True)
     t0 = time.perf_counter()
-    summary = {"device": device or "cpu", "tiny": not gpu, "throughput": {}}
+    summary = {"device": device or "cpu", "tiny": not gpu, "throughput": {}, "failed": {}}
+
+    def save():
+        summary["seconds"] = round(time.perf_counter() - t0, 1)
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+    def step(name, f):
+        """f()'s result, or None with the error recorded in the summary: one step failing (a compiler, a
+        stage) leaves the others to run, and the summary is written after every step, so that a run cut
+        short still leaves what it measured."""
+        try:
+            return f()
+        except Exception as e:  # any failure is a finding of the check
+            summary["failed"][name] = str(e)[-4000:]
+            print(f"gpu-check: {name} failed: {str(e)[-4000:]}", flush=True)
+        finally:
+            save()
+
     for compiled in (False, True) if gpu else (False,):
+        name = "compile" if compiled else "eager"
         extra = (GPU_THROUGHPUT if gpu else TINY_THROUGHPUT) + (["--compile"] if compiled else [])
-        summary["throughput"]["compile" if compiled else "eager"] = throughput(extra)
+        summary["throughput"][name] = step(f"throughput {name}", lambda: throughput(extra))
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep.resolve() if args.keep else Path(tmp) / "project"
-        stages, peak, top1 = pipeline(work, GPU_RUN if gpu else TINY_RUN, gpu)
-        errors = bf16_errors(work, pick_device(), 64 if gpu else 8)
-    print(f"bf16 vs fp32 capture, largest relative error per site: {errors}", flush=True)
-    eig = eigendecompositions(pick_device(), *((384, 64) if gpu else (64, 8)))
-    print(f"covariance eigendecompositions: {eig}", flush=True)
-    summary.update(stage_seconds=stages, peak_gpu_memory_gb=peak, val_top1=top1, bf16_relative_error=errors,
-                   eigendecompositions=eig, seconds=round(time.perf_counter() - t0, 1))
-    summary["goals"] = {"bf16_within_3pct": max(errors.values()) < 0.03}
-    if gpu:
-        best = max(summary["throughput"].values(), key=lambda r: r["real_images_per_s"])
-        summary["goals"].update({"5000_images_per_s": best["real_images_per_s"] >= 5000,
-                                 "ratio_at_least_0.9": best["ratio"] >= 0.9})
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        ran = step("pipeline", lambda: pipeline(work, GPU_RUN if gpu else TINY_RUN, gpu))
+        if ran:
+            summary.update(zip(("stage_seconds", "peak_gpu_memory_gb", "val_top1"), ran))
+            errors = step("bf16", lambda: bf16_errors(work, pick_device(), 64 if gpu else 8))
+            summary["bf16_relative_error"] = errors
+            print(f"bf16 vs fp32 capture, largest relative error per site: {errors}", flush=True)
+    summary["eigendecompositions"] = step("eigendecompositions",
+                                          lambda: eigendecompositions(pick_device(), *((384, 64) if gpu else (64, 8))))
+    print(f"covariance eigendecompositions: {summary['eigendecompositions']}", flush=True)
+
+    goals = {}
+    if summary.get("bf16_relative_error"):
+        goals["bf16_within_3pct"] = max(summary["bf16_relative_error"].values()) < 0.03
+    measured = [r for r in summary["throughput"].values() if r]
+    if gpu and measured:
+        best = max(measured, key=lambda r: r["real_images_per_s"])
+        goals.update({"5000_images_per_s": best["real_images_per_s"] >= 5000,
+                      "ratio_at_least_0.9": best["ratio"] >= 0.9})
+    summary["goals"] = goals
+    save()
     print(json.dumps(summary, indent=2))
+    if summary["failed"]:
+        sys.exit(f"gpu-check: failed steps: {', '.join(summary['failed'])} (their errors are in {args.out})")
     print(f"gpu-check: {'done' if gpu else 'done (tiny CPU version: no GPU found)'} -> {args.out}")
 
 

@@ -32,3 +32,20 @@ def test_gpu_check_runs_its_tiny_version_without_a_gpu(tmp_path):
     # numpy's and torch's LAPACK agree on the same matrices, to rounding.
     eig = summary["eigendecompositions"]
     assert eig["numpy_cpu_ms"] > 0 and eig["torch_cpu_ms"] > 0 and eig["max_relative_difference"] < 1e-12
+
+
+def test_a_failed_step_is_recorded_and_the_others_still_run(tmp_path):
+    # A pipeline that cannot start (its directory is taken) must not cost the GPU session the other
+    # measurements: the JSON names the failure, the later steps ran, and the exit code says so.
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "file").write_text("not a clone")
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench/gpu_check.py"), "--out", str(out), "--keep", str(taken)],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "failed steps: pipeline" in proc.stderr, proc.stdout + proc.stderr
+    summary = json.loads(out.read_text())
+    assert list(summary["failed"]) == ["pipeline"] and "git" in summary["failed"]["pipeline"]
+    assert summary["throughput"]["eager"]["real_images_per_s"] > 0
+    assert summary["eigendecompositions"]["max_relative_difference"] < 1e-12
+    assert "stage_seconds" not in summary and "bf16_relative_error" not in summary
