@@ -23,7 +23,7 @@ whole pipeline through `dvc exp run`, summarised in one JSON file.
 Without a GPU the same command runs a tiny version of every step (a small ViT, a micro data set)
 and says that no GPU was found; the default tests run it (tests/test_gpu_check.py).
 
-    make gpu-check                     # or: python bench/gpu_check.py [--out FILE] [--keep DIR]
+    make gpu-check                     # or: python bench/gpu_check.py [--out FILE] [--keep DIR] [--no-compile]
 """
 import argparse
 import json
@@ -179,6 +179,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="where the JSON summary goes")
     ap.add_argument("--keep", type=Path, help="run the pipeline in this directory (kept) instead of a temporary one")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile throughput run (1-2 minutes of compiling on a GPU)")
     args = ap.parse_args()
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else None
@@ -203,7 +205,7 @@ def main():
         finally:
             save()
 
-    for compiled in (False, True) if gpu else (False,):
+    for compiled in (False, True) if gpu and not args.no_compile else (False,):
         name = "compile" if compiled else "eager"
         extra = (GPU_THROUGHPUT if gpu else TINY_THROUGHPUT) + (["--compile"] if compiled else [])
         summary["throughput"][name] = step(f"throughput {name}", lambda: throughput(extra))
