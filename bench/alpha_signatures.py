@@ -14,7 +14,6 @@ probe images, float16 synthetic activations with a power-law covariance.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tgo.geometry import spectral  # noqa: E402
 from tgo.geometry.tokens import alpha_signatures  # noqa: E402
+from tgo.io import usable_cpus  # noqa: E402
 
 
 def synthetic_acts(blocks, n, tokens, dim, seed=0):
@@ -83,7 +83,7 @@ def main():
         np.save(path, acts)
         acts = np.load(path, mmap_mode="r")
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     print(f"shape (blocks, N, tokens, D) = {acts.shape}, {acts.dtype}"
           f"{' memmap' if args.memmap else ''}, ranks {ranks}, {cpus} CPUs; data generated in {gen_s:.1f} s")
 

@@ -12,7 +12,8 @@ pages of the memory-mapped activations it touched.
     python bench/analysis_scale.py                         # build the workspace in a temp dir, run all
     python bench/analysis_scale.py --workdir /tmp/scale    # keep it; a second call reuses its activations
     python bench/analysis_scale.py --workdir /tmp/scale --stages correlation
-    python bench/analysis_scale.py --earlier       # also a checkpoint before the last (twice as long)
+    python bench/analysis_scale.py --earlier       # also a checkpoint before the last (twice as long),
+                                                   # and the time per checkpoint over the preset's schedule
 """
 import argparse
 import contextlib
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from tgo.checkpoints import checkpoint_name, import_weights  # noqa: E402
 from tgo.distributed import device_name, pick_device  # noqa: E402
+from tgo.io import usable_cpus  # noqa: E402
 from tgo.models import create_model, model_kwargs  # noqa: E402
 from tgo.params import load  # noqa: E402
 
@@ -120,7 +122,7 @@ def main():
         if not (work / "data/activations").exists():
             build(work)
             results["extract"] = stage(work, "extract")
-        cpus = len(os.sched_getaffinity(0))
+        cpus = usable_cpus()
         device = device_name(pick_device())
         print(f"ImageNet-100 preset shape (ViT-S/16, 1000 probe images x 197 tokens x 384, 38 sites), one "
               f"checkpoint, {cpus} CPUs, on {device}; workspace {work}")
@@ -139,6 +141,14 @@ def main():
             met = "-" if goal is None else ", ".join(
                 "yes" if ok else "NO" for ok in (seconds <= goal, gb <= MEMORY_GOAL_GB))
             print(f"{name:<22} {seconds:8.1f} {goal or '-':>7} {gb:8.2f} {anon:8.2f}  {met}")
+        if args.earlier:
+            # Intervals and sample-size curves are computed at the last checkpoint only.
+            n = len(load("train", path=work / "params.yaml")["checkpoint_epochs"])
+            print(f"per checkpoint over the preset's {n} checkpoints ({n - 1} earlier ones and the last, "
+                  f"divided by {n}):")
+            for name in args.stages:
+                seconds = (results[name][0] + (n - 1) * results[f"{name} (earlier)"][0]) / n
+                print(f"{name:<22} {seconds:8.1f} {GOALS[name]:>7}  {'yes' if seconds <= GOALS[name] else 'NO'}")
 
 if __name__ == "__main__":
     main()

@@ -48,6 +48,7 @@ from tgo.capture import capture  # noqa: E402
 from tgo.checkpoints import load_checkpoint, read_config  # noqa: E402
 from tgo.data import load_prepared  # noqa: E402
 from tgo.distributed import pick_device  # noqa: E402
+from tgo.io import usable_cpus  # noqa: E402
 from tgo.models import create_model, input_config  # noqa: E402
 
 GPU_RUN = ["data=imagenet100", "model=vit_small_patch16", "prepare.source=synthetic", "prepare.num_classes=100",
@@ -114,7 +115,7 @@ def eigendecompositions(device, dim, n_matrices):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n_matrices, 3 * dim, dim)) * np.arange(1, dim + 1) ** -0.5  # a power-law spectrum
     cov = np.swapaxes(x, 1, 2) @ x / (3 * dim - 1)
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cpus()
 
     def on_cpu():
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(cores) as pool:

@@ -18,7 +18,6 @@ the same array (the cost does not depend on the values), which keeps memory to o
     python bench/intervals.py --sites 2 --n 300 --dim 64    # quick
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tgo.activations import image_of_rows, sample_sets  # noqa: E402
 from tgo.geometry import spectral, stats  # noqa: E402
+from tgo.io import usable_cpus  # noqa: E402
 
 SUMMARY = spectral.HEADLINE_METRICS
 
@@ -68,7 +68,7 @@ def main():
     tokens = synthetic_tokens(args.n, args.tokens, args.dim)
     layout = {"prefix_tokens": ["cls"], "head_input": None}
     groups = stats.image_groups(args.n, args.groups)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     print(f"{args.sites} sites x tokens (N, T, D) = {tokens.shape} float16, sample sets cls / patches "
           f"({args.n * (args.tokens - 1)} rows) / patch_mean, {args.groups} groups, {cpus} CPUs; "
           f"data generated in {time.perf_counter() - t0:.1f} s")

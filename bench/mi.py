@@ -13,7 +13,6 @@ channels of one block x sublayer, extrapolated to the whole.
 """
 
 import argparse
-import os
 import time
 
 import numba
@@ -21,6 +20,7 @@ import numpy as np
 from sklearn.feature_selection import mutual_info_regression
 
 from tgo.geometry import information as im
+from tgo.io import usable_cpus
 
 
 def field(n, rows, cols, n_channels, rng, length=2.0):
@@ -80,7 +80,7 @@ def main():
     pos = ours_sub > 0  # scikit-learn clips at 0; compare where ours is positive
     print(f"shape: N={a.n} grid={a.grid}x{a.grid} channels={a.channels} sampled={a.sampled} "
           f"blocks={a.blocks} sublayers={a.sublayers} ({pairs_per_unit * n_units} KSG pairs incl. shuffles); "
-          f"{os.cpu_count()} CPU cores, {numba.get_num_threads()} kernel threads")
+          f"{usable_cpus()} CPU cores, {numba.get_num_threads()} kernel threads")
     print(f"ours   : mi stage (MI vs distance + kurtosis), all {n_units} block x sublayer: {ours:.1f} s "
           f"({ours / (pairs_per_unit * n_units) * 1e6:.0f} us/pair)")
     print(f"sklearn: {sk_pairs} pairs (block 0, sublayer 0, {a.sklearn_channels} channels, incl. shuffles) "

@@ -7,7 +7,7 @@ import numpy as np
 
 from tgo.data import list_imagefolder, list_probe_folder, load_imagefolder_split, make_synthetic, write_prepared
 from tgo.imagenet import decode_split, list_imagenet, list_imagenet_val, read_class_list
-from tgo.io import TGOError, atomic_dir, run_stage
+from tgo.io import TGOError, atomic_dir, run_stage, usable_cpus
 from tgo.params import load
 
 OUT = "data/prepared"
@@ -37,7 +37,7 @@ def list_files(cfg):
 
 def main():
     cfg = load("prepare")
-    size, workers = cfg["image_size"], cfg["workers"] or os.cpu_count()
+    size, workers = cfg["image_size"], cfg["workers"] or usable_cpus()
     decoded = {}  # {split: images file decoded in place} (the sources listed by list_files)
     if cfg["source"] == "synthetic":
         splits = {}

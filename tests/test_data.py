@@ -2,7 +2,10 @@
 image-folder trees and probe folders, checked through what it writes to data/prepared/."""
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,6 +52,16 @@ def test_synthetic_same_seed_gives_identical_bytes_on_any_number_of_threads(synt
         assert ma["splits"][split]["sha256"] == mb["splits"][split]["sha256"]
         for kind in ("images", "labels"):
             assert (a / f"{split}_{kind}.npy").read_bytes() == (b / f"{split}_{kind}.npy").read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_all_cores_means_the_cores_this_process_may_run_on():
+    """prepare.workers: null (and the tokens stage's threads) count the affinity mask that taskset,
+    Slurm or a container sets, not the machine's cores."""
+    code = ("import os; from tgo.io import usable_cpus; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(usable_cpus())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
 
 
 def test_synthetic_different_seed_gives_different_data(synthetic):

@@ -1,5 +1,5 @@
-"""Small I/O helpers shared by the stages: expected errors, the stage runner, atomic writes, JSON and
-CSV."""
+"""Small helpers shared by the stages: expected errors, the stage runner, the usable cores, atomic
+writes, JSON and CSV."""
 import csv
 import json
 import os
@@ -24,6 +24,15 @@ def run_stage(name, main):
         sys.exit(2)
     if "LOCAL_RANK" not in os.environ:  # torchrun workers: the launching process reports
         print(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+
+
+def usable_cpus():
+    """The cores this process may run on: its affinity mask (taskset, Slurm, a container's cpuset),
+    which can be fewer than os.cpu_count(), the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not available on every platform
+        return max(1, os.cpu_count() or 1)
 
 
 def _tmp_path(path):

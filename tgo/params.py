@@ -100,7 +100,7 @@ SCHEMA = {
         "resize": Param(int, "image files: shorter side before the centre crop; null = image_size",
                         at_least(1), null=True, check=_resize_covers_crop),
         "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); imagenet100, "
-                              "imagenet_val, probe_folder: decoding processes; null = all CPU cores",
+                              "imagenet_val, probe_folder: decoding processes; null = all usable CPU cores",
                          at_least(1), null=True),
         "num_classes": Param(int, "synthetic: number of classes (up to 100: an ImageNet-100-shaped set)", (2, 100, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),

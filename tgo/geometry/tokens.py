@@ -11,7 +11,6 @@ compared with the patch grid against a permutation null.
 """
 
 import operator
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,18 +18,12 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from tgo.geometry import spectral
+from tgo.io import usable_cpus
 
 # Tokens per batched eigendecomposition: small batches keep the float64 copies
 # (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N and D.
 _MAX_TOKENS_PER_CHUNK = 8
 _CHUNK_BYTES = 64 * 2**20
-
-
-def _n_workers():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not available on every platform
-        return max(1, os.cpu_count() or 1)
 
 
 def alpha_signatures(acts, ranks=(11, 100)):
@@ -87,7 +80,7 @@ def alpha_signatures(acts, ranks=(11, 100)):
                              f"in block {b}, tokens {s}..{s + len(part) - 1}")
         return spectral.batched_alpha(eigs, ranks)
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_n_workers()) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
         for b in range(n_blocks):
             block = acts[b]
             if isinstance(block, np.memmap):
@@ -125,7 +118,7 @@ def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
         return spectral.batched_alpha(eigs, ranks)[0]
 
     # As alpha_signatures: batches of tokens in parallel threads, each with single-threaded BLAS.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(_n_workers()) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
         for b in tqdm(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
             block = np.array(acts[b])  # one sequential read of a memmap
             for s, a in zip(starts, pool.map(lambda s: fit(block, s), starts)):
