@@ -1,6 +1,8 @@
 """mi: per checkpoint, block and sublayer (attention, MLP): mutual information between neurons vs
 spatial distance, excess kurtosis, conditional ("bowtie") histograms, over the patch tokens only
 -> reports/mi/, reports/metrics/mi.json (with --zoo <id>: the zoo model's, tgo.runs)."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from tgo import activations
@@ -31,26 +33,34 @@ def main():
     channels = np.sort(np.random.default_rng(cfg["seed"]).choice(meta["dim"], cfg["n_channels"], replace=False))
     ref_index = reference[0] * cols_ + reference[1]
 
+    def block(act_dir, meta, sub, b):
+        """One block's MI curve rows, kurtosis row and (at the last checkpoint) bowtie rows."""
+        # The block read into memory (float16 N x patches x C) and its mapping dropped, so the
+        # mapped pages of all blocks never add up in the resident set.
+        x = np.array(activations.load(act_dir, sub)[b, :n, meta["num_prefix_tokens"]:])
+        res = mi_vs_distance(x, (rows_, cols_), channels, reference, k=cfg["k"],
+                             estimator=cfg["estimator"], n_shuffles=cfg["n_shuffles"], seed=cfg["seed"])
+        at = {"epoch": meta["epoch"], "sublayer": sub, "site": site_name(b + 1, meta["n_blocks"]), "depth": b + 1}
+        curve = [{**at, "distance": d, "mi": m, "mi_std": s} for d, m, s in zip(res["distances"], res["mi"],
+                                                                                 res["mi_std"])]
+        k = excess_kurtosis(x.reshape(len(x), -1), axis=0)
+        q = np.nanpercentile(k, [10, 50, 90])
+        kurt = {**at, "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0], "kurtosis_median": q[1],
+                "kurtosis_p90": q[2]}
+        bow = (_bowtie_rows(x, (rows_, cols_), ref_index, channels[0], cfg["bowtie_bins"], at)
+               if act_dir == checkpoints[-1][0] else [])
+        return curve, kurt, bow
+
     curves, kurtosis, bowtie = [], [], []
-    last_dir = checkpoints[-1][0]
-    for act_dir, meta in each_checkpoint(checkpoints):
-        p0, n_blocks = meta["num_prefix_tokens"], meta["n_blocks"]
-        for sub in SUBLAYERS:
-            for b in range(n_blocks):
-                # One block read into memory (float16 N x patches x C) and its mapping dropped, so the
-                # mapped pages of all blocks never add up in the resident set.
-                x = np.array(activations.load(act_dir, sub)[b, :n, p0:])
-                res = mi_vs_distance(x, (rows_, cols_), channels, reference, k=cfg["k"],
-                                     estimator=cfg["estimator"], n_shuffles=cfg["n_shuffles"], seed=cfg["seed"])
-                at = {"epoch": meta["epoch"], "sublayer": sub, "site": site_name(b + 1, n_blocks), "depth": b + 1}
-                for d, m, s in zip(res["distances"], res["mi"], res["mi_std"]):
-                    curves.append({**at, "distance": d, "mi": m, "mi_std": s})
-                k = excess_kurtosis(np.asarray(x).reshape(len(x), -1), axis=0)
-                q = np.nanpercentile(k, [10, 50, 90])
-                kurtosis.append({**at, "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0],
-                                 "kurtosis_median": q[1], "kurtosis_p90": q[2]})
-                if act_dir == last_dir:
-                    bowtie += _bowtie_rows(x, (rows_, cols_), ref_index, channels[0], cfg["bowtie_bins"], at)
+    # Two blocks at a time: one block's reading, shuffles and kurtosis (a single thread) run while
+    # the other's KSG kernel keeps every core busy. Each block's numbers are computed alone, in order.
+    with ThreadPoolExecutor(2) as pool:
+        for act_dir, meta in each_checkpoint(checkpoints):
+            work = [(sub, b) for sub in SUBLAYERS for b in range(meta["n_blocks"])]
+            for curve, kurt, bow in pool.map(lambda w: block(act_dir, meta, *w), work):
+                curves += curve
+                kurtosis.append(kurt)
+                bowtie += bow
 
     last = max(r["epoch"] for r in curves)
     summary = {"epoch": last, "reference": list(reference), "n_channels": cfg["n_channels"],

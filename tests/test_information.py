@@ -161,7 +161,7 @@ def test_excess_kurtosis():
 
 def test_excess_kurtosis_equals_scipy_across_blocks_and_axes():
     rng = np.random.default_rng(8)
-    v = rng.standard_t(5, size=(300, 5000)).astype(np.float16)  # > one 2048-neuron block
+    v = rng.standard_t(5, size=(300, 5000)).astype(np.float16)  # several 512-neuron blocks
     np.testing.assert_allclose(im.excess_kurtosis(v), stats.kurtosis(v.astype(np.float64), axis=0), atol=1e-10)
     np.testing.assert_allclose(im.excess_kurtosis(v.T, axis=1), stats.kurtosis(v.T.astype(np.float64), axis=1),
                                atol=1e-10)
