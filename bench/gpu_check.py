@@ -92,7 +92,8 @@ def bf16_errors(work, device, n_images):
     ckpt = work / "data/checkpoints"
     config = read_config(ckpt)
     model = create_model(**config["model_kwargs"])
-    model.load_state_dict(load_checkpoint(ckpt, config["checkpoints"][-1]))
+    weights = load_checkpoint(ckpt, config["checkpoints"][-1])
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
     images = np.asarray(load_prepared(work / "data/prepared", "val")[0][:n_images])
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "bf16"):

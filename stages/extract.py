@@ -5,6 +5,7 @@ where it stopped."""
 import json
 
 import numpy as np
+import torch
 
 from tgo.activations import (PER_BLOCK, checkpoint_dir, extracted_epochs, publish_extraction, start_extraction,
                              tokens_used)
@@ -54,7 +55,8 @@ def main():
               if todo else f"resuming: every checkpoint already extracted in {run.extract_work}")
 
     for epoch in todo:
-        model.load_state_dict(load_checkpoint(run.checkpoints, epoch))
+        weights = load_checkpoint(run.checkpoints, epoch)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         with atomic_dir(checkpoint_dir(epoch, run.extract_work)) as out:
             capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}", device=device,
                     precision=cfg["precision"])

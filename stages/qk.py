@@ -11,7 +11,6 @@ from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, decompose, head_mean_attention, head_projections, heads_together,
                              jackknife_angle_attention_stats, layer_norm)
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
-from tgo.models import attention_is_bilinear, create_model
 from tgo.params import load
 from tgo.runs import from_argv
 
@@ -23,26 +22,25 @@ def main():
     run = from_argv()
     params = load("qk", "ci")
     cfg, ci = params["qk"], params["ci"]
-    model = create_model(**read_config(run.checkpoints)["model_kwargs"])
+    name = read_config(run.checkpoints)["model_kwargs"]["name"]
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
-    reason = attention_is_bilinear(model)
+    reason = meta["attention"]["not_bilinear"]  # extract records what the model's attention is
     if reason:
         with atomic_dir(run.plots("qk")) as tmp:
             write_tokens_used(tmp, meta, f"none: QK analysis skipped, {reason}")
         write_json(run.metrics("qk"), {"epoch": meta["epoch"], "skipped": reason})
-        print(f"qk: skipped, the attention of {model.create_kwargs['name']} is not a bilinear softmax(x W_Q W_K^T "
-              f"x^T): {reason} -> {run.metrics('qk')}")
+        print(f"qk: skipped, the attention of {name} is not a bilinear softmax(x W_Q W_K^T x^T): {reason} -> "
+              f"{run.metrics('qk')}")
         return
-    attn0 = model.blocks[0].attn
-    num_heads, eps = attn0.num_heads, model.blocks[0].norm1.eps
+    num_heads, eps = meta["attention"]["num_heads"], meta["attention"]["norm_eps"]
 
     n = min(cfg["max_images"], meta["n_images"])
     groups = image_groups(n, ci["groups"], ci["seed"])
     heads, spectra, angles, binned, replicates = [], [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
-        w = {k: v.double().numpy() for k, v in load_checkpoint(run.checkpoints, epoch).items()}
+        w = {k: v.astype(np.float64) for k, v in load_checkpoint(run.checkpoints, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
         for b in range(n_blocks):
             pre = f"blocks.{b}."

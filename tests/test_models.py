@@ -182,9 +182,11 @@ def test_captured_residual_stream_is_forward_intermediates(models, family, tmp_p
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "eva02"])
 def test_attention_recomputed_from_stored_inputs_is_the_models_own(models, family, tmp_path):
-    # What the qk stage does: norm1 of the stored float16 block input, then q k^T from the weights.
+    # What the qk stage does: norm1 of the stored float16 block input, then q k^T from the weights,
+    # with the heads and eps that extract records (meta.json's attention) instead of the model.
     model = models[family]
-    assert attention_is_bilinear(model) is None
+    recorded = layout(model)["attention"]
+    assert attention_is_bilinear(model) is None and recorded["not_bilinear"] is None
     cfg = input_config(model)
     images = np.random.default_rng(1).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)
     capture(model, images, 2, tmp_path, cfg)
@@ -198,15 +200,17 @@ def test_attention_recomputed_from_stored_inputs_is_the_models_own(models, famil
     embed, residual = np.load(tmp_path / "embed.npy"), np.load(tmp_path / "residual.npy")
     for b, blk in enumerate(model.blocks):
         stored = embed if b == 0 else residual[b - 1]
-        hidden = qk.layer_norm(stored, w[f"blocks.{b}.norm1.weight"], w[f"blocks.{b}.norm1.bias"], blk.norm1.eps)
+        hidden = qk.layer_norm(stored, w[f"blocks.{b}.norm1.weight"], w[f"blocks.{b}.norm1.bias"],
+                               recorded["norm_eps"])
         ours = qk.attention_from_inputs(hidden, w[f"blocks.{b}.attn.qkv.weight"], w.get(f"blocks.{b}.attn.qkv.bias"),
-                                        blk.attn.num_heads)
+                                        recorded["num_heads"])
         assert ours.shape == own[b].shape
         assert np.abs(ours - own[b]).max() < 5e-3  # float16 storage of the block input
 
 
 def test_attention_that_is_not_bilinear_is_named(models):
     assert "RoPE" in attention_is_bilinear(models["eva02"])
+    assert layout(models["eva02"])["attention"] == {"not_bilinear": attention_is_bilinear(models["eva02"])}
     assert "qk-norm" in attention_is_bilinear(random_model("vit_tiny_patch16_224", qk_norm=True))
 
 

@@ -2,7 +2,8 @@
 
   data/activations/epoch_XXX/      one directory per checkpoint
     meta.json                      epoch, probe indices, the model's preprocessing (`input`), token
-                                   layout (prefix_tokens by name, grid), n_blocks, dim, head_input
+                                   layout (prefix_tokens by name, grid), n_blocks, dim, head_input,
+                                   attention (heads, LayerNorm eps, or why QK cannot be analysed)
     labels.npy                     the probe images' labels (-1: unlabelled)
     embed.npy                      (N, tokens, D) tokens entering block 1
     residual.npy, attn.npy, mlp.npy  (blocks, N, tokens, D) per block: its output, its attention and

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from tgo.activations import PER_BLOCK, sample_sets
 from tgo.io import TGOError
 from tgo.loader import device_batches
-from tgo.models import preprocess
+from tgo.models import attention_layout, preprocess
 
 __all__ = ["prefix_token_names", "head_input", "layout", "capture", "probe_indices", "sample_sets"]
 
@@ -54,12 +54,14 @@ def head_input(model, prefix):
 
 def layout(model):
     """Token layout of a timm ViT: its prefix tokens by name (in token order), the patch grid,
-    number of blocks, width, and what its head reads when that is not the CLS token alone."""
+    number of blocks, width, what its head reads when that is not the CLS token alone, and its
+    attention's layout (tgo.models.attention_layout)."""
     grid = tuple(int(g) for g in model.patch_embed.grid_size)
     prefix = prefix_token_names(model)
     return {"num_prefix_tokens": len(prefix), "prefix_tokens": prefix, "grid": list(grid),
             "num_tokens": len(prefix) + grid[0] * grid[1], "n_blocks": len(model.blocks),
-            "dim": int(model.embed_dim), "head_input": head_input(model, prefix)}
+            "dim": int(model.embed_dim), "head_input": head_input(model, prefix),
+            "attention": attention_layout(model)}
 
 
 @torch.no_grad()

@@ -6,8 +6,8 @@
 
 A run in progress writes into data/train-work/ instead: the same epoch files plus resume.pt (model
 and optimizer after the last complete epoch). It is no DVC output, so neither `dvc repro` nor
-`dvc exp run` touches it, and a killed run resumes from it whichever of the two starts it again.
-`publish` moves a finished run into data/checkpoints. Every file is written through
+`dvc exp run` touches it, and a killed run resumes from it whichever of the two starts it again
+(tgo.training). `publish` moves a finished run into data/checkpoints. Every file is written through
 tgo.io.atomic_path, so a killed run never leaves one half-written; data/.train.lock (a PID) keeps
 a second trainer out of the work directory.
 """
@@ -17,9 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
+# numpy, not torch: qk reads weights without paying torch's import (seconds per process).
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from tgo.io import TGOError, atomic_dir, atomic_path, read_json, write_json
 
@@ -41,7 +41,8 @@ def config_hash(*objs):
 
 
 def save_weights(model, path):
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    """A model's state dict as a safetensors file (the same bytes as safetensors.torch writes)."""
+    state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
 
@@ -53,32 +54,14 @@ def checkpoint_digest(ckpt_dir, epoch):
 
 
 def load_checkpoint(ckpt_dir, epoch):
-    """The state dict of the checkpoint at `epoch` (safetensors: no code runs on load)."""
+    """The state dict of the checkpoint at `epoch`, numpy arrays by name (safetensors: no code runs
+    on load); `torch.from_numpy` makes them tensors without a copy."""
     path = Path(ckpt_dir) / checkpoint_name(epoch)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise TGOError(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]}); train again with "
                        "dvc repro -f -s train") from None
-
-
-def save_resume(path, state):
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_resume(path, device):
-    """The resume state (weights_only: no code runs on load), or None if there is none. An
-    unreadable one (a truncated file) is discarded with a warning: training restarts from scratch."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, weights_only=True, map_location=device)
-    except Exception as e:  # truncated zip, unpickling refused, ...
-        print(f"warning: {path} is unreadable ({type(e).__name__}); discarded, training restarts from scratch")
-        path.unlink()
-        return None
 
 
 def write_config(ckpt_dir, model_kwargs, schedule, classes, run_hash):

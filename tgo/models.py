@@ -264,6 +264,17 @@ def attention_is_bilinear(model):
     return None
 
 
+def attention_layout(model):
+    """What the QK analysis (stages/qk.py) needs of the attention, recorded with the activations so
+    that it never builds the model: `not_bilinear`, the reason its logits are not x W_Q W_K^T x^T
+    (attention_is_bilinear), or None with the number of heads and the pre-attention LayerNorm's eps."""
+    reason = attention_is_bilinear(model)
+    if reason:
+        return {"not_bilinear": reason}
+    return {"not_bilinear": None, "num_heads": int(model.blocks[0].attn.num_heads),
+            "norm_eps": float(model.blocks[0].norm1.eps)}
+
+
 def input_config(model):
     """The preprocessing the model expects: timm's data config (mean, std, crop_pct, crop_mode,
     interpolation) from its pretrained config, with the input size the model was built for."""

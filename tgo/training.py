@@ -30,10 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from tgo.augment import training_batch
-from tgo.checkpoints import (checkpoint_name, checkpoint_schedule, config_hash, load_resume, save_resume,
-                             save_weights)
+from tgo.checkpoints import checkpoint_name, checkpoint_schedule, config_hash, save_weights
 from tgo.distributed import world
-from tgo.io import TGOError
+from tgo.io import TGOError, atomic_path
 from tgo.loader import device_batches
 from tgo.models import input_config, preprocess
 
@@ -105,6 +104,25 @@ def evaluate(model, images, labels, batch_size, amp=None, classes=None):
         top1 += a1.item() * len(y)
         top5 += a5.item() * len(y)
     return {"loss": total_loss / n, "top1": top1 / n, "top5": top5 / n}
+
+
+def save_resume(path, state):
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume(path, device):
+    """The resume state (weights_only: no code runs on load), or None if there is none. An
+    unreadable one (a truncated file) is discarded with a warning: training restarts from scratch."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True, map_location=device)
+    except Exception as e:  # truncated zip, unpickling refused, ...
+        print(f"warning: {path} is unreadable ({type(e).__name__}); discarded, training restarts from scratch")
+        path.unlink()
+        return None
 
 
 def train(model, train_data, val_data, cfg, ckpt_dir, run_hash, log_epoch):
