@@ -10,7 +10,7 @@ from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, decompose, head_mean_attention, head_projections, heads_together,
                              jackknife_angle_attention_stats, layer_norm)
-from tgo.io import atomic_dir, run_stage, write_csv, write_json
+from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import from_argv
 
@@ -25,7 +25,10 @@ def main():
     name = read_config(run.checkpoints)["model_kwargs"]["name"]
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
-    reason = meta["attention"]["not_bilinear"]  # extract records what the model's attention is
+    if "attention" not in meta:  # extract records what the model's attention is
+        raise TGOError(f"{checkpoints[0][0]}/meta.json: no attention layout (written by an older extract); extract "
+                       "again with dvc repro -f -s extract")
+    reason = meta["attention"]["not_bilinear"]
     if reason:
         with atomic_dir(run.plots("qk")) as tmp:
             write_tokens_used(tmp, meta, f"none: QK analysis skipped, {reason}")

@@ -130,6 +130,16 @@ def test_truncated_activations_are_named(tmp_path, workspace):
     stage_error(proc, "spectral", "data/activations/epoch_002/residual.npy", "dvc repro -f -s extract")
 
 
+def test_activations_from_an_older_extract_are_named_in_qk(tmp_path, workspace):
+    # Before meta.json recorded the attention's layout, qk built the model to learn it.
+    root = upstream(workspace, tmp_path, ["data/checkpoints", "data/activations"])
+    for meta in (root / "data/activations").glob("epoch_*/meta.json"):
+        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "attention"}))
+    proc = run_stage("qk", root, micro_config())
+    stage_error(proc, "qk", "data/activations/epoch_000/meta.json", "dvc repro -f -s extract")
+    assert not (root / "reports").exists()
+
+
 def test_truncated_resume_state_is_discarded_and_training_restarts(tmp_path, workspace):
     root = upstream(workspace, tmp_path, ["data/prepared"])
     (root / "data/train-work").mkdir(parents=True)
