@@ -19,6 +19,7 @@ from timm.models import save_for_hf
 
 from tgo.activations import sample_sets
 from tgo.capture import capture, layout
+from tgo.checkpoints import checkpoint_name, load_checkpoint, save_weights
 from tgo.geometry import qk
 from tgo.io import TGOError
 from tgo.models import attention_is_bilinear, create_model, input_config, preprocess, to_input
@@ -212,6 +213,20 @@ def test_attention_that_is_not_bilinear_is_named(models):
     assert "RoPE" in attention_is_bilinear(models["eva02"])
     assert layout(models["eva02"])["attention"] == {"not_bilinear": attention_is_bilinear(models["eva02"])}
     assert "qk-norm" in attention_is_bilinear(random_model("vit_tiny_patch16_224", qk_norm=True))
+
+
+def test_checkpoints_are_what_safetensors_torch_writes_and_load_back_exactly(tmp_path):
+    # tgo.checkpoints goes through safetensors.numpy (qk reads weights without importing torch); the
+    # files must stay byte for byte what safetensors.torch writes, so that cached checkpoints and
+    # their digests remain valid.
+    model = random_model("vit_tiny_patch16_224")
+    save_weights(model, tmp_path / checkpoint_name(3))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "torch.safetensors"))
+    assert (tmp_path / checkpoint_name(3)).read_bytes() == (tmp_path / "torch.safetensors").read_bytes()
+    loaded = load_checkpoint(tmp_path, 3)
+    other = random_model("vit_tiny_patch16_224", seed=1)
+    other.load_state_dict({k: torch.from_numpy(v) for k, v in loaded.items()})
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
 
 
 # --- weights in other layouts: timm's checkpoint filter converts them -----------------------------
