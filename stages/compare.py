@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from tgo import figures as F
-from tgo import verdicts as V
+from tgo import claims
 from tgo.io import atomic_dir, run_stage, write_json
 from tgo.page import render_html
 from tgo.params import load
@@ -20,8 +20,8 @@ def main():
     params = load("zoo", "ci")
     zoo = params["zoo"]
     res = {m: results(Run(m)) for m in zoo}
-    judged = {m: [v for part in V.judge(r, params["ci"]["level"]) for v in part] for m, r in res.items()}
-    write_json(VERDICTS, {m: V.metrics(v) for m, v in judged.items()})
+    judged = {m: claims.judge(r, params["ci"]["level"]) for m, r in res.items()}
+    write_json(VERDICTS, {m: claims.metrics(v) for m, v in judged.items()})
     if not zoo:
         sections = [{"title": "No models", "text": "The zoo is empty: list models under `zoo` in conf/config.yaml "
                      "or a conf/zoo/ preset (README: Analysing pretrained models), then dvc repro."}]
@@ -36,14 +36,18 @@ def main():
                      "depth is relative to each model's blocks. Accuracy only where the head's classes are "
                      "the data's."},
             {"title": "Verdicts per model", "table": verdict_table(judged),
-             "text": "Each claim as the single-model report decides it (README: claims checked), per model."},
-            {"title": f"Spectral geometry — {V.PAPERS['tgo1']}", "figures": [
+             "text": "Each claim as the single-model report decides it (README: claims checked), per model, with "
+                     "where it comes from: each pretrained model is compared with its own architecture at seeded "
+                     "random initialisation on the same probe images; a model analysed at random initialisation "
+                     "is its own untrained network. Claims about training need more than the one checkpoint. "
+                     "The untrained network's numbers are in reports/metrics/zoo_verdicts.json."},
+            {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}", "figures": [
                 (f"Every spectral metric across depth: {title}", pngs[f"spectral_{role}"])
                 for role, title in (("head", "the head's input (CLS token, or the pooled representation where "
                                               "the head reads one)"), *F.PATCH_SETS.items())]},
-            {"title": f"Token geometry — {V.PAPERS['info_geom']}", "figures": [
+            {"title": f"Token geometry — {claims.PAPERS['info_geom']}", "figures": [
                 ("Alpha of the patch tokens and of each prefix group; inter-token correlation", pngs["tokens"])]},
-            {"title": f"Neuron statistics and attention — {V.PAPERS['probing']}", "figures": [
+            {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}", "figures": [
                 ("MI at distance 1, slope of log MI on distance, excess kurtosis", pngs["mi"]),
                 ("QK structure (heads together) and angle vs attention", pngs["qk"])]},
         ]
@@ -84,11 +88,15 @@ def verdict_table(judged):
 
 
 def cell(v):
-    """A verdict with its deciding value; a claim about training needs more than the one checkpoint."""
-    if not math.isfinite(v["value"]):
-        return "not computable: " + ("one checkpoint" if v["id"] in V.TRAINING_TRENDS else v["evidence"][:60]), None
-    ci = f" [{v['ci_low']:.3g}, {v['ci_high']:.3g}]" if math.isfinite(v["ci_low"]) else ""
-    return f"{v['verdict']} ({v['value']:.3g}{ci})", v["verdict"]
+    """A verdict in words (with where it comes from), its deciding value with its interval and the
+    rule it is held to; not computable with the reason."""
+    if v["verdict"] == "not computable":
+        return f"not computable: {v['evidence']}", None
+    if v["verdict"] == claims.NOT_APPLICABLE:
+        return claims.in_words(v), None
+    low, high = v["ci"]
+    ci = f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else ""
+    return f"{claims.in_words(v)}: {v['value']:.3g}{ci}, observed when {v['rule']}", v["verdict"]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """extract: per checkpoint, the probe images' activations at every block -> data/activations/
-(or, with --zoo <id>, the zoo model's data/zoo/<id>/activations/). Finished checkpoints wait in
+(or, with --zoo <id>, the zoo model's data/zoo/<id>/activations/); for pretrained weights also their
+untrained network (checkpoints/init/ -> activations/init/). Finished checkpoints wait in
 data/extract-work/ (no DVC output) until all are done, so a killed extract resumes at the checkpoint
 where it stopped."""
 import json
@@ -7,8 +8,7 @@ import json
 import numpy as np
 import torch
 
-from tgo.activations import (PER_BLOCK, checkpoint_dir, extracted_epochs, publish_extraction, start_extraction,
-                             tokens_used)
+from tgo.activations import PER_BLOCK, extracted, publish_extraction, start_extraction, tokens_used
 from tgo.capture import capture, layout, probe_indices
 from tgo.checkpoints import checkpoint_digest, checkpoint_name, load_checkpoint, read_config
 from tgo.data import load_prepared
@@ -16,7 +16,7 @@ from tgo.distributed import device_name, pick_device
 from tgo.io import atomic_dir, require_free_space, run_stage, write_json
 from tgo.models import create_model, input_config, resize_mode, resize_target
 from tgo.params import load
-from tgo.runs import from_argv
+from tgo.runs import INIT, from_argv
 
 DATA = "data/prepared"
 
@@ -38,31 +38,37 @@ def main():
     # float16 sites: embed and final norm, residual, attn, mlp per block (and the head's input per site)
     sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
     per_checkpoint = sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2
+    # (where its activations go, its checkpoint directory, epoch): every checkpoint, then the untrained
+    # network of pretrained weights (a checkpoint directory of its own, init/).
+    checkpoints = [(f"epoch_{e:03d}", run.checkpoints, e) for e in config["checkpoints"]]
+    if (run.checkpoints / INIT).is_dir():
+        checkpoints.append((f"{INIT}/epoch_000", run.checkpoints / INIT, 0))
     # What the activations depend on: a work directory extracted from anything else starts over.
     device = pick_device()
-    fingerprint = {"checkpoints": {e: checkpoint_digest(run.checkpoints, e) for e in config["checkpoints"]},
+    fingerprint = {"checkpoints": {name: checkpoint_digest(ckpt, e) for name, ckpt, e in checkpoints},
                    "model_kwargs": config["model_kwargs"], "probe_indices": idx.tolist(),
                    "batch_size": cfg["batch_size"], "input": preprocessing, "precision": cfg["precision"],
                    "device": device.type}
     fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from JSON
-    done = extracted_epochs(run.extract_work, fingerprint)
-    todo = [e for e in config["checkpoints"] if e not in done]
+    done = extracted(run.extract_work, fingerprint)
+    todo = [c for c in checkpoints if c[0] not in done]
     require_free_space(run.extract_work, len(todo) * per_checkpoint)
     if not done:
         start_extraction(run.extract_work, fingerprint)
     else:
-        print(f"resuming: checkpoints {done} already extracted in {run.extract_work}; starting at epoch {todo[0]}"
+        print(f"resuming: {', '.join(done)} already extracted in {run.extract_work}; starting at {todo[0][0]}"
               if todo else f"resuming: every checkpoint already extracted in {run.extract_work}")
 
-    for epoch in todo:
-        weights = load_checkpoint(run.checkpoints, epoch)
+    for name, ckpt, epoch in todo:
+        weights = load_checkpoint(ckpt, epoch)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-        with atomic_dir(checkpoint_dir(epoch, run.extract_work)) as out:
-            capture(model, probe, cfg["batch_size"], out, preprocessing, desc=f"checkpoint {epoch}", device=device,
+        with atomic_dir(run.extract_work / name) as out:
+            capture(model, probe, cfg["batch_size"], out, preprocessing, desc=name, device=device,
                     precision=cfg["precision"])
             np.save(out / "labels.npy", labels[idx])
             write_json(out / "meta.json", {
-                "epoch": epoch, "checkpoint": checkpoint_name(epoch), "probe_indices": idx.tolist(),
+                "epoch": epoch, "checkpoint": str((ckpt / checkpoint_name(epoch)).relative_to(run.checkpoints)),
+                "probe_indices": idx.tolist(),
                 "n_images": len(idx), **shape, "input": {**preprocessing, "stored_size": stored, "resize": resize},
                 "precision": cfg["precision"], "device": device.type,
                 "sites": {"embed": "tokens entering block 1 (patch + position embedding, prefix tokens)",
@@ -73,7 +79,8 @@ def main():
                 "token_layout": "prefix tokens in the order of prefix_tokens, then patches row-major on the grid",
             })
     publish_extraction(run.extract_work, run.activations)
-    print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints of "
+    untrained = " and its untrained network" if len(checkpoints) > len(config["checkpoints"]) else ""
+    print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints{untrained} of "
           f"{model.create_kwargs['name']} ({shape['n_blocks']} blocks, D={shape['dim']}; {tokens_used(shape)}) on "
           f"{device_name(device)} in {cfg['precision']}; input "
           f"{preprocessing['input_size'][-1]} px, {resize}, mean {preprocessing['mean']}, std {preprocessing['std']} "

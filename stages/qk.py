@@ -9,13 +9,14 @@ from tgo.activations import each_checkpoint, site_name, tokens_used, write_token
 from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, decompose, head_mean_attention, head_projections, heads_together,
-                             jackknife_angle_attention_stats, layer_norm)
+                             heads_together_leave_one_out, jackknife_angle_attention_stats, layer_norm)
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
-from tgo.runs import from_argv
+from tgo.runs import INIT, from_argv
 
 SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
            "top10pct_sv_energy_share")
+ANGLE = ("spearman", "share_obtuse")
 
 
 def main():
@@ -36,14 +37,48 @@ def main():
         print(f"qk: skipped, the attention of {name} is not a bilinear softmax(x W_Q W_K^T x^T): {reason} -> "
               f"{run.metrics('qk')}")
         return
-    num_heads, eps = meta["attention"]["num_heads"], meta["attention"]["norm_eps"]
-
     n = min(cfg["max_images"], meta["n_images"])
     groups = image_groups(n, ci["groups"], ci["seed"])
-    heads, spectra, angles, binned, replicates = [], [], [], [], []
+    untrained = run.activations / INIT
+    with atomic_dir(run.plots("qk")) as tmp:
+        heads, angles, meta = analyse(checkpoints, run.checkpoints, cfg, ci, n, groups, tmp)
+        if untrained.is_dir():  # pretrained weights: their untrained network, for the claims
+            analyse(activations.checkpoints(untrained), run.checkpoints / INIT, cfg, ci, n, groups, tmp / INIT)
+
+    last = max(r["epoch"] for r in angles)
+    summary = {"epoch": last, "ci_level": ci["level"], "heads_together": {}, "angle": {}}
+    for r in heads:
+        if r["epoch"] == last and r["head"] == "all":
+            summary["heads_together"][r["site"]] = {k: r[k] for k in SUMMARY}
+    for r in angles:
+        if r["epoch"] == last:
+            summary["angle"][r["site"]] = {f"{k}{vec}{end}": r[f"{k}{vec}{end}"] for vec in ("", "_with_beta")
+                                           for k in ANGLE for end in ("", "_ci_low", "_ci_high")}
+    write_json(run.metrics("qk"), summary)
+    print(f"QK spectra ({meta['attention']['num_heads']} heads and together) and angle vs attention ({n} images) for "
+          f"{len({r['epoch'] for r in angles})} checkpoints{' and the untrained network' if untrained.is_dir() else ''}"
+          f"; {used_text(meta)} -> {run.plots('qk')}, {run.metrics('qk')}")
+
+
+def used_text(meta):
+    return (f"{tokens_used(meta)}; angles and attention among the patch tokens (softmax over all "
+            f"{meta['num_tokens']} tokens); angles between norm1's outputs without its bias (x_hat * gamma; "
+            f"*_with_beta: with it), attention from the full norm1 output")
+
+
+def analyse(checkpoints, ckpt_dir, cfg, ci, n, groups, out):
+    """Every checkpoint's QK spectra (weights from ckpt_dir) and angle vs attention, with jackknife
+    replicates at the first and last checkpoint, into the plot data directory `out`; returns (head
+    rows, angle rows, the last checkpoint's meta)."""
+    meta = checkpoints[0][1]
+    num_heads, eps = meta["attention"]["num_heads"], meta["attention"]["norm_eps"]
+    # Intervals at the first checkpoint (the untrained network, the null every claim is compared with)
+    # and the last, paired through the same image groups.
+    with_ci = {checkpoints[0][0], checkpoints[-1][0]}
+    heads, head_reps, spectra, angles, binned, replicates = [], [], [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
-        w = {k: v.astype(np.float64) for k, v in load_checkpoint(run.checkpoints, epoch).items()}
+        w = {k: v.astype(np.float64) for k, v in load_checkpoint(ckpt_dir, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
         for b in range(n_blocks):
             pre = f"blocks.{b}."
@@ -54,53 +89,51 @@ def main():
                 heads.append({**at, "head": h, **{k: d[k] for k in SUMMARY}})
             together = heads_together(w_q, w_k)
             heads.append({**at, "head": "all", **{k: together[k] for k in SUMMARY}})
+            if num_heads >= 2:
+                head_reps += [{**at, "group": h, **{k: d[k] for k in SUMMARY}}
+                              for h, d in enumerate(heads_together_leave_one_out(w_q, w_k))]
             for kind in ("sym_eigenvalues", "asym_magnitudes", "singular_values"):
                 spectra += [{**at, "kind": kind, "index": i + 1, "value": v} for i, v in enumerate(together[kind])]
 
-            # Angles and attention among the tokens that enter attention: norm1 of the block input.
+            # The tokens that enter attention: norm1 of the block input. Its bias beta is one vector
+            # added to every token alike, which can make the angles acute whatever the tokens are: the
+            # angles are decided on x_hat * gamma, with beta beside them. Attention reads the full output.
             x = embed[:n] if b == 0 else residual[b - 1, :n]
-            hidden = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], w[pre + "norm1.bias"], eps)
+            no_beta = layer_norm(np.asarray(x, dtype=np.float64), w[pre + "norm1.weight"], None, eps)
+            hidden = no_beta + w[pre + "norm1.bias"]
             attn = head_mean_attention(hidden, w[pre + "attn.qkv.weight"], w.get(pre + "attn.qkv.bias"), num_heads)
-            # Intervals at the last checkpoint (the one the verdicts judge): the images left out by group.
-            if act_dir == checkpoints[-1][0]:
-                st, reps = jackknife_angle_attention_stats(hidden, attn, groups, p0, cfg["angle_bins"])
-            else:
-                st, reps = angle_attention_stats(hidden, attn, p0, cfg["angle_bins"]), []
-            row = {**at, "spearman": st["spearman"], "share_obtuse": st["share_obtuse"], "n_pairs": st["n_pairs"]}
-            for k in ("spearman", "share_obtuse"):
-                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(st[k], [x[k] for x in reps], ci["level"])
-                                                           if reps else (np.nan, np.nan))
+            stats, reps = {}, {}
+            for vectors, end, vecs in (("no_beta", "", no_beta), ("with_beta", "_with_beta", hidden)):
+                if act_dir in with_ci:
+                    st, rep = jackknife_angle_attention_stats(vecs, attn, groups, p0, cfg["angle_bins"])
+                else:
+                    st, rep = angle_attention_stats(vecs, attn, p0, cfg["angle_bins"]), []
+                for k in ANGLE:
+                    stats[k + end], reps[k + end] = st[k], [r[k] for r in rep]
+                binned += [{**at, "vectors": vectors, "angle": c, "attention": a}
+                           for c, a in zip(st["bin_centres"], st["attention_by_angle"])]
+            row = {**at, **stats, "n_pairs": st["n_pairs"]}
+            for k in stats:
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(stats[k], reps[k], ci["level"]) if reps[k]
+                                                           else (np.nan, np.nan))
             angles.append(row)
-            replicates += [{**at, "group": g, "spearman": x["spearman"], "share_obtuse": x["share_obtuse"]}
-                           for g, x in enumerate(reps)]
-            binned += [{**at, "angle": c, "attention": a}
-                       for c, a in zip(st["bin_centres"], st["attention_by_angle"])]
+            replicates += [{**at, "group": g, **{k: reps[k][g] for k in stats}} for g in range(len(reps["spearman"]))]
 
     last = max(r["epoch"] for r in angles)
-    summary = {"epoch": last, "ci_level": ci["level"], "heads_together": {}, "angle": {}}
-    for r in heads:
-        if r["epoch"] == last and r["head"] == "all":
-            summary["heads_together"][r["site"]] = {k: r[k] for k in SUMMARY}
-    for r in angles:
-        if r["epoch"] == last:
-            summary["angle"][r["site"]] = {f"{k}{end}": r[f"{k}{end}"] for k in ("spearman", "share_obtuse")
-                                           for end in ("", "_ci_low", "_ci_high")}
-    used = (f"{tokens_used(meta)}; angles and attention among the patch tokens (softmax over all "
-            f"{meta['num_tokens']} tokens)")
-    with atomic_dir(run.plots("qk")) as tmp:
-        write_csv(tmp / "heads.csv", heads)
-        write_csv(tmp / "spectra.csv", spectra)
-        write_csv(tmp / "angles.csv", angles)
-        write_csv(tmp / "replicates.csv", replicates)
-        write_csv(tmp / "attention_by_angle.csv", binned)
-        # DVC plot data: across depth at the last checkpoint
-        write_csv(tmp / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last
-                                      for h in heads if h["epoch"] == last and h["head"] == "all"
-                                      and h["depth"] == a["depth"]])
-        write_tokens_used(tmp, meta, used)
-    write_json(run.metrics("qk"), summary)
-    print(f"QK spectra ({num_heads} heads and together) and angle vs attention ({n} images) for "
-          f"{len({r['epoch'] for r in angles})} checkpoints; {used} -> {run.plots('qk')}, {run.metrics('qk')}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "heads.csv", heads)
+    write_csv(out / "spectra.csv", spectra)
+    write_csv(out / "angles.csv", angles)
+    write_csv(out / "replicates.csv", replicates)
+    if head_reps:
+        write_csv(out / "head_replicates.csv", head_reps)
+    write_csv(out / "attention_by_angle.csv", binned)
+    # DVC plot data: across depth at the last checkpoint
+    write_csv(out / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last
+                                  for h in heads if h["epoch"] == last and h["head"] == "all"
+                                  and h["depth"] == a["depth"]])
+    write_tokens_used(out, meta, used_text(meta))
+    return heads, angles, meta
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 from tgo import figures as F
-from tgo import verdicts as V
+from tgo import claims
 from tgo.io import atomic_dir, atomic_file, run_stage, write_json
 from tgo.page import render_html
 from tgo.params import SCHEMA, load
@@ -33,12 +33,13 @@ def main():
     titles = F.set_titles(r["layout"])
     bands = interval_words(params["ci"]["level"])
 
-    spectral_verdicts, token_verdicts, probing_verdicts = V.judge(r, params["ci"]["level"])
-    write_json(VERDICTS, V.metrics(spectral_verdicts + token_verdicts + probing_verdicts))
+    records = claims.judge(r, params["ci"]["level"])
+    write_json(VERDICTS, claims.metrics(records))
+    judged = {paper: [v for v in records if v["id"].startswith(paper + ".")] for paper in claims.PAPERS}
 
-    curves = read_curves()
-    figures = {"training": F.fig_training(curves)} if curves else {}  # weights analysed without accuracy: none
     epochs = sorted({int(x["epoch"]) for x in rows})
+    curves = read_curves() if len(epochs) > 1 else {}  # one checkpoint (weights analysed): no training figures
+    figures = {"training": F.fig_training(curves)} if curves else {}
     for s, title in titles.items():
         figures[f"spectral_depth_{s}"] = F.fig_across_depth(rows, s, title)
         if len(epochs) > 1:  # one checkpoint (weights analysed): nothing to draw across training
@@ -66,7 +67,7 @@ def main():
                                                      "accuracy per epoch (DVCLive).", pngs["training"])]
                                                    if "training" in pngs else [],
          "text": training_text(r["train"]) + " " + model_text(r["layout"])},
-        {"title": f"Spectral geometry — {V.PAPERS['tgo1']}",
+        {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}",
          "text": (f"Covariance eigenspectra of the residual stream (embedding, every block's output, "
                   f"final norm) for {len(epochs)} checkpoints (epochs {epochs}) and {len(titles)} sample sets: "
                   + "; ".join(titles.values()) + f". Alpha is fitted over ranks {ranks[0]}..{ranks[1]}. "
@@ -74,7 +75,7 @@ def main():
                      "is empty (its metrics are missing). " if "cls" in titles else "")
                   + f"Tokens: {used['spectral']}."
                   + (f" Alpha has {r['spectral']['alpha_ci_missing']}." if "alpha_ci_missing" in r["spectral"] else "")),
-         "verdicts": spectral_verdicts,
+         "verdicts": judged["tgo1"],
          "figures": [(f"{kind} — {title}", pngs[f"{key}_{s}"])
                      for s, title in titles.items()
                      for key, kind in (("spectral_depth", f"Each metric across depth, one line per checkpoint "
@@ -85,7 +86,7 @@ def main():
                                        ("eigenspectra", "Eigenspectra (log-log) with the alpha fit"))
                      if f"{key}_{s}" in pngs]},
         *sample_size_section(r, titles, pngs, params["ci"]["level"]),
-        {"title": f"Token geometry — {V.PAPERS['info_geom']}",
+        {"title": f"Token geometry — {claims.PAPERS['info_geom']}",
          "text": (f"Alpha of every token's covariance spectrum over the probe images at every block's "
                   f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}); patch tokens "
                   f"clustered by their alpha signatures ({tcfg['cluster_method']}, {tcfg['n_clusters']} "
@@ -95,7 +96,7 @@ def main():
                   f"{used['correlation']}."
                   + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")
                   + (f" Alpha has {tokens['alpha_ci_missing']}." if "alpha_ci_missing" in tokens else "")),
-         "verdicts": token_verdicts,
+         "verdicts": judged["info_geom"],
          "figures": [(caption, pngs[name]) for name, caption in (
              ("alpha_depth", "Alpha across depth: patch tokens (mean; shaded band = spread over tokens, +-1 sd) "
                              f"and the prefix tokens ({', '.join(prefix) or 'none'}), per checkpoint; black error "
@@ -104,22 +105,29 @@ def main():
              ("token_clusters", f"Token clusters on the grid and cluster-mean signatures, epoch {int(last)}"),
              ("intertoken_correlation", "Inter-token correlation: mean r and mean |r| across depth per "
                                         "checkpoint (solid: patch tokens; dashed: with CLS; dash-dot: with the "
-                                        "distillation token; dotted: with the registers), and per block "
+                                        "distillation token; dotted: with the registers; dash-dot-dot: the patch "
+                                        "tokens less the probe set's mean patch token), and per block "
                                         f"across training (bands: {bands})"),
          ) if name in pngs]},
-        {"title": f"Neuron statistics and attention — {V.PAPERS['probing']}",
-         "text": (f"Mutual information between a neuron at the reference patch {tuple(mi_summary['reference'])} "
-                  f"and the same channel at each grid distance (Euclidean, rounded), averaged over "
-                  f"{mi_summary['n_channels']} sampled channels, {mi_summary['estimator']} estimator minus a "
-                  f"shuffle baseline, {mi_summary['n_images']} images, for the attention and MLP sublayer "
-                  f"outputs; excess kurtosis of all neurons; p(y|x) for a near and a far pair ({used['mi']}). "
+        {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}",
+         "text": (f"Mutual information between a neuron at a central reference patch (each sampled channel "
+                  f"from one of {', '.join(map(str, map(tuple, mi_summary['references'])))} in turn) and the same "
+                  f"channel at each grid distance (Euclidean, rounded; distances {mi_summary['distances']}"
+                  + "".join(f"; distance {d['distance']} left out, {d['reason']}" for d in mi_summary["dropped_distances"])
+                  + f"), averaged over {mi_summary['n_channels']} sampled channels, {mi_summary['estimator']} "
+                  f"estimator minus the mean of {mi_summary['n_shuffles']} shuffle baselines, "
+                  f"{mi_summary['n_images']} images, for the attention and MLP sublayer outputs; intervals from "
+                  f"{mi_summary['half_samples']} half-samples of the images at epochs {mi_summary['replicate_epochs']}; "
+                  f"excess kurtosis of all neurons; p(y|x) for a near and a far pair ({used['mi']}). "
                   "QK: M = W_Q W_K^T per head and for the heads together, split into symmetric and "
-                  "antisymmetric parts; angles between the patch vectors entering attention (after "
-                  f"norm1) against attention averaged over heads ({used['qk']})."),
-         "verdicts": probing_verdicts,
+                  "antisymmetric parts, with a delete-one-head jackknife; angles between the patch vectors entering "
+                  "attention (norm1's output without its bias beta, which is one vector added to every token; with "
+                  f"beta beside it) against attention averaged over heads ({used['qk']})."),
+         "verdicts": judged["probing"],
          "figures": [(caption, pngs[name]) for name, caption in (
-             ("mi_distance", "MI vs distance per block (last checkpoint) and MI at distance 1 across training "
-                             "(no intervals: the MI verdicts' evidence says why)"),
+             ("mi_distance", "MI vs distance per block (last checkpoint), MI at distance 1 across training and the "
+                             "MI decay rate per block (bands and error bars: half-sample intervals at the first and "
+                             "last checkpoint)"),
              ("kurtosis_bowtie", "Excess kurtosis per block; bowtie plots p(y|x) of the last block"),
              ("qk", "QK structure across depth (heads together; grey: per head; error bars on the share of "
                     f"obtuse angles and the Spearman correlation: {bands}), singular values and M_sym "
@@ -132,8 +140,7 @@ def main():
     with atomic_file(HTML) as f:
         f.write(render_html("TGO report", f"{params['model']['name']} on {params['prepare']['source']} "
                             "data", sections, params))
-    n_verdicts = len(spectral_verdicts + token_verdicts + probing_verdicts)
-    print(f"report with {len(pngs)} figures and {n_verdicts} verdicts -> {HTML}, {FIGURES}/, {VERDICTS}")
+    print(f"report with {len(pngs)} figures and {len(records)} verdicts -> {HTML}, {FIGURES}/, {VERDICTS}")
 
 
 def interval_words(level):

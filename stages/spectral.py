@@ -12,7 +12,7 @@ from tgo.geometry.spectral import (HEADLINE_METRICS, alpha_interval_error, alpha
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
-from tgo.runs import from_argv
+from tgo.runs import INIT, from_argv
 
 SUMMARY = HEADLINE_METRICS
 
@@ -30,10 +30,46 @@ def main():
                        f"or raise extract.probe_size")
     names = sample_set_names(meta)
     no_alpha_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
+    untrained = run.activations / INIT
+    with atomic_dir(run.plots("spectral")) as tmp:
+        rows, replicates = analyse(checkpoints, cfg, ci, tmp)
+        if untrained.is_dir():  # pretrained weights: their untrained network, for the claims
+            analyse(activations.checkpoints(untrained), cfg, ci, tmp / INIT)
+
+    last = max(r["epoch"] for r in rows)
+    summary = {"epoch": last, "ci_level": ci["level"]}
+    if no_alpha_ci:
+        summary["alpha_ci_missing"] = no_alpha_ci
+    for name in names:
+        at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
+        final = next(r for r in at_last if r["site"] == "final_norm")
+        # Sorted: a set's order varies between runs, and with it the last digits of the replicate means.
+        blocks = sorted({r["site"] for r in at_last if r["site"].startswith("block_")})
+        summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in SUMMARY
+                                        for end in ("", "_ci_low", "_ci_high")},
+                         "block_mean": {}}
+        for k in SUMMARY:  # the mean over blocks, its interval from the block-mean of each replicate
+            value = float(np.mean([r[k] for r in at_last if r["site"] in blocks]))
+            reps = np.mean([[r[k] for r in replicates if r["epoch"] == last and r["site"] == site
+                             and r["sample_set"] == name] for site in blocks], axis=0)
+            low, high = interval(value, reps, ci["level"])
+            summary[name]["block_mean"].update({k: value, f"{k}_ci_low": float(low), f"{k}_ci_high": float(high)})
+    write_json(run.metrics("spectral"), summary)
+    n_checkpoints = len({r["epoch"] for r in rows})
+    print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(names)} sites x "
+          f"sample sets (alpha window {ranks}){' and the untrained network' if untrained.is_dir() else ''}, "
+          f"{ci['level']:.0%} intervals from a {min(ci['groups'], meta['n_images'])}-group jackknife over "
+          f"{meta['n_images']} images{'; ' + no_alpha_ci if no_alpha_ci else ''}; {used_text(meta)} -> "
+          f"{run.plots('spectral')}, {run.metrics('spectral')}")
+
+
+def analyse(checkpoints, cfg, ci, out):
+    """Every checkpoint's spectra into the plot data directory `out`; returns (rows, replicates)."""
+    ranks = tuple(cfg["alpha_ranks"])
+    meta = checkpoints[0][1]
     n_images = meta["n_images"]
     groups = image_groups(n_images, ci["groups"], ci["seed"])
     order, sizes = subset_order(n_images, ci["seed"]), nested_sizes(n_images)
-
     rows, spectra, replicates, sample_size = [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         pooled = load_pooled(act_dir)
@@ -64,42 +100,21 @@ def main():
 
     last = max(r["epoch"] for r in rows)
     final = [r for r in rows if r["site"] == "final_norm"]
-    with atomic_dir(run.plots("spectral")) as tmp:
-        write_csv(tmp / "metrics.csv", rows)
-        write_csv(tmp / "eigenspectra.csv", spectra)
-        write_csv(tmp / "replicates.csv", replicates)
-        write_csv(tmp / "sample_size.csv", sample_size)
-        used = f"{tokens_used(meta)}; sample sets {sample_set_text(meta)}"
-        write_tokens_used(tmp, meta, used)
-        for name in names:
-            # DVC plot data: the profile across depth at the last checkpoint, the final norm over training.
-            write_csv(tmp / f"depth_{name}.csv", [r for r in rows if r["epoch"] == last and r["sample_set"] == name])
-            write_csv(tmp / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "metrics.csv", rows)
+    write_csv(out / "eigenspectra.csv", spectra)
+    write_csv(out / "replicates.csv", replicates)
+    write_csv(out / "sample_size.csv", sample_size)
+    write_tokens_used(out, meta, used_text(meta))
+    for name in sample_set_names(meta):
+        # DVC plot data: the profile across depth at the last checkpoint, the final norm over training.
+        write_csv(out / f"depth_{name}.csv", [r for r in rows if r["epoch"] == last and r["sample_set"] == name])
+        write_csv(out / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
+    return rows, replicates
 
-    summary = {"epoch": last, "ci_level": ci["level"]}
-    if no_alpha_ci:
-        summary["alpha_ci_missing"] = no_alpha_ci
-    for name in names:
-        at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
-        final = next(r for r in at_last if r["site"] == "final_norm")
-        # Sorted: a set's order varies between runs, and with it the last digits of the replicate means.
-        blocks = sorted({r["site"] for r in at_last if r["site"].startswith("block_")})
-        summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in SUMMARY
-                                        for end in ("", "_ci_low", "_ci_high")},
-                         "block_mean": {}}
-        for k in SUMMARY:  # the mean over blocks, its interval from the block-mean of each replicate
-            value = float(np.mean([r[k] for r in at_last if r["site"] in blocks]))
-            reps = np.mean([[r[k] for r in replicates if r["epoch"] == last and r["site"] == site
-                             and r["sample_set"] == name] for site in blocks], axis=0)
-            low, high = interval(value, reps, ci["level"])
-            summary[name]["block_mean"].update({k: value, f"{k}_ci_low": float(low), f"{k}_ci_high": float(high)})
-    write_json(run.metrics("spectral"), summary)
-    n_checkpoints = len({r["epoch"] for r in rows})
-    print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(names)} sites x "
-          f"sample sets (alpha window {ranks}), {ci['level']:.0%} intervals from a {len(set(groups))}-group "
-          f"jackknife over {n_images} images{'; ' + no_alpha_ci if no_alpha_ci else ''}, sample-size curves "
-          f"at {sizes} images; {used} -> "
-          f"{run.plots('spectral')}, {run.metrics('spectral')}")
+
+def used_text(meta):
+    return f"{tokens_used(meta)}; sample sets {sample_set_text(meta)}"
 
 
 def sample_set_text(meta):

@@ -11,7 +11,7 @@ from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.tokens import alpha_signatures, cluster_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
-from tgo.runs import from_argv
+from tgo.runs import INIT, from_argv
 
 
 def main():
@@ -28,14 +28,53 @@ def main():
     no_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
     prefix = prefix_groups(meta["prefix_tokens"])
 
+    untrained = run.activations / INIT
+    with atomic_dir(run.plots("tokens")) as tmp:
+        depth, coherence, shape = analyse(checkpoints, cfg, ci, prefix, tmp)
+        if untrained.is_dir():  # pretrained weights: their untrained network, for the claims
+            analyse(activations.checkpoints(untrained), cfg, ci, prefix, tmp / INIT)
+
+    last = max(r["epoch"] for r in depth)
+    at_last = [r for r in depth if r["epoch"] == last]
+    summary = {"epoch": last, "alpha_ranks": list(ranks), "ci_level": ci["level"]}
+    for key in [k for k in at_last[0] if "alpha" in k and not k.endswith("_std")]:
+        summary[key] = {r["site"]: r[key] for r in at_last}
+    if missing:
+        summary["alpha_missing"] = missing
+    elif no_ci:
+        summary["alpha_ci_missing"] = no_ci
+    last_coh = [c for c in coherence if c["epoch"] == last]
+    if last_coh:
+        summary["coherence"] = {k: last_coh[0][k] for k in ("neighbour_share", "null_mean", "null_std", "z")}
+    write_json(run.metrics("tokens"), summary)
+    print(f"alpha signatures of {shape[1]} tokens x {shape[0]} blocks for "
+          f"{len({r['epoch'] for r in depth})} checkpoints{' and the untrained network' if untrained.is_dir() else ''}"
+          f"; {cfg['n_clusters']} {cfg['cluster_method']} clusters"
+          + (f"; alpha missing: {missing}" if missing else f"; {no_ci}" if no_ci else "")
+          + f"; {used_text(meta, prefix)} -> {run.plots('tokens')}, {run.metrics('tokens')}")
+
+
+def used_text(meta, prefix):
+    return (f"{tokens_used(meta)}; alpha of every token, prefix tokens as their own groups "
+            f"({', '.join(prefix) or 'none'}); clusters of the patch tokens only")
+
+
+def analyse(checkpoints, cfg, ci, prefix, out):
+    """Every checkpoint's alpha signatures, clusters and (first and last checkpoint) jackknife
+    replicates into the plot data directory `out`; returns (depth rows, coherence rows, the shape
+    (blocks, tokens) of the signatures)."""
+    ranks = tuple(cfg["alpha_ranks"])
+    meta = checkpoints[0][1]
     groups = image_groups(meta["n_images"], ci["groups"], ci["seed"])
+    # Intervals at the first checkpoint (the untrained network, the null every claim is compared with)
+    # and the last, paired through the same image groups.
+    with_ci = {checkpoints[0][0], checkpoints[-1][0]}
     signatures, depth, coherence, replicates = [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         p0, (gh, gw), n_blocks = meta["num_prefix_tokens"], meta["grid"], meta["n_blocks"]
         residual = activations.load(act_dir, "residual")
         alphas, r2 = alpha_signatures(residual, ranks)
-        # Intervals at the last checkpoint, the one the summary and the verdicts report.
-        reps = jackknife_alpha_signatures(residual, groups, ranks) if act_dir == checkpoints[-1][0] else None
+        reps = jackknife_alpha_signatures(residual, groups, ranks) if act_dir in with_ci else None
         patch_sig = alphas[:, p0:].T  # (patches, blocks): prefix tokens are never clustered
         labels = np.full(len(patch_sig), -1)
         if np.all(np.isfinite(patch_sig)):
@@ -52,7 +91,7 @@ def main():
             row.update({k: np.mean(alphas[b, idx]) for k, idx in means.items()})
             row.update(patch_alpha_std=np.std(patches), patch_r2_mean=np.mean(r2[b, p0:]))
             rep = {k: reps[:, b, idx].mean(axis=1) for k, idx in means.items()} if reps is not None else {}
-            for k in means:  # no interval before the last checkpoint
+            for k in means:  # no interval between the first and the last checkpoint
                 row[f"{k}_ci_low"], row[f"{k}_ci_high"] = (interval(row[k], rep[k], ci["level"]) if rep
                                                            else (np.nan, np.nan))
             depth.append(row)
@@ -67,33 +106,15 @@ def main():
                                    "cluster": labels[t - p0] if t >= p0 else -1})
 
     last = max(r["epoch"] for r in depth)
-    at_last = [r for r in depth if r["epoch"] == last]
-    summary = {"epoch": last, "alpha_ranks": list(ranks), "ci_level": ci["level"]}
-    for key in [k for k in at_last[0] if "alpha" in k and not k.endswith("_std")]:
-        summary[key] = {r["site"]: r[key] for r in at_last}
-    if missing:
-        summary["alpha_missing"] = missing
-    elif no_ci:
-        summary["alpha_ci_missing"] = no_ci
-    last_coh = [c for c in coherence if c["epoch"] == last]
-    if last_coh:
-        summary["coherence"] = {k: last_coh[0][k] for k in ("neighbour_share", "null_mean", "null_std", "z")}
-    used = (f"{tokens_used(meta)}; alpha of every token, prefix tokens as their own groups "
-            f"({', '.join(prefix) or 'none'}); clusters of the patch tokens only")
-    with atomic_dir(run.plots("tokens")) as tmp:
-        write_csv(tmp / "signatures.csv", signatures)
-        write_csv(tmp / "depth_all.csv", depth)
-        write_csv(tmp / "depth.csv", at_last)  # DVC plot data: alpha across depth, last checkpoint
-        write_csv(tmp / "replicates.csv", replicates)
-        if coherence:
-            write_csv(tmp / "coherence.csv", coherence)
-        write_tokens_used(tmp, meta, used)
-    write_json(run.metrics("tokens"), summary)
-    print(f"alpha signatures of {alphas.shape[1]} tokens x {alphas.shape[0]} blocks for "
-          f"{len({r['epoch'] for r in depth})} checkpoints; {cfg['n_clusters']} {cfg['cluster_method']} clusters"
-          + (f"; alpha missing: {missing}" if missing else f"; {no_ci}" if no_ci else "")
-          + f"; {used} -> {run.plots('tokens')}, "
-          f"{run.metrics('tokens')}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "signatures.csv", signatures)
+    write_csv(out / "depth_all.csv", depth)
+    write_csv(out / "depth.csv", [r for r in depth if r["epoch"] == last])  # DVC plot data: the last checkpoint
+    write_csv(out / "replicates.csv", replicates)
+    if coherence:
+        write_csv(out / "coherence.csv", coherence)
+    write_tokens_used(out, meta, used_text(meta, prefix))
+    return depth, coherence, alphas.shape
 
 
 if __name__ == "__main__":

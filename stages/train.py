@@ -1,6 +1,7 @@
 """train: a timm ViT on the prepared data; checkpoints to data/checkpoints/ (by way of
 data/train-work/, from which a killed run resumes), logs via DVCLive. With model.weights set it
-trains nothing: the weights become the one checkpoint (epoch 0).
+trains nothing: the weights become the one checkpoint (epoch 0), and the same architecture at random
+initialisation (seed train.seed) the untrained network every claim is compared with (init/).
 With train.nproc_per_node x train.nnodes > 1 it relaunches itself under torchrun (DDP)."""
 import os
 from contextlib import nullcontext
@@ -76,8 +77,11 @@ def run(mcfg, tcfg, kwargs, manifest, train_data, val_data):
 
 
 def use_weights(model, weights, tcfg, manifest, val_data):
-    """No training: the weights become the one checkpoint (epoch 0) that the analysis reads."""
-    n_params = import_weights(model, weights, RUN.checkpoints, manifest["classes"])
+    """No training: the weights become the one checkpoint (epoch 0) that the analysis reads, beside
+    their untrained network (the same architecture at random initialisation, seed train.seed)."""
+    torch.manual_seed(tcfg["seed"])
+    untrained = create_model(**model.create_kwargs)
+    n_params = import_weights(model, weights, RUN.checkpoints, manifest["classes"], (untrained, tcfg["seed"]))
     metrics = {"weights": str(weights), "epochs": 0, "params_M": round(n_params / 1e6, 3)}
     classes = head_classes(model, manifest["classes"])
     with Live(LIVE, save_dvc_exp=False, dvcyaml=False) as live:
@@ -88,7 +92,8 @@ def use_weights(model, weights, tcfg, manifest, val_data):
                 live.log_metric(f"val/{name}", res[name])
     write_json(RUN.metrics("train"), metrics)
     print(f"no training: {weights} ({model.create_kwargs['name']}, {n_params / 1e6:.2f} M params, "
-          f"{model.num_classes} outputs) is the checkpoint at epoch 0 -> {RUN.checkpoints}"
+          f"{model.num_classes} outputs) is the checkpoint at epoch 0, its architecture at random initialisation "
+          f"(seed {tcfg['seed']}) the untrained network -> {RUN.checkpoints}"
           + ("" if classes is not None else f"; no accuracy: {no_accuracy(model)}"))
 
 

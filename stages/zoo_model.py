@@ -1,6 +1,7 @@
 """zoo_model --zoo <id>: zoo model <id> (params group zoo) built offline from its weights (or timm's
-random initialisation, seed 0) -> its one checkpoint (epoch 0) in data/zoo/<id>/checkpoints, and
-its accuracy on the val split when the head's classes are the data's -> reports/zoo/<id>/metrics/model.json."""
+random initialisation, seed 0) -> its one checkpoint (epoch 0) in data/zoo/<id>/checkpoints (with
+weights, the same architecture at random initialisation, seed 0, beside it in init/: the untrained
+network every claim is compared with), and its accuracy on the val split when the head's classes are the data's -> reports/zoo/<id>/metrics/model.json."""
 import torch
 
 from tgo.checkpoints import import_weights
@@ -26,9 +27,14 @@ def main():
     torch.manual_seed(0)  # the random initialisation of an entry without weights
     model = create_model(entry["name"], entry["weights"], param=f"zoo.{run.zoo_id}",
                          **{k: entry.get(k) for k in ARCH_KEYS})
+    untrained = None
+    if entry["weights"]:
+        torch.manual_seed(0)
+        untrained = create_model(**model.create_kwargs), 0
     n_params = import_weights(model, entry["weights"] or "random initialisation (seed 0)", run.checkpoints,
-                              manifest["classes"])
-    metrics = {"params_M": round(n_params / 1e6, 3), "num_classes": model.num_classes}
+                              manifest["classes"], untrained)
+    # weights null: the model is itself a random initialisation, its own untrained network (tgo.claims).
+    metrics = {"weights": entry["weights"], "params_M": round(n_params / 1e6, 3), "num_classes": model.num_classes}
     classes = head_classes(model, manifest["classes"])
     if classes is not None:
         res = evaluate(model, images, labels, batch_size, classes=classes)

@@ -1,12 +1,17 @@
 """Tests for tgo.geometry.correlation: against np.corrcoef, exact properties of Pearson
-correlation and the null distribution of independent Gaussian tokens."""
+correlation and the null distribution of independent Gaussian tokens; the correlation stage's
+outputs on the micro workspace against np.corrcoef."""
 
+import json
 import math
 
 import numpy as np
 import pytest
+import yaml
 
+from tgo import activations
 from tgo.geometry.correlation import intertoken_correlation
+from tgo.io import read_csv
 
 
 def _rng(seed=0):
@@ -119,3 +124,67 @@ def test_token_sets_from_one_gram_equal_each_subset_alone(monkeypatch):
     single = intertoken_correlation(x[0], sets)
     assert single["patches"] == pytest.approx(intertoken_correlation(x[0, 1:]), abs=1e-12)
     assert not np.isnan(single["two"][0]) and np.isnan(out["two"][0][2])  # one valid token: no pair
+
+
+def test_removing_the_shared_component_analytic():
+    # tokens = s v + e: one vector v (centred over its features) shared by every token of every image,
+    # e independent N(0, sigma^2). Centred per token, <z_i, z_j> ~ s^2 |v|^2 and |z_i|^2 ~ s^2 |v|^2 +
+    # sigma^2 (D - 1), so r ~ s^2 |v|^2 / (s^2 |v|^2 + sigma^2 (D - 1)). Less the probe set's mean token
+    # the tokens are e - mean(e): M = N T residuals about a common mean correlate at -1 / (M - 1).
+    rng = _rng(10)
+    n, t, d, s, sigma = 20, 16, 512, 1.5, 2.0
+    v = rng.standard_normal(d)
+    v -= v.mean()
+    x = s * v + sigma * rng.standard_normal((n, t, d))
+    shared = s ** 2 * v @ v
+    r, _ = intertoken_correlation(x)
+    assert r.mean() == pytest.approx(shared / (shared + sigma ** 2 * (d - 1)), abs=0.01)
+    r, a = intertoken_correlation(x, remove=x.reshape(-1, d).mean(axis=0))
+    assert r.mean() == pytest.approx(-1 / (n * t - 1), abs=0.002)
+    assert a.mean() == pytest.approx(math.sqrt(2 / (math.pi * d)), rel=0.05)  # E|r| of independent tokens
+
+
+def test_remove_equals_the_correlation_of_the_tokens_less_it(monkeypatch):
+    import tgo.geometry.correlation as corr
+
+    monkeypatch.setattr(corr, "_BATCH_BYTES", 2 * 12 * 48 * 8)  # several image batches
+    rng = _rng(11)
+    x = np.stack([_correlated_tokens(rng, n_tokens=12, d=48) for _ in range(5)]).astype(np.float16)
+    mean = x[:, 1:].astype(np.float64).mean(axis=(0, 1))
+    sets = {"patches": list(range(1, 12)), "with_cls": list(range(12))}
+    out = intertoken_correlation(x, sets, remove=mean)
+    direct = intertoken_correlation(x.astype(np.float64) - mean, sets)
+    for name in sets:
+        np.testing.assert_array_equal(np.c_[out[name]], np.c_[direct[name]])
+    assert intertoken_correlation(x[0], remove=mean) == intertoken_correlation(x[0] - mean)
+    assert not np.allclose(out["patches"][0], intertoken_correlation(x, sets)["patches"][0])
+    with pytest.raises(ValueError, match="remove"):
+        intertoken_correlation(x, remove=mean[:-1])
+
+
+# --- the correlation stage on the micro workspace (tests/conftest.py) ----------------------------------
+
+def test_correlation_stage_patches_less_the_mean_patch_token(workspace):
+    plots = workspace / "reports/correlation"
+    rows = [r for r in read_csv(plots / "correlation.csv") if r["tokens"] == "patches_mean_removed"]
+    reps = [r for r in read_csv(plots / "replicates.csv") if r["tokens"] == "patches_mean_removed"]
+    found = activations.checkpoints(workspace / "data/activations")
+    ci = yaml.safe_load((workspace / "params.yaml").read_text())["ci"]
+    n = rows[0]["n_images"]
+    assert len(rows) == len(found) * (found[0][1]["n_blocks"] + 2)
+    for act_dir, meta in found:
+        p0 = meta["num_prefix_tokens"]
+        for site, depth, tokens in activations.residual_sites(act_dir):
+            patches = np.asarray(tokens[:int(n), p0:], dtype=np.float64)
+            centred = patches - patches.reshape(-1, patches.shape[-1]).mean(axis=0)
+            direct = np.array([_direct(img) for img in centred])
+            row = next(r for r in rows if r["epoch"] == meta["epoch"] and r["site"] == site)
+            assert row["mean_r"] == pytest.approx(direct[:, 0].mean(), abs=1e-10)
+            assert row["mean_abs_r"] == pytest.approx(direct[:, 1].mean(), abs=1e-10)
+            assert row["mean_r_ci_low"] < row["mean_r"] < row["mean_r_ci_high"]
+            assert len([r for r in reps if r["epoch"] == meta["epoch"] and r["site"] == site]) == min(ci["groups"], n)
+    last = max(r["epoch"] for r in rows)
+    depth = read_csv(plots / "depth_patches_mean_removed.csv")
+    assert depth == [r for r in rows if r["epoch"] == last]
+    summary = json.loads((workspace / "reports/metrics/correlation.json").read_text())
+    assert set(summary["patches_mean_removed"]) == {r["site"] for r in depth}

@@ -39,7 +39,22 @@ def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path)
     ckpt = load_file(str(root / "data/checkpoints/epoch_000.safetensors"))
     assert all(torch.equal(ckpt[k], v) for k, v in model.state_dict().items())
     assert json.loads((root / "data/checkpoints/config.json").read_text())["checkpoints"] == [0]
-    assert sorted(p.name for p in (root / "data/activations").iterdir()) == ["epoch_000"]
+    # Beside the weights, their untrained network: the architecture at timm's random initialisation
+    # (seed train.seed), extracted and analysed on the same probe images.
+    assert sorted(p.name for p in (root / "data/activations").iterdir()) == ["epoch_000", "init"]
+    untrained = load_file(str(root / "data/checkpoints/init/epoch_000.safetensors"))
+    torch.manual_seed(micro_config()["train"]["seed"])
+    timm_init = create_model(**json.loads((root / "data/checkpoints/config.json").read_text())["model_kwargs"])
+    assert all(torch.equal(untrained[k], v) for k, v in timm_init.state_dict().items())
+    assert not torch.equal(untrained["blocks.0.attn.qkv.weight"], ckpt["blocks.0.attn.qkv.weight"])
+    for stage in ("spectral", "tokens", "correlation", "mi", "qk"):
+        assert (root / f"reports/{stage}/init").is_dir(), stage
+    verdicts = json.loads((root / "reports/metrics/verdicts.json").read_text())
+    records = {f"{p}.{c}": v for p, claims in verdicts.items() for c, v in claims.items()}
+    assert records["tgo1.erank_rises"]["verdict"] == "not applicable"
+    judged = [v for k, v in records.items() if v["verdict"] != "not applicable"]
+    assert judged and all(v["init_verdict"] is not None for v in judged)
+    assert any(v["init_value"] is not None for v in judged)
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,15 @@
 and a brute-force O(n^2) implementation, distance profiles of planted Gaussian random
 fields, kurtosis of known distributions and row-normalised conditional histograms."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import digamma
 
 from tgo.geometry import information as im
+from tgo.geometry import stats as ci
 
 
 def _gaussian_pair(rho, n, seed):
@@ -120,6 +123,21 @@ def _field(n, grid, n_channels, length, seed):
     return np.ascontiguousarray((z @ chol.T).transpose(0, 2, 1))
 
 
+def _bin_truth(grid, references, length, distances):
+    """Per distance bin, the Gaussian truth -1/2 log(1 - rho^2), rho = exp(-|p - a| / length), averaged
+    over every (reference a, patch p) pair whose rounded grid distance is the bin's: loops, not
+    ``distance_bins``."""
+    rows, cols = grid
+    truth = {d: [] for d in distances}
+    for a in references:
+        for r in range(rows):
+            for c in range(cols):
+                exact = math.hypot(r - a[0], c - a[1])
+                if (r, c) != tuple(a) and round(exact) in truth:
+                    truth[round(exact)].append(_truth(math.exp(-exact / length)))
+    return np.array([np.mean(truth[d]) for d in distances])
+
+
 @pytest.fixture(scope="module")
 def field_profile():
     acts = _field(2000, (7, 7), 6, 2.0, 21)
@@ -128,25 +146,126 @@ def field_profile():
 
 def test_mi_vs_distance_decays_and_matches_truth(field_profile):
     res = field_profile
-    assert res["reference"] == (3, 3) and res["n_channels"] == 6
+    assert res["references"] == [(3, 3)] and res["n_channels"] == 6 and res["dropped"] == []
     np.testing.assert_array_equal(res["distances"], [1, 2, 3, 4])
     assert np.all(np.diff(res["mi"]) < 0)
-    assert abs(res["mi"][0] - _truth(np.exp(-1 / 2.0))) < 0.05
+    np.testing.assert_allclose(res["mi"], _bin_truth((7, 7), [(3, 3)], 2.0, [1, 2, 3, 4]), atol=0.03)
     assert res["mi_std"].shape == res["mi"].shape
-    assert im.log_mi_slope(res["distances"], res["mi"]) < 0
+    assert im.mi_decay_rate(res["distances"], res["mi"]) > 0
+
+
+def test_mi_vs_distance_averages_the_four_centre_references():
+    """An even grid: MI(d) averages the pairs from all four central patches, each bin's truth too."""
+    acts = _field(1500, (6, 6), 4, 1.5, 23)
+    res = im.mi_vs_distance(acts, (6, 6), channels=range(4), n_shuffles=3)
+    assert res["references"] == [(2, 2), (2, 3), (3, 2), (3, 3)]
+    np.testing.assert_array_equal(res["distances"], [1, 2, 3, 4])
+    np.testing.assert_allclose(res["mi"], _bin_truth((6, 6), res["references"], 1.5, [1, 2, 3, 4]), atol=0.02)
 
 
 def test_mi_vs_distance_independent_patches():
     acts = _field(1000, (5, 5), 4, 0.0, 22)
     res = im.mi_vs_distance(acts, (5, 5), channels=[0, 2, 3], reference=(1, 2))
-    assert res["reference"] == (1, 2)
+    assert res["references"] == [(1, 2)]
     assert np.all(np.abs(res["mi"]) < 0.02)
+    # From (1, 2) only (4, 0) and (4, 4) lie at distance 4 (hypot(3, 2) = 3.6): the bin is dropped.
+    np.testing.assert_array_equal(res["distances"], [1, 2, 3])
+    assert res["dropped"] == [{"distance": 4, "patches_per_reference": 2.0,
+                               "reason": "fewer than 4 patches per reference"}]
 
 
-def test_log_mi_slope():
-    d = np.arange(1, 6)
-    assert im.log_mi_slope(d, 2.0 * np.exp(-0.4 * d)) == pytest.approx(-0.4)
-    assert np.isnan(im.log_mi_slope([1, 2], [0.1, -0.1]))
+@pytest.mark.parametrize("grid, expected", [
+    ((8, 8), [(3, 3), (3, 4), (4, 3), (4, 4)]), ((7, 7), [(3, 3)]), ((7, 8), [(3, 3), (3, 4)]),
+    ((8, 7), [(3, 3), (4, 3)]), ((14, 14), [(6, 6), (6, 7), (7, 6), (7, 7)])])
+def test_centre_references(grid, expected):
+    refs = im.centre_references(grid)
+    assert refs == expected
+    # The centre: each reference's mirror image through the grid centre is a reference too.
+    assert {(grid[0] - 1 - r, grid[1] - 1 - c) for r, c in refs} == set(refs)
+
+
+def test_distance_bins_drop_the_sparse_corners():
+    """8x8 from its four centre patches, counted with loops: distance 6 holds one patch per reference
+    (the far corner, hypot(4, 4) = 5.66), every other bin at least 4."""
+    refs = im.centre_references((8, 8))
+    counts = {}
+    for a in refs:
+        for r in range(8):
+            for c in range(8):
+                if (r, c) != a:
+                    d = round(math.hypot(r - a[0], c - a[1]))
+                    counts[d] = counts.get(d, 0) + 1
+    dist, kept, dropped = im.distance_bins((8, 8), refs)
+    assert list(kept) == [d for d in sorted(counts) if counts[d] / 4 >= 4] == [1, 2, 3, 4, 5]
+    assert dropped == [{"distance": 6, "patches_per_reference": counts[6] / 4,
+                        "reason": "fewer than 4 patches per reference"}] and counts[6] == 4
+    assert dist.shape == (4, 64) and all(dist[i, r * 8 + c] == -1 for i, (r, c) in enumerate(refs))
+
+
+@pytest.fixture(scope="module")
+def halves_profile():
+    acts = _field(120, (4, 4), 2, 2.0, 24).astype(np.float16)
+    halves = ci.half_samples(120, 4, seed=5)
+    kw = dict(grid=(4, 4), channels=[0, 1], n_shuffles=2, seed=7)
+    return acts, halves, kw, im.mi_vs_distance(acts, half_samples=halves, **kw)
+
+
+def test_half_sample_replicates_are_the_curve_of_each_half_alone(halves_profile):
+    acts, halves, kw, res = halves_profile
+    assert res["mi_halves"].shape == (4, res["distances"].size)
+    for replicate, h, s in zip(res["mi_halves"], halves, np.random.SeedSequence(7).spawn(4)):
+        np.testing.assert_array_equal(replicate, im.mi_vs_distance(acts[h], **{**kw, "seed": s})["mi"])
+
+
+def test_mi_vs_distance_is_deterministic_and_its_halves_leave_the_curve_alone(halves_profile):
+    acts, halves, kw, res = halves_profile
+    again = im.mi_vs_distance(acts, half_samples=halves, **kw)
+    np.testing.assert_array_equal(again["mi"], res["mi"])
+    np.testing.assert_array_equal(again["mi_halves"], res["mi_halves"])
+    np.testing.assert_array_equal(im.mi_vs_distance(acts, **kw)["mi"], res["mi"])
+    assert not np.array_equal(res["mi_halves"][0], res["mi_halves"][1])
+    with pytest.raises(ValueError, match="outside"):
+        im.mi_vs_distance(acts, half_samples=halves + 60, **kw)
+
+
+# --- the decay rate -------------------------------------------------------------------
+
+
+def test_mi_decay_rate_of_a_line():
+    """MI(d) = a - b d: the slope is -b exactly, so the rate is b / (a - b d_min)."""
+    d = np.array([1, 2, 3, 4, 5])
+    assert im.mi_decay_rate(d, 0.5 - 0.08 * d) == pytest.approx(0.08 / 0.42, rel=1e-12)
+    # Past zero: far distances with negative MI stay in the fit (a log-MI slope would drop them).
+    assert im.mi_decay_rate(d, 0.1 - 0.04 * d) == pytest.approx(0.04 / 0.06, rel=1e-12)
+    assert im.mi_decay_rate(np.array([2, 3, 5]), 0.3 + 0.01 * np.array([2, 3, 5])) == pytest.approx(-0.01 / 0.32)
+    # The nearest distance, wherever it stands in the list.
+    assert im.mi_decay_rate([3, 1, 2], 0.5 - 0.08 * np.array([3, 1, 2])) == pytest.approx(0.08 / 0.42, rel=1e-12)
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.7, 2.0])
+def test_mi_decay_rate_of_an_exponential(lam):
+    """MI = A exp(-lam d): at d = 1, 2 the slope is A (e^-2lam - e^-lam), the rate 1 - e^-lam; at
+    d = 1, 2, 3 the slope is (MI_3 - MI_1) / 2, the rate (1 - e^-2lam) / 2; unchanged by A."""
+    for amplitude in (0.02, 3.0):
+        assert im.mi_decay_rate([1, 2], amplitude * np.exp(-lam * np.array([1, 2]))) == \
+            pytest.approx(1 - np.exp(-lam), rel=1e-12)
+        assert im.mi_decay_rate([1, 2, 3], amplitude * np.exp(-lam * np.array([1, 2, 3]))) == \
+            pytest.approx((1 - np.exp(-2 * lam)) / 2, rel=1e-12)
+
+
+def test_mi_decay_rate_is_vectorised_and_nan_where_undefined():
+    rng = np.random.default_rng(25)
+    d = np.array([1, 2, 3, 4])
+    curves = rng.uniform(0.01, 0.3, size=(3, 5, 4))
+    rates = im.mi_decay_rate(d, curves)
+    assert rates.shape == (3, 5)
+    for idx in np.ndindex(3, 5):
+        assert rates[idx] == pytest.approx(-np.polyfit(d, curves[idx], 1)[0] / curves[idx][0], rel=1e-10)
+    assert np.isnan(im.mi_decay_rate([1], [0.2]))  # one distance
+    assert np.isnan(im.mi_decay_rate([1, 2], [0.0, -0.1]))  # nothing at the nearest distance to lose
+    assert np.isnan(im.mi_decay_rate([1, 2], [-0.01, -0.02]))
+    assert np.isnan(im.mi_decay_rate([1, 2], [0.2, np.nan]))
+    assert isinstance(im.mi_decay_rate([1, 2], [0.2, 0.1]), float)
 
 
 # --- kurtosis and conditional histograms --------------------------------------------

@@ -109,7 +109,7 @@ def test_exp_run_ci_level_reruns_the_stages_with_intervals(project):
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-f"], project)
     out = run(["dvc", "exp", "run", "-S", "ci.level=0.8"], project).stdout
-    assert ran(out) == {"spectral", "tokens", "correlation", "qk", "report", "compare"}  # mi has no intervals
+    assert ran(out) == {"spectral", "tokens", "correlation", "mi", "qk", "report", "compare"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)["reports/metrics/spectral.json"]
     assert "cls.final_norm.effective_rank" not in diff  # the estimate stays, its interval narrows
     low = diff["cls.final_norm.effective_rank_ci_low"]
@@ -132,6 +132,21 @@ def test_exp_run_train_param_reruns_from_train(project):
     assert ran(out) == {"train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report"}
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).stdout)
     assert diff["reports/metrics/train.json"]["epochs"] == {"old": 2, "new": 3, "diff": 1}
+
+
+def test_training_that_changes_nothing_credits_nothing_to_training(project):
+    """train.lr=1e-12: every checkpoint holds (nearly) the untrained weights, so no claim may be
+    credited to training and no claim about training is observed, whatever the verdicts say."""
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-f"], project)
+    run(["dvc", "exp", "run", "-S", "train.lr=1e-12"], project)
+    verdicts = json.loads((project / "reports/metrics/verdicts.json").read_text())
+    records = {f"{p}.{c}": v for p, claims in verdicts.items() for c, v in claims.items()}
+    assert not [c for c, v in records.items() if v["origin"] == "training"], records
+    trends = [c for c, v in records.items() if v["init_verdict"] is None]
+    assert trends and all(records[c]["verdict"] != "observed" for c in trends)
+    html = (project / "reports/report.html").read_text()
+    assert "produced by training" not in html
 
 
 def test_temp_experiment_runs_its_own_code(project):

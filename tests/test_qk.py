@@ -1,5 +1,9 @@
 """Tests for tgo.geometry.qk: the factored spectra against dense float64 numpy on M = W_Q W_K^T,
-the per-head split against the full qkv weight, and the recomputed attention against timm's own."""
+the per-head split against the full qkv weight, the recomputed attention against timm's own, and
+the qk stage's outputs on the micro workspace against the angles computed directly."""
+
+import json
+import math
 
 import numpy as np
 import pytest
@@ -8,10 +12,14 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from micro import micro_config
+from tgo import activations
 from tgo.capture import capture
+from tgo.checkpoints import load_checkpoint, save_weights
 from tgo.geometry import qk
+from tgo.geometry.stats import image_groups
+from tgo.io import read_csv
 from tgo.models import recipe_config, to_input
-from tgo.checkpoints import save_weights
 
 
 def _weights(seed, dim=48, d_head=8):
@@ -137,6 +145,55 @@ def test_head_projections_and_heads_together():
     # Accepts torch tensors (state dict values) too.
     tq, _ = qk.head_projections(torch.from_numpy(weight), heads)
     np.testing.assert_array_equal(tq, w_q)
+
+
+SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
+           "top10pct_sv_energy_share")
+
+
+def test_heads_together_leave_one_out_is_the_other_heads():
+    rng = np.random.default_rng(12)
+    heads, dim, d_head = 4, 24, 5
+    w_q, w_k = rng.standard_normal((2, heads, dim, d_head))
+    full = sum(w_q[h] @ w_k[h].T for h in range(heads))
+    reps = qk.heads_together_leave_one_out(w_q, w_k)
+    assert len(reps) == heads
+    for h, rep in enumerate(reps):
+        direct = qk.heads_together(np.delete(w_q, h, axis=0), np.delete(w_k, h, axis=0))
+        for k in SUMMARY:
+            assert rep[k] == direct[k]
+        # Dense: the full score matrix less head h's.
+        m = full - w_q[h] @ w_k[h].T
+        m_sym = (m + m.T) / 2
+        ev = np.linalg.eigvalsh(m_sym)
+        sv = np.linalg.svd(m, compute_uv=False)
+        assert rep["sym_mass_positive"] == pytest.approx(ev[ev > 0].sum() / np.abs(ev).sum(), rel=1e-9)
+        assert rep["asym_sym_norm_ratio"] == pytest.approx(np.linalg.norm(m - m.T) / np.linalg.norm(m + m.T),
+                                                           rel=1e-9)
+        assert rep["sv1_energy_share"] == pytest.approx(sv[0] ** 2 / np.sum(sv ** 2), rel=1e-9)
+        np.testing.assert_allclose(rep["singular_values"], sv[:(heads - 1) * d_head], rtol=1e-9)
+    with pytest.raises(ValueError, match="2 heads"):
+        qk.heads_together_leave_one_out(w_q[:1], w_k[:1])
+
+
+def test_heads_together_leave_one_out_of_identical_heads_changes_nothing():
+    # H identical heads sum to H M_1 and any H - 1 of them to (H - 1) M_1: shares and ratios are scale-free.
+    w_q, w_k = _weights(13, dim=20, d_head=4)
+    stack_q, stack_k = np.stack([w_q] * 3), np.stack([w_k] * 3)
+    full = qk.heads_together(stack_q, stack_k)
+    for rep in qk.heads_together_leave_one_out(stack_q, stack_k):
+        for k in SUMMARY:
+            assert rep[k] == pytest.approx(full[k], rel=1e-9)
+        np.testing.assert_allclose(rep["singular_values"][:4], full["singular_values"][:4] * 2 / 3, rtol=1e-9)
+
+
+def test_layer_norm_without_bias_plus_the_bias_is_the_full_output():
+    # The qk stage measures angles on norm1's output without beta and adds beta for the attention:
+    # that must be exactly the attention of the full norm1 output.
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((3, 7, 16)).astype(np.float16)
+    gamma, beta = rng.standard_normal(16), rng.standard_normal(16)
+    np.testing.assert_array_equal(qk.layer_norm(x, gamma, None, 1e-6) + beta, qk.layer_norm(x, gamma, beta, 1e-6))
 
 
 TINY_VIT = dict(model_name="vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, depth=2,
@@ -322,3 +379,87 @@ def test_jackknife_spearman_leaves_images_out_of_one_sample_of_pairs(monkeypatch
         inside = labels[image] != g
         expected = scipy.stats.spearmanr(thetas[image[inside], pair[inside]], attns[image[inside], pair[inside]])
         assert rep["spearman"] == pytest.approx(expected.statistic, abs=1e-12)
+
+
+# --- the qk stage on the micro workspace (tests/conftest.py) -----------------------------------------
+
+def _obtuse_share(vectors, p0):
+    """Share of ordered patch pairs (i != j) at more than 90 degrees, from the signs of dot products."""
+    v = vectors[:, p0:]
+    off = ~np.eye(v.shape[1], dtype=bool)
+    return float(np.mean(np.einsum("nid,njd->nij", v, v)[:, off] < 0))
+
+
+def _spearman_angle_attention(vectors, attn, p0):
+    """Spearman rho(angle, attention) over all ordered patch pairs, from cosines: the angle falls as
+    the cosine rises, so rho(angle, A) = -rho(cos, A)."""
+    v = vectors[:, p0:]
+    u = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    off = ~np.eye(u.shape[1], dtype=bool)
+    cos = np.einsum("nid,njd->nij", u, u)[:, off]
+    return -scipy.stats.spearmanr(cos.ravel(), attn[:, p0:, p0:][:, off].ravel()).statistic
+
+
+def test_qk_stage_angles_without_and_with_beta_and_intervals_at_first_and_last(workspace):
+    plots = workspace / "reports/qk"
+    angles, reps = read_csv(plots / "angles.csv"), read_csv(plots / "replicates.csv")
+    params = micro_config()  # the workspace's (other tests rewrite its params.yaml)
+    found = activations.checkpoints(workspace / "data/activations")
+    epochs = [m["epoch"] for _, m in found]
+    meta = found[0][1]
+    heads, eps, p0 = meta["attention"]["num_heads"], meta["attention"]["norm_eps"], meta["num_prefix_tokens"]
+    n = min(params["qk"]["max_images"], meta["n_images"])
+    assert len(epochs) >= 3 and len(angles) == len(epochs) * meta["n_blocks"]
+    for act_dir, m in found:
+        w = {k: v.astype(np.float64) for k, v in load_checkpoint(workspace / "data/checkpoints", m["epoch"]).items()}
+        for b in range(m["n_blocks"]):
+            x = activations.load(act_dir, "embed" if b == 0 else "residual")
+            x = np.asarray(x[:n] if b == 0 else x[b - 1, :n], dtype=np.float64)
+            gamma, beta = w[f"blocks.{b}.norm1.weight"], w[f"blocks.{b}.norm1.bias"]
+            # Independent of the stage's code path: LayerNorm written out, attention averaged over heads.
+            x_hat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+            attn = qk.attention_from_inputs(x_hat * gamma + beta, w[f"blocks.{b}.attn.qkv.weight"],
+                                            w[f"blocks.{b}.attn.qkv.bias"], heads).mean(axis=1)
+            row = next(r for r in angles if r["epoch"] == m["epoch"] and r["depth"] == b + 1)
+            for end, vectors in (("", x_hat * gamma), ("_with_beta", x_hat * gamma + beta)):
+                assert row[f"share_obtuse{end}"] == pytest.approx(_obtuse_share(vectors, p0), abs=1e-12)
+                assert row[f"spearman{end}"] == pytest.approx(_spearman_angle_attention(vectors, attn, p0), abs=1e-6)
+                # Intervals at the first checkpoint (the untrained network) and the last only.
+                has_ci = m["epoch"] in (epochs[0], epochs[-1])
+                for k in (f"share_obtuse{end}", f"spearman{end}"):
+                    low, high = row[f"{k}_ci_low"], row[f"{k}_ci_high"]
+                    assert (low <= row[k] <= high) if has_ci else (math.isnan(low) and math.isnan(high))
+
+    assert list(reps[0]) == ["epoch", "site", "depth", "group", "spearman", "share_obtuse", "spearman_with_beta",
+                             "share_obtuse_with_beta"]
+    assert sorted({r["epoch"] for r in reps}) == [epochs[0], epochs[-1]]
+    # Paired: replicate g leaves out the same images at both checkpoints; its share is theirs.
+    groups = image_groups(n, params["ci"]["groups"], params["ci"]["seed"])
+    for act_dir, m in (found[0], found[-1]):
+        w = load_checkpoint(workspace / "data/checkpoints", m["epoch"])
+        x = np.asarray(activations.load(act_dir, "embed")[:n], dtype=np.float64)
+        vectors = qk.layer_norm(x, w["blocks.0.norm1.weight"], None, eps)
+        for g in range(groups.max() + 1):
+            rep = next(r for r in reps if r["epoch"] == m["epoch"] and r["depth"] == 1 and r["group"] == g)
+            assert rep["share_obtuse"] == pytest.approx(_obtuse_share(vectors[groups != g], p0), abs=1e-12)
+
+    binned = read_csv(plots / "attention_by_angle.csv")
+    assert {r["vectors"] for r in binned} == {"no_beta", "with_beta"}
+    summary = json.loads((workspace / "reports/metrics/qk.json").read_text())
+    assert set(summary["angle"]["block_1"]) == {f"{k}{vec}{end}" for k in ("spearman", "share_obtuse")
+                                                 for vec in ("", "_with_beta") for end in ("", "_ci_low", "_ci_high")}
+
+
+def test_qk_stage_head_replicates_leave_one_head_out(workspace):
+    # With 2 heads, leaving one out leaves the other alone: its own decomposition in heads.csv.
+    plots = workspace / "reports/qk"
+    heads, reps = read_csv(plots / "heads.csv"), read_csv(plots / "head_replicates.csv")
+    assert list(reps[0]) == ["epoch", "site", "depth", "group", *SUMMARY]
+    per_head = [r for r in heads if r["head"] != "all"]
+    assert {r["head"] for r in per_head} == {0.0, 1.0}
+    assert len(reps) == len(per_head)
+    for r in reps:
+        other = next(h for h in per_head if h["epoch"] == r["epoch"] and h["depth"] == r["depth"]
+                     and h["head"] == 1 - r["group"])
+        for k in SUMMARY:
+            assert r[k] == pytest.approx(other[k], rel=1e-12)

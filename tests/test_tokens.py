@@ -1,11 +1,18 @@
 """Tests for tgo.geometry.tokens: planted power laws, the rank-window guard, analytic
-permutation-null values and separable clusters."""
+permutation-null values and separable clusters; the tokens stage's intervals on the micro workspace
+against alpha recomputed without each group of images."""
+
+import math
 
 import numpy as np
 import pytest
+import yaml
 
+from tgo import activations
 from tgo.geometry import spectral as sp
 from tgo.geometry import tokens as tk
+from tgo.geometry.stats import image_groups
+from tgo.io import read_csv
 
 
 def _rng(seed=0):
@@ -177,3 +184,32 @@ def test_cluster_signatures_rejects_bad_input():
         tk.cluster_signatures(bad, 2)
     with pytest.raises(ValueError, match="shape"):
         tk.cluster_signatures(sig[:, 0], 2)
+
+
+# --- the tokens stage on the micro workspace (tests/conftest.py) -------------------------------------
+
+def test_tokens_stage_intervals_at_the_first_and_last_checkpoint(workspace):
+    plots = workspace / "reports/tokens"
+    depth, reps = read_csv(plots / "depth_all.csv"), read_csv(plots / "replicates.csv")
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    found = activations.checkpoints(workspace / "data/activations")
+    epochs = [m["epoch"] for _, m in found]
+    assert len(epochs) >= 3
+    first, last = epochs[0], epochs[-1]
+    for r in depth:
+        for k in ("patch_alpha_mean", "cls_alpha"):
+            low, high = r[f"{k}_ci_low"], r[f"{k}_ci_high"]
+            assert (low < r[k] < high) if r["epoch"] in (first, last) else (math.isnan(low) and math.isnan(high))
+    assert sorted({r["epoch"] for r in reps}) == [first, last]
+    # Paired: replicate g at both checkpoints is alpha without the same images, computed directly.
+    meta = found[0][1]
+    groups = image_groups(meta["n_images"], params["ci"]["groups"], params["ci"]["seed"])
+    p0, ranks = meta["num_prefix_tokens"], tuple(params["tokens"]["alpha_ranks"])
+    for act_dir, m in (found[0], found[-1]):
+        residual = np.asarray(activations.load(act_dir, "residual"), dtype=np.float64)
+        for g in (0, groups.max()):
+            alphas, _ = tk.alpha_signatures(residual[:, groups != g], ranks)
+            for b in range(m["n_blocks"]):
+                rep = next(r for r in reps if r["epoch"] == m["epoch"] and r["depth"] == b + 1 and r["group"] == g)
+                assert rep["patch_alpha_mean"] == pytest.approx(alphas[b, p0:].mean(), abs=1e-8)
+                assert rep["cls_alpha"] == pytest.approx(alphas[b, 0], abs=1e-8)

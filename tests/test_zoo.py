@@ -11,6 +11,7 @@ from timm.models import save_for_hf
 from micro import (audited_stages, copy_project, fails_before_writing, git_commit, micro_config, run,
                    undeclared_reads, write_params)
 from test_models import hub_cache_repo, random_model
+from tgo.claims import REGISTRY
 
 PER_MODEL = ("zoo_model", "zoo_extract", "zoo_spectral", "zoo_tokens", "zoo_correlation", "zoo_mi", "zoo_qk")
 TINY = {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 4, "img_size": 16}
@@ -69,7 +70,11 @@ def test_zoo_every_stage_then_only_what_changed(zoo, tmp_path):
         assert entry["name"] in page
     assert "mean of the CLS and distillation tokens" in page and "reg_1, reg_2, reg_3, reg_4" in page
     verdicts = json.loads((root / "reports/metrics/zoo_verdicts.json").read_text())
-    assert set(verdicts) == set(first) and all(len(v["probing"]) == 9 for v in verdicts.values())
+    probing = [c for c in REGISTRY if c.startswith("probing.")]
+    assert set(verdicts) == set(first) and all(len(v["probing"]) == len(probing) for v in verdicts.values())
+    # Each model with weights is judged against its architecture at random initialisation (init/).
+    assert all((root / f"data/zoo/{m}/activations/init/epoch_000/meta.json").exists() for m in first)
+    assert all(v["info_geom"]["alpha_falls"]["init_verdict"] is not None for v in verdicts.values())
     # Each model's own token layout and preprocessing reached its activations.
     meta = json.loads((root / "data/zoo/deit/activations/epoch_000/meta.json").read_text())
     assert meta["prefix_tokens"] == ["cls", "dist"] and meta["input"]["mean"] == [0.485, 0.456, 0.406]

@@ -5,5 +5,5 @@ data (`tgo.data`, `tgo.imagenet`), models (`tgo.models`), training (`tgo.trainin
 `tgo.augment`, `tgo.loader`, `tgo.distributed`, `tgo.checkpoints`), activation capture
 (`tgo.capture`) and the activation store (`tgo.activations`), geometry metrics (`tgo.geometry`,
 one module per metric family, usable on plain numpy arrays), verdicts on the papers' claims
-(`tgo.verdicts`) and the report (`tgo.figures`, `tgo.page`).
+(`tgo.claims`) and the report (`tgo.figures`, `tgo.page`).
 """

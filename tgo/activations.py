@@ -1,6 +1,8 @@
 """The activation store (data/activations), written by extract and read by every analysis stage.
 
   data/activations/epoch_XXX/      one directory per checkpoint
+  data/activations/init/epoch_000/ pretrained weights only: their untrained network (the same
+                                   architecture at random initialisation, tgo.checkpoints)
     meta.json                      epoch, probe indices, the model's preprocessing (`input`), token
                                    layout (prefix_tokens by name, grid), n_blocks, dim, head_input,
                                    attention (heads, LayerNorm eps, or why QK cannot be analysed)
@@ -30,10 +32,6 @@ from tqdm import tqdm
 from tgo.io import TGOError, atomic_dir, read_json, write_json
 
 PER_BLOCK = ("residual", "attn", "mlp")
-
-
-def checkpoint_dir(epoch, root):
-    return Path(root) / f"epoch_{epoch:03d}"
 
 
 def site_name(depth, n_blocks):
@@ -148,14 +146,15 @@ def rows_of_images(n_images, n_rows, images):
     return (np.asarray(images)[:, None] * per_image + np.arange(per_image)).ravel()
 
 
-def extracted_epochs(work, fingerprint):
-    """The epochs a killed extract already finished in its work directory, if it extracted the same
-    thing (the same `fingerprint`: checkpoints, probe images, model, preprocessing), else none. A
-    checkpoint's directory appears only once it is complete (written atomically)."""
+def extracted(work, fingerprint):
+    """The checkpoints (their directories relative to the work directory: epoch_XXX, init/epoch_000)
+    a killed extract already finished, if it extracted the same thing (the same `fingerprint`:
+    checkpoints, probe images, model, preprocessing), else none. A checkpoint's directory appears
+    only once it is complete (written atomically)."""
     stamp = Path(work) / "fingerprint.json"
     if not stamp.exists() or read_json(stamp) != fingerprint:
         return []
-    return sorted(read_json(d / "meta.json")["epoch"] for d in Path(work).glob("epoch_*"))
+    return sorted(str(m.parent.relative_to(work)) for m in Path(work).glob("**/epoch_*/meta.json"))
 
 
 def start_extraction(work, fingerprint):
@@ -166,9 +165,9 @@ def start_extraction(work, fingerprint):
 
 
 def publish_extraction(work, root):
-    """Move every finished checkpoint from the work directory into the activation store (renames,
-    no copy) in one atomic replace, then drop the work directory."""
+    """Move every finished checkpoint (and the untrained network's directory) from the work directory
+    into the activation store (renames, no copy) in one atomic replace, then drop the work directory."""
     with atomic_dir(root) as tmp:
-        for d in sorted(Path(work).glob("epoch_*")):
+        for d in sorted(p for p in Path(work).iterdir() if p.is_dir()):
             os.replace(d, tmp / d.name)
     shutil.rmtree(work)

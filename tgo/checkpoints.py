@@ -3,6 +3,9 @@
   epoch_XXX.safetensors  model weights at each scheduled epoch (epoch 0 = initialisation)
   config.json            `model_kwargs` that rebuild the model (tgo.models.create_model, with its
                          preprocessing), the schedule, the classes
+  init/                  pretrained weights only: their untrained network, the same architecture at
+                         seeded random initialisation, as a checkpoint directory of its own (epoch 0);
+                         every claim is also decided on it (tgo.claims)
 
 A run in progress writes into data/train-work/ instead: the same epoch files plus resume.pt (model
 and optimizer after the last complete epoch). It is no DVC output, so neither `dvc repro` nor
@@ -22,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from tgo.io import TGOError, atomic_dir, atomic_path, read_json, write_json
+from tgo.runs import INIT
 
 TRAIN_WORK, TRAIN_LOCK = Path("data/train-work"), Path("data/.train.lock")
 
@@ -85,12 +89,20 @@ def publish(work, ckpt_dir, model_kwargs, schedule, classes, run_hash):
     shutil.rmtree(work)
 
 
-def import_weights(model, weights, ckpt_dir, classes):
+def import_weights(model, weights, ckpt_dir, classes, untrained=None):
     """Weights analysed instead of trained: the model (as tgo.models.create_model loaded them)
-    becomes the one checkpoint, epoch 0, with the kwargs that rebuild it. Returns its parameter count."""
+    becomes the one checkpoint, epoch 0, with the kwargs that rebuild it; `untrained` (model, seed),
+    the same architecture at random initialisation with that seed, becomes the checkpoint of init/.
+    Returns the model's parameter count."""
     with atomic_dir(ckpt_dir) as tmp:
         save_weights(model, tmp / checkpoint_name(0))
         write_config(tmp, model.create_kwargs, [0], classes, config_hash(model.create_kwargs, str(weights)))
+        if untrained is not None:
+            init, seed = untrained
+            (tmp / INIT).mkdir()
+            save_weights(init, tmp / INIT / checkpoint_name(0))
+            write_config(tmp / INIT, init.create_kwargs, [0], classes,
+                         config_hash(init.create_kwargs, f"random initialisation (seed {seed})"))
     return sum(p.numel() for p in model.parameters())
 
 

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tgo.geometry.information import log_mi_slope  # noqa: E402
+from tgo.geometry.information import mi_decay_rate  # noqa: E402
 from tgo.geometry.spectral import HEADLINE_METRICS  # noqa: E402
 
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
@@ -348,13 +348,15 @@ def fig_clusters(sig_rows, epoch):
     return fig
 
 
-CORRELATION_STYLES = {"patches": "-", "with_cls": "--", "with_dist": "-.", "with_reg": ":"}
+CORRELATION_STYLES = {"patches": "-", "with_cls": "--", "with_dist": "-.", "with_reg": ":",
+                      "patches_mean_removed": (0, (6, 2, 1, 2, 1, 2))}
 
 
 def fig_correlation(corr_rows):
     """Mean r and mean |r| across depth per checkpoint (solid: patch tokens; the patches with each
-    prefix group: dashed CLS, dash-dot distillation token, dotted registers), and mean r of each
-    block across training; bands: their intervals over the probe images."""
+    prefix group: dashed CLS, dash-dot distillation token, dotted registers; dash-dot-dot: the patches
+    less the probe set's mean patch token), and mean r of each block across training; bands: their
+    intervals over the probe images."""
     epochs = sorted({r["epoch"] for r in corr_rows})
     sets = list(dict.fromkeys(r["tokens"] for r in corr_rows))
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
@@ -367,8 +369,9 @@ def fig_correlation(corr_rows):
                 line = sorted((r for r in corr_rows if r["epoch"] == e and r["tokens"] == tokens),
                               key=lambda r: r["depth"])
                 x, colour = [r["depth"] for r in line], cmap(i / max(1, len(epochs) - 1))
-                ax.plot(x, [r[key] for r in line], ls=ls, marker=".", color=colour,
-                        label=f"epoch {int(e)}" if tokens == "patches" else None)
+                # The epochs by colour; each other token set's style once, in the first epoch's colour.
+                label = f"epoch {int(e)}" if tokens == "patches" else tokens if i == 0 else None
+                ax.plot(x, [r[key] for r in line], ls=ls, marker=".", color=colour, label=label)
                 _band(ax, x, line, key, colour, len(epochs) * len(sets))
         ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
         ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
@@ -393,29 +396,43 @@ def fig_correlation(corr_rows):
 # ------------------------------------------------------------------------------------------------
 
 def fig_mi(mi_rows):
-    """MI(d) curves per block at the last checkpoint, one panel per sublayer, and MI at distance 1
-    across training per block."""
+    """MI(d) curves per block at the last checkpoint, one panel per sublayer, MI at distance 1 across
+    training per block, and the MI decay rate per block at the last checkpoint; bands and error bars:
+    the half-sample intervals (first and last checkpoint)."""
     last, rows = _last(mi_rows)
     subs = sorted({r["sublayer"] for r in rows})
     blocks = sorted({int(r["depth"]) for r in rows})
     cmap = plt.get_cmap("plasma")
-    fig, axes = plt.subplots(1, len(subs) + 1, figsize=(5 * (len(subs) + 1), 4))
+    fig, axes = plt.subplots(1, len(subs) + 2, figsize=(5 * (len(subs) + 2), 4))
     for ax, sub in zip(axes, subs):
         for i, b in enumerate(blocks):
-            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["depth"] == b)
-            ax.plot([x[0] for x in c], [x[1] for x in c], marker=".", color=cmap(i / max(1, len(blocks) - 1)),
-                    label=f"block {b}")
+            line = sorted((r for r in rows if r["sublayer"] == sub and r["depth"] == b), key=lambda r: r["distance"])
+            x, colour = [r["distance"] for r in line], cmap(i / max(1, len(blocks) - 1))
+            ax.plot(x, [r["mi"] for r in line], marker=".", color=colour, label=f"block {b}")
+            _band(ax, x, line, "mi", colour, len(blocks))
         ax.set(xlabel="distance on the patch grid", ylabel="MI (nats, shuffle-corrected)",
                title=f"MI vs distance: {sub} sublayer, epoch {int(last)}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     for i, b in enumerate(blocks):
+        colour = cmap(i / max(1, len(blocks) - 1))
         for sub, ls in zip(subs, ("-", "--")):
-            pts = sorted((r["epoch"], r["mi"]) for r in mi_rows
-                         if r["sublayer"] == sub and r["depth"] == b and r["distance"] == 1)
-            axes[-1].plot([p[0] for p in pts], [p[1] for p in pts], ls=ls, marker=".",
-                          color=cmap(i / max(1, len(blocks) - 1)))
-    axes[-1].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
+            line = sorted((r for r in mi_rows if r["sublayer"] == sub and r["depth"] == b and r["distance"] == 1),
+                          key=lambda r: r["epoch"])
+            x = [r["epoch"] for r in line]
+            axes[-2].plot(x, [r["mi"] for r in line], ls=ls, marker=".", color=colour)
+            _errorbars(axes[-2], x, line, "mi", colour)
+    axes[-2].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
+    axes[-2].grid(alpha=0.3)
+    for sub, ls in zip(subs, ("-", "--")):
+        rates = []
+        for b in blocks:
+            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["depth"] == b)
+            rates.append(mi_decay_rate([p[0] for p in c], [p[1] for p in c]))
+        axes[-1].plot(blocks, rates, ls=ls, marker="o", label=sub)
+    axes[-1].set(xlabel="depth (block)", ylabel="MI decay rate\n(share of nearest-distance MI lost per patch)",
+                 title=f"decay of MI with distance, epoch {int(last)}")
+    axes[-1].legend(fontsize=7)
     axes[-1].grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -450,8 +467,9 @@ def fig_kurtosis_bowtie(kurt_rows, bowtie_rows):
 
 def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     """QK structure across depth (heads together) and per head at the last checkpoint, with error
-    bars on the angle statistics (their intervals over the probe images), singular values per block,
-    and attention binned by angle per block."""
+    bars on the angle statistics (their intervals over the probe images; angles between norm1's
+    outputs without its bias beta, and dashed the same with beta), singular values per block, and
+    attention binned by angle (without beta) per block."""
     last, heads = _last(head_rows)
     together = sorted((r for r in heads if r["head"] == "all"), key=lambda r: r["depth"])
     _, ang = _last(angle_rows)
@@ -461,8 +479,13 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     axes[0].plot(b, [r["sym_mass_positive"] for r in together], marker="o", label="M_sym: positive share of Σ|λ|")
     axes[0].plot(b, [r["asym_sym_norm_ratio"] for r in together], marker="o", label="‖M_asym‖ / ‖M_sym‖")
     for key, label in (("share_obtuse", "share of angles > 90°"), ("spearman", "Spearman(angle, attention)")):
-        line, = axes[0].plot(b, [r[key] for r in ang], marker="o", label=label)
+        both = f"{key}_with_beta" in ang[0]  # plot data from before the angles without β has one kind
+        line, = axes[0].plot(b, [r[key] for r in ang], marker="o",
+                             label=f"{label}, without norm1's β" if both else label)
         _errorbars(axes[0], b, ang, key, line.get_color())
+        if both:
+            axes[0].plot(b, [r[f"{key}_with_beta"] for r in ang], ls="--", marker=".", color=line.get_color(),
+                         label=f"{label}, with β")
     per_head = [r for r in heads if r["head"] != "all"]
     axes[0].scatter([r["depth"] for r in per_head], [r["asym_sym_norm_ratio"] for r in per_head], s=8, c="grey",
                     label="ratio per head")
@@ -483,12 +506,13 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
     axes[1].set_yscale("log")
     axes[1].legend(fontsize=7)
     _, binned = _last(binned_rows)
+    binned = [r for r in binned if r.get("vectors", "no_beta") == "no_beta"]
     for i, blk in enumerate(b):
         pts = sorted((r["angle"], r["attention"]) for r in binned if r["depth"] == blk)
         axes[3].plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=cmap(i / max(1, len(b) - 1)),
                      label=f"block {int(blk)}")
-    axes[3].set(xlabel="angle between patch vectors (degrees)", ylabel="mean attention (heads averaged)",
-                title="attention binned by angle")
+    axes[3].set(xlabel="angle between patch vectors, norm1 output without β (degrees)",
+                ylabel="mean attention (heads averaged)", title="attention binned by angle")
     axes[3].grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -536,7 +560,8 @@ def fig_zoo_spectral(results, role):
 
 def fig_zoo_tokens(results):
     """Mean patch-token alpha and each prefix group's alpha across relative depth; inter-token
-    correlation (mean r, mean |r|) of the patch tokens (solid) and with each prefix group."""
+    correlation (mean r, mean |r|) of the patch tokens (solid), with each prefix group and less the
+    probe set's mean patch token."""
     colours = _zoo_colours(results)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for m, r in results.items():
@@ -559,7 +584,7 @@ def fig_zoo_tokens(results):
     axes[0].set(xlabel="relative depth (block / blocks)", ylabel="alpha",
                 title="alpha: patches (solid), CLS --, dist -., registers :")
     axes[1].set(xlabel="relative depth (block / blocks)", title="inter-token mean r (patches solid; with CLS --, "
-                "dist -., registers :)")
+                "dist -., registers :; less the mean patch -..)")
     axes[2].set(xlabel="relative depth (block / blocks)", title="inter-token mean |r|")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -569,7 +594,7 @@ def fig_zoo_tokens(results):
 
 
 def fig_zoo_mi(results):
-    """MI at distance 1 and the slope of log MI on distance across relative depth (attention
+    """MI at distance 1 and the MI decay rate (``mi_decay_rate``) across relative depth (attention
     sublayer solid, MLP dashed), and the median excess kurtosis."""
     colours = _zoo_colours(results)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
@@ -579,18 +604,18 @@ def fig_zoo_mi(results):
         _, kurt = _last(r["kurtosis"])
         for sub, ls in (("attn", "-"), ("mlp", "--")):
             blocks = sorted({int(x["depth"]) for x in curves if x["sublayer"] == sub})
-            at1, slope = [], []
+            at1, rate = [], []
             for b in blocks:
                 c = sorted((x["distance"], x["mi"]) for x in curves if x["sublayer"] == sub and x["depth"] == b)
                 at1.append(c[0][1])
-                slope.append(log_mi_slope(np.array([p[0] for p in c]), np.array([p[1] for p in c])))
+                rate.append(mi_decay_rate([p[0] for p in c], [p[1] for p in c]))
             x = [b / n for b in blocks]
             axes[0].plot(x, at1, ls=ls, marker=".", color=colours[m], label=m if sub == "attn" else None)
-            axes[1].plot(x, slope, ls=ls, marker=".", color=colours[m])
+            axes[1].plot(x, rate, ls=ls, marker=".", color=colours[m])
             k = sorted((x for x in kurt if x["sublayer"] == sub), key=lambda x: x["depth"])
             axes[2].plot(_relative(k, n), [x["kurtosis_median"] for x in k], ls=ls, marker=".", color=colours[m])
     axes[0].set(title="MI at distance 1 (attn solid, mlp dashed)", ylabel="nats")
-    axes[1].set(title="slope of log MI on distance")
+    axes[1].set(title="MI decay rate", ylabel="MI decay rate\n(share of nearest-distance MI lost per patch)")
     axes[2].set(title="median excess kurtosis")
     for ax in axes:
         ax.set_xlabel("relative depth (block / blocks)")
@@ -605,8 +630,9 @@ def fig_zoo_qk(results):
     attention is not bilinear (the qk stage skipped them) are left out."""
     colours = _zoo_colours(results)
     panels = (("sym_mass_positive", "M_sym: positive share of sum |lambda|"),
-              ("asym_sym_norm_ratio", "||M_asym|| / ||M_sym||"), ("share_obtuse", "share of angles > 90 degrees"),
-              ("spearman", "Spearman(angle, attention)"))
+              ("asym_sym_norm_ratio", "||M_asym|| / ||M_sym||"),
+              ("share_obtuse", "share of angles > 90 degrees (dashed: with norm1's bias)"),
+              ("spearman", "Spearman(angle, attention) (dashed: with norm1's bias)"))
     fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for m, r in results.items():
         if "skipped" in r["qk"]:
@@ -619,6 +645,8 @@ def fig_zoo_qk(results):
         for ax, (key, title) in zip(axes, panels):
             rows = heads if key in heads[0] else angles
             ax.plot(_relative(rows, n), [x[key] for x in rows], marker=".", color=colours[m], label=m)
+            if f"{key}_with_beta" in rows[0]:
+                ax.plot(_relative(rows, n), [x[f"{key}_with_beta"] for x in rows], ls="--", color=colours[m])
             ax.set(title=title, xlabel="relative depth (block / blocks)")
     skipped = [m for m, r in results.items() if "skipped" in r["qk"]]
     for ax in axes:

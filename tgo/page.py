@@ -5,28 +5,41 @@ import math
 
 import yaml
 
+from tgo.claims import in_words
+
 COLOURS = {"observed": "#1a7f37", "partly observed": "#9a6700", "not observed": "#cf222e",
            "inconclusive": "#3e6c9c"}
 
 
-def _deciding(v):
-    """The deciding value in bold, then its interval where the claim has one."""
-    low, high = v.get("ci_low", math.nan), v.get("ci_high", math.nan)
-    ci = f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else ""
-    return f"<b>{v['value']:.3g}</b>{ci}"
+def _number(value, ci=(math.nan, math.nan)):
+    """A value in bold, then its interval where it has one."""
+    if not math.isfinite(value):
+        return "<b>n/a</b>"
+    low, high = ci
+    return f"<b>{value:.3g}</b>" + (f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else "")
+
+
+def _null_cell(v):
+    """The same claim on the untrained network, and the difference that decides the origin."""
+    if v["init_verdict"] is None:
+        return "none: a change over training"
+    if v["init_verdict"] == "not computable" and not math.isfinite(v["init_value"]):
+        return html.escape(f"not computable ({v.get('null_words', '')})")
+    return (f"{html.escape(v['null_words'])}: {_number(v['init_value'])}, "
+            f"<span style='color:{COLOURS.get(v['init_verdict'], '#555')}'>{html.escape(v['init_verdict'])}</span>"
+            f"<br>trained minus untrained: {_number(v['effect'], v['effect_ci'])}")
 
 
 def _verdict_table(verdicts):
-    """verdicts: the records of tgo.verdicts (claim, id, verdict, statistic, value, ci_low, ci_high,
-    threshold, evidence)."""
+    """verdicts: the records of tgo.claims.judge."""
     rows = "".join(
         f"<tr><td>{html.escape(v['claim'])}<br><code>{html.escape(v['id'])}</code></td>"
-        f"<td style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(v['verdict'])}</td>"
-        f"<td>{html.escape(v['statistic'])}: {_deciding(v)} (threshold {html.escape(v['threshold'])})</td>"
-        f"<td>{html.escape(v['evidence'])}</td></tr>"
+        f"<td style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(in_words(v))}</td>"
+        f"<td>{html.escape(v['statistic'])}: {_number(v['value'], v['ci'])} (observed when "
+        f"{html.escape(v['rule'])})</td><td>{_null_cell(v)}</td><td>{html.escape(v['evidence'])}</td></tr>"
         for v in verdicts)
-    return ("<table><tr><th>claim</th><th>verdict</th><th>decided on</th><th>numbers behind it</th></tr>"
-            f"{rows}</table>")
+    return ("<table><tr><th>claim</th><th>verdict</th><th>decided on</th><th>untrained network</th>"
+            f"<th>numbers behind it</th></tr>{rows}</table>")
 
 
 def _table(columns, rows):

@@ -72,6 +72,10 @@ def _ordered(pair, group):
     return None if pair[0] <= pair[1] else "the first value must not exceed the second"
 
 
+def _even(value, group):
+    return None if value % 2 == 0 else "must be even (a half and its complement per draw)"
+
+
 def _rendezvous(value, group):
     if group["nnodes"] > 1 and not value:
         return "train.nnodes > 1 needs host:port of a node that every node can reach"
@@ -195,13 +199,16 @@ SCHEMA = {
     "mi": {
         "n_channels": Param(int, "channels sampled per sublayer (the same for every block and checkpoint)",
                             at_least(1)),
-        "reference": Param("pair", "[row, col] of the reference patch; null = the central patch", at_least(0),
-                           null=True),
+        "reference": Param("pair", "[row, col] of the reference patch; null = the grid centre (1, 2 or 4 central "
+                                   "patches, MI averaged over them)", at_least(0), null=True),
         "estimator": Param(str, "ksg: Kraskov k-NN minus a shuffle baseline; binned: a 2-D histogram",
                            choices=("ksg", "binned")),
         "k": Param(int, "ksg: neighbours", at_least(1)),
         "n_shuffles": Param(int, "ksg: shuffles averaged for the baseline", at_least(1)),
         "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2)),
+        "half_samples": Param(int, "random halves of the images (complementary pairs, drawn with ci.seed) that MI and "
+                                   "kurtosis are recomputed on for their intervals, at the first and last checkpoint",
+                              at_least(4), check=_even),
         "bowtie_bins": Param(int, "bins per axis of the conditional histograms", at_least(2)),
         "seed": Param(int, "seed of the channel sample and the shuffles", at_least(0)),
     },

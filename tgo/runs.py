@@ -18,6 +18,8 @@ from pathlib import Path
 from tgo.io import TGOError, read_csv, read_json
 
 STAGES = ("spectral", "tokens", "correlation", "mi", "qk")  # the analysis stages, each with plot data
+# The untrained network of pretrained weights: its activations and each stage's plot data, beside the model's.
+INIT = "init"
 
 
 @dataclass(frozen=True)
@@ -65,27 +67,36 @@ def from_argv(argv=None):
     raise TGOError(f"arguments {' '.join(args)}: a stage takes none, or --zoo <id> (dvc.yaml's zoo_* stages)")
 
 
+# {results key: (stage, plot data file)}: the rows every reader of a run's results gets.
+ROWS = {"spectral_rows": ("spectral", "metrics"), "eigenspectra": ("spectral", "eigenspectra"),
+        "spectral_replicates": ("spectral", "replicates"), "sample_size": ("spectral", "sample_size"),
+        "token_depth": ("tokens", "depth_all"), "signatures": ("tokens", "signatures"),
+        "coherence": ("tokens", "coherence"), "token_replicates": ("tokens", "replicates"),
+        "correlation": ("correlation", "correlation"), "correlation_replicates": ("correlation", "replicates"),
+        "mi_distance": ("mi", "mi_distance"), "kurtosis": ("mi", "kurtosis"), "bowtie": ("mi", "bowtie"),
+        "mi_replicates": ("mi", "replicates"), "kurtosis_replicates": ("mi", "kurtosis_replicates"),
+        **{f"qk_{name}": ("qk", name) for name in ("heads", "spectra", "angles", "attention_by_angle", "replicates",
+                                                  "head_replicates")}}
+
+
 def results(run):
     """Everything the analysis stages wrote for a run (plot data rows, numbers as floats; the
     metrics JSON files; the model's token layout and which tokens each stage used), for the
-    report, the verdicts and the zoo page."""
-    def rows(stage, name):
-        path = run.plots(stage) / f"{name}.csv"
-        return read_csv(path) if path.exists() else []
+    report, the verdicts and the zoo page. For pretrained weights, `init` holds the same rows of
+    the untrained network (the stages' `init/` plot data: the architecture at random
+    initialisation on the same probe images)."""
+    def rows(folder):
+        found = {}
+        for key, (stage, name) in ROWS.items():
+            path = folder(stage) / f"{name}.csv"
+            found[key] = read_csv(path) if path.exists() else []
+        return found
 
     out = {"train": read_json(run.metrics("train" if run.zoo_id is None else "model")),
-           "spectral": read_json(run.metrics("spectral")), "tokens": read_json(run.metrics("tokens")),
-           "mi": read_json(run.metrics("mi")),
-           "qk": read_json(run.metrics("qk")),
-           "spectral_rows": rows("spectral", "metrics"), "eigenspectra": rows("spectral", "eigenspectra"),
-           "token_depth": rows("tokens", "depth_all"), "signatures": rows("tokens", "signatures"),
-           "coherence": rows("tokens", "coherence"), "correlation": rows("correlation", "correlation"),
-           "tokens_used": {s: read_json(run.plots(s) / "tokens_used.json") for s in STAGES},
-           "spectral_replicates": rows("spectral", "replicates"), "sample_size": rows("spectral", "sample_size"),
-           "token_replicates": rows("tokens", "replicates"),
-           "correlation_replicates": rows("correlation", "replicates")}
-    out.update({name: rows("mi", name) for name in ("mi_distance", "kurtosis", "bowtie")})
-    out.update({f"qk_{name}": rows("qk", name)
-                for name in ("heads", "spectra", "angles", "attention_by_angle", "replicates")})
+           **{stage: read_json(run.metrics(stage)) for stage in ("spectral", "tokens", "mi", "qk")},
+           "tokens_used": {s: read_json(run.plots(s) / "tokens_used.json") for s in STAGES}, **rows(run.plots)}
     out["layout"] = out["tokens_used"]["spectral"]["layout"]
+    if (run.plots("spectral") / INIT).is_dir():
+        same = ("train", "spectral", "tokens", "mi", "qk", "tokens_used", "layout")
+        out["init"] = {**{k: out[k] for k in same}, **rows(lambda stage: run.plots(stage) / INIT)}
     return out

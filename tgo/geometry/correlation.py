@@ -38,7 +38,7 @@ def _image_batch(X, sets):
     return out
 
 
-def intertoken_correlation(tokens, token_sets=None):
+def intertoken_correlation(tokens, token_sets=None, remove=None):
     """Mean Pearson correlation between the token vectors of an image.
 
     For one image with tokens x_1..x_T in R^D, centre each token over its D features,
@@ -56,6 +56,14 @@ def intertoken_correlation(tokens, token_sets=None):
     of each subset of tokens instead, each equal to intertoken_correlation(tokens[..., idx, :]),
     from the same Gram matrix (a token's centring and norm do not depend on the other tokens).
 
+    remove: a D-vector m subtracted from every token before it is centred, r_ij of x_i - m and
+    x_j - m (in float64, batch by batch). Why: a component shared by every token of every image
+    (a constant offset, or a few large dimensions every token has) makes every pair correlate, so
+    the raw mean r mostly measures that component. With m the probe set's mean token, the
+    correlation is that of what differs between tokens: for tokens s v + e (e independent,
+    variance sigma^2 per feature, v centred over its features) the raw r_ij is about
+    s^2 |v|^2 / (s^2 |v|^2 + sigma^2 (D - 1)), with the mean token removed about 0.
+
     Source: "On the Information Geometry of Vision Transformers" (NeurReps
     2023); averaged over images and reported per block by the correlation stage.
     """
@@ -67,12 +75,18 @@ def intertoken_correlation(tokens, token_sets=None):
         X = X[None]
     n, t, d = X.shape
     sets = {None: None} if token_sets is None else {k: np.asarray(v, dtype=np.intp) for k, v in token_sets.items()}
+    if remove is not None:
+        remove = np.asarray(remove, dtype=np.float64)
+        if remove.shape != (d,) or not np.all(np.isfinite(remove)):
+            raise ValueError(f"remove must be a finite vector of the {d} features, got shape {remove.shape}")
     step = max(1, _BATCH_BYTES // (t * max(t, d) * 8))
     out = {k: (np.empty(n), np.empty(n)) for k in sets}
     for s in range(0, n, step):
         batch = X[s:s + step].astype(np.float64)
         if not np.all(np.isfinite(batch)):
             raise ValueError(f"tokens has non-finite values (images {s}..{s + len(batch) - 1})")
+        if remove is not None:
+            batch -= remove  # in place: astype made this batch's own float64 copy
         for k, (r, a) in _image_batch(batch, sets).items():
             out[k][0][s:s + step], out[k][1][s:s + step] = r, a
     if single:

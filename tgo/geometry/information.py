@@ -5,7 +5,10 @@ Source: Philip, Pan & Schwartz, "Probing Vision Transformer Attention: Image
 Statistics and Patch Similarity". A neuron is (sublayer, block, channel c, patch p); its
 response is the value over N images. MI(d) is the mutual information between the neuron
 of channel c at a reference patch and the neurons of the same channel at grid distance d,
-averaged over channels and patches.
+averaged over channels, reference patches (the grid centre: 1, 2 or 4 central patches, each
+channel measured from one of them in turn) and the patches at distance d; a distance bin with fewer than 4 patches per reference is dropped.
+How MI falls with distance is summarised by ``mi_decay_rate``; its intervals, and MI's, come
+from half-samples of the images (tgo.geometry.stats).
 
 Estimator: KSG estimator 1 (Kraskov, Stoegbauer & Grassberger 2004, Phys. Rev. E 69,
 066138) with k = 3, in nats, on standardised values, minus a shuffle baseline (the
@@ -252,32 +255,98 @@ def binned_mi(x, y, bins=16):
     return float(np.sum(p[nz] * np.log(p[nz] / (px @ py)[nz])))
 
 
-def _grid_distances(grid, reference):
+# A distance bin with fewer patches per reference than this is dropped: no point of MI(d) rests on
+# one or two neuron pairs per channel (the corners of the grid).
+MIN_PATCHES = 4
+
+
+def centre_references(grid):
+    """The grid's central patches [(row, col), ...]: per axis the middle index of an odd side, the two
+    middle ones of an even side; so 1, 2 or 4 patches (8x8 -> (3,3), (3,4), (4,3), (4,4); 7x7 -> (3,3)).
+    The references are mirror images of each other through the grid's centre lines, so each has the
+    same number of patches at every distance."""
+    def middle(n):
+        return [n // 2] if n % 2 else [n // 2 - 1, n // 2]
+    rows, cols = grid
+    return [(r, c) for r in middle(int(rows)) for c in middle(int(cols))]
+
+
+def _grid_distances(grid, references):
+    """(R, P): the distance of every patch (row-major) to each reference, the Euclidean distance
+    rounded to the nearest integer (never a .5 tie on a grid)."""
     rows, cols = grid
     r, c = np.divmod(np.arange(rows * cols), cols)
-    # Euclidean distance rounded to the nearest integer (never a .5 tie on a grid).
-    return np.rint(np.hypot(r - reference[0], c - reference[1])).astype(int)
+    ref = np.asarray(references).reshape(-1, 2)
+    return np.rint(np.hypot(r - ref[:, :1], c - ref[:, 1:])).astype(int)
 
 
-def mi_vs_distance(
-    acts, grid, channels, reference=None, k=3, estimator="ksg", n_shuffles=1, seed=0
-):
-    """Shuffle-corrected MI between a reference neuron and same-channel neurons at
-    increasing distance on the patch grid.
+def distance_bins(grid, references, min_patches=MIN_PATCHES):
+    """The distance bins of ``mi_vs_distance``: (dist, kept, dropped). dist (R, P) from
+    ``_grid_distances`` with -1 at each reference itself; kept the sorted distances d >= 1 that hold
+    at least min_patches patches per reference (on average over the references); dropped a list of
+    {distance, patches_per_reference, reason} for the others."""
+    rows, cols = grid
+    dist = _grid_distances((rows, cols), references)
+    for a, (r, c) in enumerate(references):
+        dist[a, r * cols + c] = -1
+    values, counts = np.unique(dist[dist >= 1], return_counts=True)
+    per_ref = counts / len(references)
+    kept = values[per_ref >= min_patches]
+    dropped = [{"distance": int(d), "patches_per_reference": float(m),
+                "reason": f"fewer than {min_patches} patches per reference"}
+               for d, m in zip(values, per_ref) if m < min_patches]
+    return dist, kept, dropped
 
-    acts: (N, P, C), one sublayer's output at one block for N images; P = rows * cols
-    patch tokens in row-major order (no CLS). For each channel c in ``channels`` and each
-    patch p != reference, MI is estimated between acts[:, ref, c] and acts[:, p, c]
-    (over the N images) and corrected by subtracting the shuffle baseline (y permuted,
-    ``n_shuffles`` times; estimator "ksg") or, for estimator "binned" (``binned_mi``),
-    the binned MI of the shuffled pair. The distance of patch (r, c) to the reference
-    (r0, c0) is the Euclidean distance sqrt((r-r0)^2 + (c-c0)^2) rounded to the nearest
-    integer. reference defaults to the central patch (rows // 2, cols // 2).
 
-    Returns a dict: distances (sorted unique d >= 1), mi (per d, the mean over channels
-    and patches at distance d of the corrected MI), mi_std (per d, the standard
-    deviation over channels of each channel's mean at d), reference, n_channels,
-    estimator.
+def _curve(sel, x_patch, pair_channel, pair_patch, pair_bin, n_bins, k, estimator, n_shuffles, rng):
+    """Per channel and distance bin (C', B): the mean shuffle-corrected MI of the channel's pairs in
+    the bin. sel (C', P, n) each neuron's values over the images; channel i's reference is patch
+    x_patch[i]; pair j pairs channel pair_channel[j] at its reference with patch pair_patch[j], in
+    bin pair_bin[j]."""
+    n_ch, _, n = sel.shape
+    x_raw = sel[np.arange(n_ch), x_patch]
+    y_raw = sel[pair_channel, pair_patch]
+    # Shuffles: random permutations of the images, n_shuffles per pair.
+    perms = rng.permuted(np.broadcast_to(np.arange(n), (y_raw.shape[0], n_shuffles, n)), axis=2)
+    if estimator == "ksg":  # all pairs in one call; each channel's x is sorted once
+        xs, order = _sorted_x(x_raw)
+        both = _ksg(xs, order, pair_channel, y_raw, k, perms)
+        mi = both[:, 0] - both[:, 1:].mean(axis=1)
+    else:
+        pairs = zip(x_raw[pair_channel], y_raw, perms)
+        mi = np.array([binned_mi(x, y) - np.mean([binned_mi(x, y[p]) for p in ps]) for x, y, ps in pairs])
+    cell = pair_channel * n_bins + pair_bin
+    sums = np.bincount(cell, weights=mi, minlength=n_ch * n_bins)
+    return (sums / np.bincount(cell, minlength=n_ch * n_bins)).reshape(n_ch, n_bins)
+
+
+def mi_vs_distance(acts, grid, channels, reference=None, k=3, estimator="ksg", n_shuffles=1, seed=0,
+                   half_samples=None, min_patches=MIN_PATCHES):
+    """Shuffle-corrected MI between reference neurons and same-channel neurons at increasing
+    distance on the patch grid.
+
+    acts: (N, P, C), one sublayer's output at one block for N images; P = rows * cols patch tokens
+    in row-major order (no CLS). The references are the grid centre (``centre_references``: 1, 2 or
+    4 patches) or, given reference = (r, c), that one patch; channel i of ``channels`` is measured from
+    reference i mod R (so with 16 channels and 4 references, 4 channels from each). For each channel c,
+    its reference a and each patch p != a, MI is estimated between acts[:, a, c] and acts[:, p, c]
+    (over the N images) and corrected by subtracting the mean of the shuffle baselines (y permuted,
+    ``n_shuffles`` times; estimator "ksg") or, for estimator "binned" (``binned_mi``), the binned MI
+    of the shuffled pairs. The distance of p to a is the Euclidean grid distance rounded to the
+    nearest integer; bins with fewer than min_patches patches per reference are dropped
+    (``distance_bins``). Shuffles come from numpy default_rng(seed).
+
+    half_samples: optional (count, m) image indices (``tgo.geometry.stats.half_samples``): the same
+    curve is then also computed on each half, acts[half_samples[h]], exactly as this function would
+    compute it alone with seed = SeedSequence(seed).spawn(count)[h] (its own standardisation and
+    shuffles). Pass the same halves for every block, sublayer and checkpoint, so that differences
+    between them are paired.
+
+    Returns a dict: distances (kept d >= 1, sorted), mi (per d: the mean over channels of each
+    channel's mean over its (reference, patch) pairs at distance d), mi_std (per d, the standard
+    deviation over channels of those channel means), references [(r, c), ...], dropped (the
+    dropped bins, see ``distance_bins``), n_channels, estimator, n_shuffles and, with half_samples,
+    mi_halves (count, distances).
     """
     acts = np.asarray(acts) if not hasattr(acts, "ndim") else acts
     if acts.ndim != 3:
@@ -290,52 +359,77 @@ def mi_vs_distance(
         raise ValueError(f"unknown estimator {estimator!r}")
     if n_shuffles < 1:
         raise ValueError("n_shuffles must be >= 1")
-    if reference is None:
-        reference = (rows // 2, cols // 2)
-    reference = (int(reference[0]), int(reference[1]))
-    ref = reference[0] * cols + reference[1]
-    dist = _grid_distances((rows, cols), reference)
-    others = np.flatnonzero(np.arange(n_patches) != ref)
-    distances = np.unique(dist[others])
+    references = (centre_references((rows, cols)) if reference is None
+                  else [(int(reference[0]), int(reference[1]))])
+    if not all(0 <= r < rows and 0 <= c < cols for r, c in references):
+        raise ValueError(f"reference {reference} is outside the {rows}x{cols} grid")
+    dist, kept, dropped = distance_bins((rows, cols), references, min_patches)
+    if kept.size == 0:
+        raise ValueError(f"no distance on the {rows}x{cols} grid holds {min_patches} patches per reference")
     channels = np.atleast_1d(np.asarray(channels, dtype=np.intp))
-    rng = np.random.default_rng(seed)
-
+    # Each channel is measured from one reference, in turn (channel i from reference i mod R): the
+    # curve averages over the central positions at the cost of one.
+    ref_of = np.arange(channels.size) % len(references)
+    x_patch = np.array([r * cols + c for r, c in references])[ref_of]
+    patches = [np.flatnonzero(np.isin(dist[a], kept)) for a in ref_of]
+    pair_channel = np.repeat(np.arange(channels.size), [len(p) for p in patches])
+    pair_patch = np.concatenate(patches)
+    pair_bin = np.searchsorted(kept, dist[ref_of[pair_channel], pair_patch])
     # (C', P, N): each neuron's values over the images, in the activations' own dtype (KSG's
     # float64 copies are made a slice of pairs at a time, inside _ksg).
     sel = np.ascontiguousarray(np.take(acts, channels, axis=2).transpose(2, 1, 0))
-    x_raw, y_raw = sel[:, ref], sel[:, others].reshape(-1, n)
-    # Shuffles: random permutations of the images, n_shuffles per pair.
-    perms = rng.permuted(np.broadcast_to(np.arange(n), (y_raw.shape[0], n_shuffles, n)), axis=2)
-    if estimator == "ksg":  # all pairs in one call; each channel's x is sorted once
-        xs, order = _sorted_x(x_raw)
-        both = _ksg(xs, order, np.repeat(np.arange(channels.size), others.size), y_raw, k, perms)
-        mi = both[:, 0] - both[:, 1:].mean(axis=1)
-    else:
-        pairs = zip(np.repeat(x_raw, others.size, axis=0), y_raw, perms)
-        mi = np.array([binned_mi(x, y) - np.mean([binned_mi(x, y[p]) for p in ps]) for x, y, ps in pairs])
-    mi = mi.reshape(channels.size, others.size)
-    per_channel = np.stack([mi[:, dist[others] == d].mean(axis=1) for d in distances], axis=1)
-    return {
-        "distances": distances,
+
+    def curve(values, rng):
+        return _curve(values, x_patch, pair_channel, pair_patch, pair_bin, kept.size, k, estimator, n_shuffles, rng)
+
+    per_channel = curve(sel, np.random.default_rng(seed))
+    out = {
+        "distances": kept,
         "mi": per_channel.mean(axis=0),
         "mi_std": per_channel.std(axis=0),
-        "reference": reference,
+        "references": references,
+        "dropped": dropped,
         "n_channels": int(channels.size),
         "estimator": estimator,
+        "n_shuffles": int(n_shuffles),
     }
+    if half_samples is not None:
+        halves = np.asarray(half_samples)
+        if halves.ndim != 2 or not np.issubdtype(halves.dtype, np.integer) or halves.size == 0:
+            raise ValueError(f"half_samples must be a 2-D array of image indices, got {halves.shape}")
+        if halves.min() < 0 or halves.max() >= n:
+            raise ValueError(f"half_samples index images outside 0..{n - 1}")
+        seeds = np.random.SeedSequence(seed).spawn(len(halves))
+        out["mi_halves"] = np.stack([curve(sel[:, :, h], np.random.default_rng(s)).mean(axis=0)
+                                     for h, s in zip(halves, seeds)])
+    return out
 
 
-def log_mi_slope(distances, mi):
-    """Slope b of the least-squares fit log(mi) = a + b * d over the points with finite
-    positive mi (and finite d); b < 0 means MI falls with distance (exponential decay
-    mi ~ exp(b d)). nan if fewer than 2 usable points.
+def mi_decay_rate(distances, mi):
+    """The share of the nearest distance's MI lost per patch of distance:
+        rate = -slope / MI(d_min),  slope = sum_i (d_i - mean d)(MI_i - mean MI) / sum_i (d_i - mean d)^2
+    the least-squares slope of MI on distance over every distance, divided by MI at the smallest
+    distance; positive when MI falls with distance. No logarithm, so no point is dropped: a
+    non-positive MI at a far distance (shuffle noise around 0) stays in the fit. For MI(d) = a - b d
+    it is b / (a - b d_min); for MI = A exp(-lambda d) at d = 1, 2 it is 1 - exp(-lambda).
+
+    distances (D,); mi (..., D), vectorised over leading axes (e.g. half-sample replicates
+    (count, D)). nan with fewer than 2 distinct distances, where MI(d_min) <= 0 (no share of it can
+    be lost), and where any MI is nan.
     """
-    d = np.asarray(distances, dtype=np.float64).ravel()
-    m = np.asarray(mi, dtype=np.float64).ravel()
-    ok = np.isfinite(d) & np.isfinite(m) & (m > 0)
-    if np.unique(d[ok]).size < 2:
-        return float("nan")
-    return float(np.polyfit(d[ok], np.log(m[ok]), 1)[0])
+    d = np.asarray(distances, dtype=np.float64)
+    m = np.asarray(mi, dtype=np.float64)
+    if d.ndim != 1 or m.shape[-1:] != d.shape:
+        raise ValueError(f"expected distances (D,) and mi (..., D), got {d.shape}, {m.shape}")
+    if d.size < 2 or np.ptp(d) == 0:
+        out = np.full(m.shape[:-1], np.nan)
+    else:
+        dev = d - d.mean()
+        slope = np.sum(dev * (m - m.mean(axis=-1, keepdims=True)), axis=-1) / np.sum(dev * dev)
+        nearest = m[..., np.argmin(d)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(nearest > 0, -slope / nearest, np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 def excess_kurtosis(values, axis=0):

@@ -21,6 +21,7 @@ problems. Token layout (tgo.activations): prefix tokens (CLS) first, then the pa
 import numpy as np
 import scipy.linalg
 import scipy.stats
+from threadpoolctl import threadpool_limits
 
 _EPS64 = np.finfo(np.float64).eps
 # Eigenvalues below this fraction of the largest magnitude count as zero when
@@ -75,6 +76,14 @@ def decompose(w_q, w_k):
     a, b = _numpy64(w_q), _numpy64(w_k)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"expected w_q, w_k of the same shape (D, d_head), got {a.shape} and {b.shape}")
+    # One BLAS thread: at these sizes more gain nothing, and on shared cores their spin-waiting made the
+    # qk stage's QR and SVD calls 30x slower (2 cores, load 4).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _decompose(a, b)
+
+
+def _decompose(a, b):
+    """``decompose`` of float64 (D, d_head) arrays, in the calling thread's BLAS setting."""
     d = a.shape[1]
 
     # M restricted to span([W_Q W_K]) in the orthonormal basis Q.
@@ -140,6 +149,25 @@ def heads_together(w_q, w_k):
     return decompose(a.transpose(1, 0, 2).reshape(dim, h * d), b.transpose(1, 0, 2).reshape(dim, h * d))
 
 
+def heads_together_leave_one_out(w_q, w_k):
+    """``heads_together`` without each head: a list of H dicts, entry h the decomposition of
+    M_(h) = sum_{g != h} w_q[g] w_k[g]^T, the heads-together score matrix of the other H - 1 heads.
+
+    w_q, w_k: (H, D, d_head) as from ``head_projections``, H >= 2. Used as a delete-one-head
+    jackknife over heads: how much a heads-together statistic of a block rests on any single head
+    (se^2 = (H - 1)/H sum_h (theta_(h) - mean_h theta_(h))^2, as ``tgo.geometry.stats.standard_error``
+    with G = H groups of one head). The shares and ratios are scale-free, so replicate h compares
+    directly with the full value although M_(h) sums one head fewer.
+    """
+    a, b = _numpy64(w_q), _numpy64(w_k)
+    if a.ndim != 3 or a.shape != b.shape:
+        raise ValueError(f"expected w_q, w_k of the same shape (H, D, d_head), got {a.shape} and {b.shape}")
+    if a.shape[0] < 2:
+        raise ValueError(f"leaving one head out needs at least 2 heads, got {a.shape[0]}")
+    heads = np.arange(a.shape[0])
+    return [heads_together(a[heads != h], b[heads != h]) for h in heads]
+
+
 def layer_norm(x, weight, bias, eps):
     """LayerNorm over the last axis in float64: (x - mean) / sqrt(var + eps) * weight + bias.
 
@@ -200,11 +228,15 @@ def angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18):
     """Angle between patch vectors vs the attention between them, for one block.
 
     theta_ij = arccos(h_i . h_j / (|h_i| |h_j|)) in degrees, for patch tokens i != j of
-    h (N, T, D), the norm1 output entering attention; A_ij = attention (N, H, T, T)
+    h (N, T, D), the patch vectors at the block's norm1; A_ij = attention (N, H, T, T)
     averaged over heads (an (N, T, T) array is taken as already averaged), patch ->
     patch entries only (query i, key j; every ordered pair). Following Philip, Pan &
     Schwartz, similar patches (small theta) attending more gives a negative
-    rank correlation. Over all images and pairs returns:
+    rank correlation. Which vectors: norm1's bias beta is one vector added to every token,
+    which pulls every angle towards 0 as |beta| grows; the qk stage decides on norm1's output without
+    beta, x_hat * gamma (``layer_norm(x, weight, None, eps)``), and reports the angles with
+    beta beside them (the attention is always that of the full norm1 output). Over all
+    images and pairs returns:
 
     - spearman: scipy.stats.spearmanr(theta, A) on a deterministic random subsample of
       200k pairs when there are more (nan if either is constant);

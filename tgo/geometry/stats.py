@@ -23,6 +23,30 @@ Paired intervals (the same images at two checkpoints, two blocks or two distance
 replicates of both statistics with the same groups left out and use their differences, so what the
 two have in common cancels. ``bonferroni`` gives the per-comparison level for a claim judged on m
 cases at once.
+
+Half-samples, for the KSG mutual-information statistics (tgo.geometry.information), whose
+k-nearest-neighbour estimates the delete-a-group jackknife overstates (tests/test_stats.py): draw
+count / 2 random permutations of the images; each splits them into a half (its first N // 2) and the
+complement (the next N // 2), ``half_samples``. The statistic is recomputed on each half alone
+(theta_h,j and theta_c,j for permutation j = 1 .. J = count / 2) and
+
+    se^2 = 1/J sum_j ((theta_h,j - theta_c,j) / 2)^2,  interval theta -+ t_{J, (1 + level)/2} * se.
+
+For a mean this is exactly unbiased: over random halves E((theta_h - theta_c) / 2)^2 = s^2 / n (the
+delete-d jackknife with d = n / 2, whose factor (n - d) / d is 1, Shao & Wu 1989, Ann. Statist. 17,
+1176; a half-sample and its complement, McCarthy 1969, Rev. Int. Statist. Inst. 37, 239; Wolter 2007,
+"Introduction to Variance Estimation", ch. 3). Given the data each permutation gives one independent
+squared difference, hence J degrees of freedom. The difference of complements rather than the
+spread about the full estimate or about the replicates' mean: KSG adds noise of its own to each half
+(the neighbour configuration, the shuffle baseline), twice the full sample's at n / 2; in
+(theta_h - theta_c) / 2 the two halves' noises add and are quartered, which is the full sample's
+share exactly, while the spread about the replicates' mean counts it about twice and about the full
+estimate three times. Measured on Gaussian fields with known MI (tests/test_stats.py: 5x5 grid,
+3 channels, N = 256, count = 20, 3 shuffles, 80 trials; and 6x6 grids with 4 references) for MI at
+the nearest distance, MI(nearest) - MI(farthest) and the decay rate: coverage of the sampling median
+0.93-0.975 for 95% intervals, half-width 1.01-1.10 x 1.96 sampling sd; about the replicates' mean
+1.16-1.41 x, about the full estimate 1.27-1.63 x. The mean excess kurtosis over neurons (Laplace,
+N = 512) is covered 91-95% with half-width 0.93-0.97 x.
 """
 import numpy as np
 from scipy.stats import t as student_t
@@ -125,3 +149,45 @@ def nested_sizes(n_images, fractions=(1 / 8, 1 / 4, 1 / 2, 1)):
 def subset_order(n_images, seed=0):
     """A random order of the images; its first n form the nested subset of size n."""
     return np.random.default_rng(seed).permutation(int(n_images))
+
+
+def half_samples(n_images, count=20, seed=0):
+    """(count, n_images // 2) sorted image indices: count / 2 random permutations of the images
+    (numpy default_rng(seed)), permutation j giving row 2j (its first n // 2 images) and row 2j + 1
+    (the next n // 2, the complement; with an odd n its last image is in neither). The same
+    (n_images, count, seed) always gives the same rows, so replicates of different statistics of one
+    probe set are paired."""
+    n_images, count = int(n_images), int(count)
+    if n_images < 2:
+        raise ValueError(f"need at least 2 images for half-samples, got {n_images}")
+    if count < 4 or count % 2:
+        raise ValueError(f"the number of half-samples must be even and >= 4, got {count}")
+    rng = np.random.default_rng(seed)
+    half = n_images // 2
+    out = np.empty((count, half), np.intp)
+    for j in range(count // 2):
+        order = rng.permutation(n_images)
+        out[2 * j], out[2 * j + 1] = np.sort(order[:half]), np.sort(order[half:2 * half])
+    return out
+
+
+def half_sample_se(reps):
+    """Half-sample standard error from replicates (last axis, count) in the order of ``half_samples``
+    (complementary halves at 2j, 2j + 1): sqrt(mean_j ((theta_2j - theta_2j+1) / 2)^2)."""
+    reps = np.asarray(reps, dtype=np.float64)
+    if reps.shape[-1] < 4 or reps.shape[-1] % 2:
+        raise ValueError(f"need an even number >= 4 of half-sample replicates, got {reps.shape[-1]}")
+    diff = (reps[..., 0::2] - reps[..., 1::2]) / 2
+    return np.sqrt(np.mean(diff * diff, axis=-1))
+
+
+def half_sample_interval(estimate, reps, level=0.95):
+    """(low, high) = estimate -+ t_{count/2, (1+level)/2} * ``half_sample_se(reps)``, vectorised over
+    leading axes; nan where the estimate or any replicate is nan. See the module docstring."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    reps = np.asarray(reps, dtype=np.float64)
+    half = student_t.ppf((1 + level) / 2, reps.shape[-1] // 2) * half_sample_se(reps)
+    estimate = np.asarray(estimate, dtype=np.float64)
+    low, high = estimate - half, estimate + half
+    return (float(low), float(high)) if low.ndim == 0 else (low, high)

@@ -1,0 +1,500 @@
+"""Every claim of the registry on planted data whose answer is known: rows and replicates built as the
+stages build them (power-law spectra that flatten or not, token clusters, tokens with a shared
+component of known strength, MI profiles, QK weights with known structure, angle statistics), at
+an untrained checkpoint (epoch 0) and a trained one (epoch 8). For each claim:
+
+- the effect planted at epoch 8 only: observed, credited to training;
+- the effect planted at both epochs: observed, already in the untrained network;
+- no effect at either (chance): not observed or inconclusive, credited to nothing.
+
+Claims about change over training are planted along the schedule instead (rising, falling, flat,
+rising with a step back, identical checkpoints).
+"""
+import numpy as np
+import pytest
+
+from tgo import claims
+from tgo.claims import core
+from tgo.geometry import qk
+from tgo.geometry import spectral as sp
+from tgo.geometry import stats
+from tgo.geometry.correlation import intertoken_correlation
+from tgo.geometry.tokens import alpha_signatures, jackknife_alpha_signatures, spatial_coherence
+from tgo.runs import ROWS
+
+BLOCKS = 6
+SITES = ["embed"] + [f"block_{b}" for b in range(1, BLOCKS + 1)] + ["final_norm"]
+INIT, TRAINED = 0, 8
+
+
+def results(**rows):
+    """A run's results with only the given rows (every claim without its rows is not computable)."""
+    out = {key: [] for key in ROWS}
+    out.update(train={}, spectral={}, tokens={}, mi={}, qk={}, layout={}, tokens_used={})
+    for key, value in rows.items():
+        out[key] = value
+    return out
+
+
+def record(res, claim_id, level=0.95):
+    return next(v for v in claims.judge(res, level) if v["id"] == claim_id)
+
+
+# --- Spectra (TGO-I) ---------------------------------------------------------------------------------
+
+N_IMAGES, DIM, SETS = 200, 32, ("cls", "patch_mean")
+SPECTRAL_KEYS = ("effective_rank", "participation_ratio", "spectral_entropy", "spectral_flatness", "anisotropy")
+
+
+def spectral(exponent, epochs=(INIT, 4, TRAINED), same_at_every_checkpoint=False):
+    """spectral_rows and spectral_replicates for exponent(epoch, site): tokens with the power-law
+    spectrum k^-exponent over N images drawn once (the probe set is fixed), plus noise drawn per
+    checkpoint, site and set (or once, so that every checkpoint is the same); the smaller the
+    exponent, the flatter the spectrum (higher effective rank, participation ratio, entropy and
+    flatness, lower anisotropy)."""
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((N_IMAGES, DIM))
+    noise = {(s, x): rng.standard_normal(images.shape) for s in SITES for x in SETS}
+    groups = stats.image_groups(N_IMAGES)
+    k = np.arange(1, DIM + 1, dtype=float)
+    rows, reps = [], []
+    for e in epochs:
+        for site in SITES:
+            for sset in SETS:
+                fresh = noise[site, sset] if same_at_every_checkpoint else rng.standard_normal(images.shape)
+                X = (0.8 * images + 0.6 * fresh) * k ** (-exponent(e, site) / 2)
+                m, r = sp.jackknife_spectral_metrics(X, groups, (3, 20), None)
+                at = {"epoch": e, "site": site, "depth": SITES.index(site), "sample_set": sset}
+                rows.append({**at, **{key: m[key] for key in SPECTRAL_KEYS}})
+                reps += [{**at, "group": g, **{key: r[key][g] for key in SPECTRAL_KEYS}}
+                         for g in range(len(r["anisotropy"]))]
+    return results(spectral_rows=rows, spectral_replicates=reps)
+
+
+TRENDS = [c.id for c in claims.REGISTRY.values() if c.over_training]
+
+
+def trend_labels(res):
+    return {v["id"]: (v["verdict"], v["origin"]) for v in claims.judge(res) if v["id"] in TRENDS}
+
+
+def test_spectra_that_flatten_over_training_are_observed_and_credited_to_training():
+    out = trend_labels(spectral(lambda e, s: 2.0 - e / 8))
+    assert out == {c: ("observed", "training") for c in TRENDS}
+
+
+def test_spectra_that_sharpen_are_not_observed():
+    assert {v for v, _ in trend_labels(spectral(lambda e, s: 1.0 + e / 8)).values()} == {"not observed"}
+
+
+def test_flat_spectra_are_inconclusive():
+    out = trend_labels(spectral(lambda e, s: 1.5))
+    assert set(out.values()) == {("inconclusive", None)}
+
+
+def test_identical_checkpoints_credit_nothing_to_training():
+    """A run whose training changed nothing (train.lr=1e-12): every checkpoint the same numbers."""
+    res = spectral(lambda e, s: 1.0 if s == "block_6" else 1.5, same_at_every_checkpoint=True)
+    records = claims.judge(res)
+    assert not [v["id"] for v in records if v["origin"] == "training"]
+    assert all(v["verdict"] != "observed" for v in records if v["id"] in TRENDS)
+    final = next(v for v in records if v["id"] == "tgo1.final_cls_max_erank")
+    assert final["verdict"] == "observed" and final["origin"] == "initialisation" and final["effect"] == 0
+
+
+def test_a_rise_with_a_step_back_is_not_a_consistent_rise():
+    """Flatter at epoch 4, sharper again at 8 but still flatter than at 0: the slope over the
+    schedule is positive, but one step surely falls, so no pair counts as rising."""
+    out = trend_labels(spectral(lambda e, s: {INIT: 2.0, 4: 0.6, TRAINED: 1.2}[e]))
+    assert {v for v, _ in out.values()} <= {"not observed", "inconclusive"}
+    assert out["tgo1.erank_rises"][1] is None
+
+
+def test_one_checkpoint_is_not_applicable_for_training_claims():
+    res = spectral(lambda e, s: 1.5, epochs=(0,))
+    res["train"] = {"weights": "some.safetensors"}
+    records = {v["id"]: v for v in claims.judge(res)}
+    for c in TRENDS:
+        assert records[c]["verdict"] == claims.NOT_APPLICABLE
+        assert claims.in_words(records[c]) == "not applicable: one checkpoint"
+    # Pretrained weights without their untrained network: the comparison is missing, not faked.
+    assert records["tgo1.final_cls_max_erank"]["init_verdict"] == "not computable"
+    assert records["tgo1.final_cls_max_erank"]["origin"] is None
+
+
+def final_cls_case(at_init, trained):
+    def exponent(e, site):
+        return 0.6 if site == "block_6" and (trained if e == TRAINED else at_init) else 1.5
+    return spectral(exponent, epochs=(INIT, TRAINED))
+
+
+def test_final_cls_compares_residual_stream_blocks_only():
+    """A flatter final norm (a LayerNorm output) does not make the final CLS the flattest: only the
+    blocks of the residual stream are compared."""
+    res = spectral(lambda e, s: 0.5 if s == "final_norm" else 1.5, epochs=(INIT, TRAINED))
+    assert record(res, "tgo1.final_cls_max_erank")["verdict"] == "inconclusive"
+
+
+# --- Tokens and correlation (information geometry) ---------------------------------------------------
+
+def token_rows(exponents, epoch, n=150, tokens=4, dim=48, seed=0):
+    """(depth rows, replicates) of the tokens stage at one checkpoint: per block, `tokens` patch
+    tokens whose covariance over n images is the power law k^-exponents[b]."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(1, dim + 1, dtype=float)
+    images = rng.standard_normal((n, tokens, dim))
+    acts = np.stack([(0.8 * images + 0.6 * rng.standard_normal(images.shape)) * k ** (-a / 2) for a in exponents])
+    alphas, _ = alpha_signatures(acts, (3, 30))
+    reps = jackknife_alpha_signatures(acts, stats.image_groups(n), (3, 30))
+    rows = [{"epoch": epoch, "site": f"block_{b + 1}", "depth": b + 1, "patch_alpha_mean": alphas[b].mean()}
+            for b in range(len(exponents))]
+    rep_rows = [{**{k: r[k] for k in ("epoch", "site", "depth")}, "group": g, "patch_alpha_mean": reps[g, b].mean()}
+                for b, r in enumerate(rows) for g in range(len(reps))]
+    return rows, rep_rows
+
+
+def alpha_case(at_init, trained):
+    falling, flat = [2.0, 1.8, 1.6, 1.4, 1.2, 1.0], [1.5] * BLOCKS
+    a = token_rows(falling if at_init else flat, INIT, seed=1)
+    b = token_rows(falling if trained else flat, TRAINED, seed=2)
+    return results(token_depth=a[0] + b[0], token_replicates=a[1] + b[1])
+
+
+QUADRANTS = ((np.arange(8)[:, None] // 4) * 2 + np.arange(8)[None, :] // 4).ravel()  # four 4x4 blocks
+
+
+def coherence_case(at_init, trained):
+    scattered = np.random.default_rng(0).permutation(QUADRANTS)
+    return results(coherence=[{"epoch": e, **spatial_coherence(QUADRANTS if on else scattered, (8, 8), 500, seed=0)}
+                              for e, on in ((INIT, at_init), (TRAINED, trained))])
+
+
+def correlation_rows(shared, epoch, n=40, seed=0):
+    """Per block, tokens = shared[b] * (one random direction per image) + unit noise: the mean
+    inter-token correlation is about shared^2 / (shared^2 + 1)."""
+    rng = np.random.default_rng(seed)
+    groups = stats.image_groups(n)
+    rows, reps = [], []
+    for b, s in enumerate(shared):
+        r, _ = intertoken_correlation(s * rng.standard_normal((n, 1, 32)) + rng.standard_normal((n, 10, 32)))
+        at = {"epoch": epoch, "site": f"block_{b + 1}", "depth": b + 1, "tokens": "patches"}
+        rows.append({**at, "mean_r": r.mean()})
+        reps += [{**at, "group": g, "mean_r": v} for g, v in enumerate(stats.mean_replicates(r, groups))]
+    return rows, reps
+
+
+U, FLAT = [2.0, 1.0, 0.3, 0.3, 1.0, 2.0], [1.0] * BLOCKS
+
+
+def u_case(at_init, trained):
+    a = correlation_rows(U if at_init else FLAT, INIT, seed=1)
+    b = correlation_rows(U if trained else FLAT, TRAINED, seed=2)
+    return results(correlation=a[0] + b[0], correlation_replicates=a[1] + b[1])
+
+
+def test_u_shape_pays_for_choosing_its_interior_block():
+    """Monotone correlation is surely not U-shaped; a dip in one interior block of a flat profile
+    that a single comparison would call significant is not enough after the correction."""
+    rows, reps = correlation_rows([2.0, 1.5, 1.0, 0.7, 0.5, 0.3], TRAINED)
+    assert record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")["verdict"] == \
+        "not observed"
+
+
+def test_u_shape_corrects_for_choosing_the_interior_block():
+    """One interior block 2.8 standard errors below both ends: a single paired comparison at 95%
+    (t_19 = 2.09) would call it surely lower; with the level shared by every interior block and
+    both ends (2 x 4 comparisons: t_19 at 1 - 0.05 / 8 = 3.2) it is only inconclusive."""
+    se, values = 0.01, [0.5, 0.5, 0.472, 0.5, 0.5, 0.5]
+    wobble = se / np.sqrt(19) * np.array([1.0, -1.0] * 10)  # a jackknife standard error of exactly se
+    rows = [{"epoch": TRAINED, "site": f"block_{b + 1}", "depth": b + 1, "tokens": "patches", "mean_r": v}
+            for b, v in enumerate(values)]
+    reps = [{**r, "group": g, "mean_r": r["mean_r"] + (wobble[g] if r["depth"] == 3 else 0.0)}
+            for r in rows for g in range(20)]
+    v = record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")
+    assert v["verdict"] == "inconclusive", v["evidence"]
+    assert core.side(*stats.interval(-0.028, -wobble, 0.95)) == -1  # what one uncorrected comparison says
+
+
+# --- MI and kurtosis (probing) --------------------------------------------------------------------------
+
+HALVES, DISTANCES = 20, np.arange(1, 6)
+
+
+def mi_rows(amplitude, length, epoch, noise=0.002, seed=0):
+    """MI(d) = amplitude[b] * exp(-d / length[b]) per block and sublayer, and half-sample
+    replicates scattered around it with standard deviation `noise`."""
+    rng = np.random.default_rng(seed)
+    rows, reps = [], []
+    for sub in ("attn", "mlp"):
+        for b in range(BLOCKS):
+            at = {"epoch": epoch, "sublayer": sub, "site": f"block_{b + 1}", "depth": b + 1}
+            curve = amplitude[b] * np.exp(-DISTANCES / length[b])
+            rows += [{**at, "distance": d, "mi": m} for d, m in zip(DISTANCES, curve)]
+            reps += [{**at, "distance": d, "half": h, "mi": m + noise * rng.standard_normal()}
+                     for h in range(HALVES) for d, m in zip(DISTANCES, curve)]
+    return rows, reps
+
+
+def mi_case(planted, flat=([0.3] * BLOCKS, [np.inf] * BLOCKS)):
+    def build(at_init, trained):
+        a = mi_rows(*(planted if at_init else flat), INIT, seed=1)
+        b = mi_rows(*(planted if trained else flat), TRAINED, seed=2)
+        return results(mi_distance=a[0] + b[0], mi_replicates=a[1] + b[1])
+    return build
+
+
+def kurtosis_rows(kurtosis, epoch, noise=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, reps = [], []
+    for sub in ("attn", "mlp"):
+        for b, k in enumerate(kurtosis):
+            at = {"epoch": epoch, "sublayer": sub, "site": f"block_{b + 1}", "depth": b + 1}
+            rows.append({**at, "kurtosis_mean": k})
+            reps += [{**at, "half": h, "kurtosis_mean": k + noise * rng.standard_normal()} for h in range(HALVES)]
+    return rows, reps
+
+
+def kurtosis_case(at_init, trained):
+    peaked, flat = [3.0, 0.5, 0.4, 0.5, 0.6, 0.5], [0.5] * BLOCKS
+    a = kurtosis_rows(peaked if at_init else flat, INIT, seed=1)
+    b = kurtosis_rows(peaked if trained else flat, TRAINED, seed=2)
+    return results(kurtosis=a[0] + b[0], kurtosis_replicates=a[1] + b[1])
+
+
+def test_mi_decay_uses_every_distance():
+    """MI that rises again at the far distances (noise around zero there) does not count as falling
+    just because the last point is lower than the first."""
+    rows, reps = mi_rows([0.3] * BLOCKS, [np.inf] * BLOCKS, TRAINED)
+    for r in rows + reps:
+        r["mi"] += {1: 0.0, 2: -0.05, 3: -0.05, 4: 0.05, 5: -0.001}[r["distance"]]
+    rec = record(results(mi_distance=rows, mi_replicates=reps), "probing.mi_falls_with_distance")
+    assert rec["verdict"] == "inconclusive" or rec["value"] < 0.01
+
+
+# --- QK weights and angles (probing) ----------------------------------------------------------------------
+
+D_MODEL, D_HEAD, HEADS = 24, 4, 6
+
+
+def weights(kind, rng):
+    """(w_q, w_k) of H heads: independent random (the untrained network), W_K = W_Q (M positive
+    semidefinite), W_K = W_Q (0.1 + J)^T (M mostly antisymmetric: ||M_asym|| / ||M_sym|| about 10),
+    or every head the same rank-one product (one dominant singular value)."""
+    w_q = rng.standard_normal((HEADS, D_MODEL, D_HEAD))
+    if kind == "random":
+        return w_q, rng.standard_normal(w_q.shape)
+    if kind == "sym":
+        return w_q, w_q.copy()
+    if kind == "skew":
+        j = np.kron(np.eye(D_HEAD // 2), np.array([[0.0, 1.0], [-1.0, 0.0]]))
+        return w_q, w_q @ (0.1 * np.eye(D_HEAD) + j).T
+    u, v = rng.standard_normal((D_MODEL, 1)), rng.standard_normal((D_MODEL, 1))
+    return np.tile(u, (HEADS, 1, D_HEAD)), np.tile(v, (HEADS, 1, D_HEAD))
+
+
+def head_rows(kinds, epoch, seed=0):
+    """heads.csv and head_replicates.csv rows (delete-one-head jackknife computed directly) for
+    kinds[b] per block."""
+    rng = np.random.default_rng(seed)
+    rows, reps = [], []
+    for b, kind in enumerate(kinds):
+        w_q, w_k = weights(kind, rng)
+        at = {"epoch": epoch, "site": f"block_{b + 1}", "depth": b + 1}
+        rows += [{**at, "head": h, **qk.decompose(w_q[h], w_k[h])} for h in range(HEADS)]
+        rows.append({**at, "head": "all", **qk.heads_together(w_q, w_k)})
+        for h in range(HEADS):
+            keep = [i for i in range(HEADS) if i != h]
+            reps.append({**at, "group": h, **qk.heads_together(w_q[keep], w_k[keep])})
+    return rows, reps
+
+
+def qk_case(planted):
+    def build(at_init, trained):
+        a = head_rows(planted if at_init else ["random"] * BLOCKS, INIT, seed=1)
+        b = head_rows(planted if trained else ["random"] * BLOCKS, TRAINED, seed=2)
+        return results(qk_heads=a[0] + b[0], qk_head_replicates=a[1] + b[1])
+    return build
+
+
+def angle_rows(spearman, share_obtuse, epoch, noise=0.005, seed=0):
+    """angles.csv rows and jackknife replicates scattered around each value with standard
+    deviation `noise`; the with-beta columns hold other values, never decided on."""
+    rng = np.random.default_rng(seed)
+    rows = [{"epoch": epoch, "site": f"block_{b + 1}", "depth": b + 1, "spearman": s, "share_obtuse": o,
+             "spearman_with_beta": -s, "share_obtuse_with_beta": 0.01} for b, (s, o) in enumerate(zip(spearman,
+                                                                                                       share_obtuse))]
+    reps = [{**{k: r[k] for k in ("epoch", "site", "depth")}, "group": g,
+             "spearman": r["spearman"] + noise * rng.standard_normal(),
+             "share_obtuse": r["share_obtuse"] + noise * rng.standard_normal()} for r in rows for g in range(20)]
+    return rows, reps
+
+
+NO_RHO, NO_OBTUSE = [0.0] * BLOCKS, [0.3] * BLOCKS
+
+
+def angle_case(rho=NO_RHO, obtuse=NO_OBTUSE):
+    def build(at_init, trained):
+        a = angle_rows(rho if at_init else NO_RHO, obtuse if at_init else NO_OBTUSE, INIT, seed=1)
+        b = angle_rows(rho if trained else NO_RHO, obtuse if trained else NO_OBTUSE, TRAINED, seed=2)
+        return results(qk_angles=a[0] + b[0], qk_replicates=a[1] + b[1])
+    return build
+
+
+# --- Every claim: from training, from initialisation, by chance ---------------------------------------------
+
+PLANTED = {
+    "tgo1.final_cls_max_erank": final_cls_case,
+    "tgo1.final_cls_min_anisotropy": final_cls_case,
+    "info_geom.alpha_falls": alpha_case,
+    "info_geom.coherent_clusters": coherence_case,
+    "info_geom.u_shape": u_case,
+    "probing.mi_falls_with_distance": mi_case(([0.3] * BLOCKS, [2.0] * BLOCKS)),
+    "probing.mi_near_higher_later": mi_case(([0.3, 0.2, 0.3, 0.4, 0.5, 0.6], [2.0] * BLOCKS),
+                                            flat=([0.3] * BLOCKS, [2.0] * BLOCKS)),
+    "probing.mi_faster_decay_later": mi_case(([0.3] * BLOCKS, [4.0, 4.0, 3.0, 2.0, 1.5, 1.0]),
+                                             flat=([0.3] * BLOCKS, [2.0] * BLOCKS)),
+    "probing.first_block_min_mi": mi_case(([0.05, 0.3, 0.3, 0.3, 0.3, 0.3], [2.0] * BLOCKS),
+                                          flat=([0.3] * BLOCKS, [2.0] * BLOCKS)),
+    "probing.first_block_most_kurtotic": kurtosis_case,
+    "probing.msym_pd": qk_case(["sym"] * BLOCKS),
+    "probing.late_asym_dominates": qk_case(["random"] * 3 + ["skew"] * 3),
+    "probing.last_block_sv_dominated": qk_case(["random"] * 5 + ["rank_one"]),
+    "probing.late_obtuse": angle_case(obtuse=[0.3, 0.3, 0.3, 0.7, 0.8, 0.8]),
+    "probing.early_attend_similar": angle_case(rho=[-0.3, -0.2, -0.1, 0.0, 0.0, 0.0]),
+    "probing.late_attend_dissimilar": angle_case(rho=[0.0, 0.0, 0.0, 0.1, 0.2, 0.3]),
+}
+
+
+def test_every_claim_has_planted_cases():
+    assert set(PLANTED) | set(TRENDS) == set(claims.REGISTRY)
+
+
+@pytest.mark.parametrize("claim_id", list(PLANTED))
+def test_an_effect_that_emerges_in_training_is_credited_to_training(claim_id):
+    v = record(PLANTED[claim_id](at_init=False, trained=True), claim_id)
+    assert v["verdict"] == "observed", v["evidence"]
+    assert v["init_verdict"] in ("not observed", "inconclusive"), v["init_evidence"]
+    assert v["origin"] == "training", (v["effect"], v["effect_ci"])
+    assert claims.in_words(v) == "observed, produced by training"
+
+
+@pytest.mark.parametrize("claim_id", list(PLANTED))
+def test_an_effect_already_at_initialisation_is_credited_to_it(claim_id):
+    v = record(PLANTED[claim_id](at_init=True, trained=True), claim_id)
+    assert v["verdict"] == v["init_verdict"] == "observed", v["evidence"]
+    assert v["origin"] == "initialisation"
+    assert claims.in_words(v) == "observed, already in the untrained network"
+
+
+@pytest.mark.parametrize("claim_id", list(PLANTED))
+def test_chance_is_not_observed(claim_id):
+    v = record(PLANTED[claim_id](at_init=False, trained=False), claim_id)
+    assert v["verdict"] in ("not observed", "inconclusive"), v["evidence"]
+    assert v["origin"] is None
+
+
+@pytest.mark.parametrize("claim_id", list(PLANTED))
+def test_a_claim_without_its_numbers_is_not_computable(claim_id):
+    v = record(results(bowtie=[{"epoch": INIT}, {"epoch": TRAINED}]), claim_id)
+    assert v["verdict"] == "not computable" and v["origin"] is None and v["evidence"]
+
+
+def test_the_rule_sits_just_inside_and_outside_its_threshold():
+    """The late-obtuse share with a tight interval just above and just below one half."""
+    for share, expected in ((0.53, "observed"), (0.47, "not observed")):
+        rows, reps = angle_rows(NO_RHO, [0.3, 0.3, 0.3, share, share, share], TRAINED, noise=0.001)
+        assert record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")["verdict"] == expected
+
+
+def test_the_weights_claims_need_more_than_the_chance_value():
+    """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
+    point value, because the spread over heads decides."""
+    rows, reps = head_rows(["random"] * BLOCKS, TRAINED, seed=3)
+    v = record(results(qk_heads=rows, qk_head_replicates=reps), "probing.msym_pd")
+    assert v["verdict"] in ("inconclusive", "not observed") and v["ci"][0] < 0.5
+
+
+def test_an_effect_not_decided_against_the_untrained_network_is_credited_to_nothing():
+    """Observed after training, inconclusive before, but the difference is within the noise of the
+    two: neither training nor initialisation gets it."""
+    a = angle_rows([0.0, 0.0, 0.0, 0.02, 0.02, 0.02], NO_OBTUSE, INIT, seed=1)
+    b = angle_rows([0.0, 0.0, 0.0, 0.05, 0.05, 0.05], NO_OBTUSE, TRAINED, seed=2)
+    v = record(results(qk_angles=a[0] + b[0], qk_replicates=a[1] + b[1]), "probing.late_attend_dissimilar")
+    assert v["verdict"] == "observed" and v["init_verdict"] == "inconclusive"
+    assert v["effect_ci"][0] < 0 < v["effect_ci"][1] and v["origin"] is None
+    assert claims.in_words(v) == "observed, not decided against the untrained network"
+
+
+def test_the_lowest_block_carries_its_interval_over_heads():
+    """msym_pd decides on the lowest block's heads-together value; its interval is the jackknife of
+    the lowest value, replicate by replicate (the same head left out of every block)."""
+    rows, reps = head_rows(["sym", "random", "sym", "random", "sym", "sym"], TRAINED, seed=4)
+    v = record(results(qk_heads=rows, qk_head_replicates=reps), "probing.msym_pd")
+    value = {r["depth"]: r["sym_mass_positive"] for r in rows if r["head"] == "all"}
+    lowest = np.min([[r["sym_mass_positive"] for r in reps if r["depth"] == d] for d in value], axis=0)
+    assert v["value"] == min(value.values())
+    assert v["ci"] == pytest.approx(stats.interval(min(value.values()), lowest))
+
+
+def test_a_skipped_qk_stage_is_not_computable():
+    res = results(bowtie=[{"epoch": INIT}, {"epoch": TRAINED}])
+    res["qk"] = {"skipped": "rotary position embeddings"}
+    v = record(res, "probing.msym_pd")
+    assert v["verdict"] == "not computable" and "rotary" in v["evidence"]
+
+
+def test_pretrained_weights_are_compared_with_their_untrained_network():
+    trained, untrained = final_cls_case(False, True), final_cls_case(False, False)
+    res = results(spectral_rows=[r for r in trained["spectral_rows"] if r["epoch"] == TRAINED],
+                  spectral_replicates=[r for r in trained["spectral_replicates"] if r["epoch"] == TRAINED])
+    res["train"] = {"weights": "w.safetensors"}
+    res["init"] = results(spectral_rows=[{**r, "epoch": 0} for r in untrained["spectral_rows"] if r["epoch"] == 0],
+                          spectral_replicates=[{**r, "epoch": 0} for r in untrained["spectral_replicates"]
+                                               if r["epoch"] == 0])
+    v = record(res, "tgo1.final_cls_max_erank")
+    assert v["origin"] == "training" and v["null_words"] == "the same architecture at random initialisation"
+    res["init"] = results(spectral_rows=[{**r, "epoch": 0} for r in res["spectral_rows"]],
+                          spectral_replicates=[{**r, "epoch": 0} for r in res["spectral_replicates"]])
+    assert record(res, "tgo1.final_cls_max_erank")["origin"] == "initialisation"
+
+
+def test_a_random_initialisation_is_its_own_untrained_network():
+    res = final_cls_case(True, True)
+    res = results(spectral_rows=[r for r in res["spectral_rows"] if r["epoch"] == 0],
+                  spectral_replicates=[r for r in res["spectral_replicates"] if r["epoch"] == 0])
+    res["train"] = {"weights": None}
+    v = record(res, "tgo1.final_cls_max_erank")
+    assert v["init_value"] == v["value"] and v["origin"] == "initialisation"
+
+
+def test_metrics_json_has_numbers_labels_and_origins_per_claim():
+    m = claims.metrics(claims.judge(final_cls_case(False, True)))
+    assert set(m) == set(claims.PAPERS)
+    keys = {"value", "ci_low", "ci_high", "verdict", "init_value", "init_verdict", "effect", "effect_ci_low",
+            "effect_ci_high", "origin"}
+    for cid in claims.REGISTRY:
+        paper, name = cid.split(".")
+        assert set(m[paper][name]) == keys
+    assert m["tgo1"]["final_cls_max_erank"]["origin"] == "training"
+    # No NaN (unequal to itself, so dvc metrics diff would call it changed): a missing number is null.
+    numbers = [c[k] for group in m.values() for c in group.values() for k in keys if "verdict" not in k
+               and k != "origin"]
+    assert None in numbers and all(x is None or np.isfinite(x) for x in numbers)
+
+
+def test_registry_rejects_a_claim_registered_twice():
+    with pytest.raises(ValueError):
+        core.claim("tgo1.erank_rises", text="", statistic="", rule="", sign=1)(lambda r, e, level: None)
+
+
+def test_claims_import_no_figures():
+    import subprocess
+    import sys
+    code = "import sys, tgo.claims; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_claims_table_is_generated_from_the_registry():
+    from micro import REPO
+    assert claims.markdown() in (REPO / "README.md").read_text(), \
+        "README.md's claims table is stale: paste the output of `python -m tgo.claims`"
