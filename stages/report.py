@@ -67,6 +67,7 @@ def main():
                                                      "accuracy per epoch (DVCLive).", pngs["training"])]
                                                    if "training" in pngs else [],
          "text": training_text(r["train"]) + " " + model_text(r["layout"])},
+        {"title": "Reading the verdicts", "subsection": True, "text": reading_text(r, params["ci"]["level"])},
         {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}",
          "text": (f"Covariance eigenspectra of the residual stream (embedding, every block's output, "
                   f"final norm) for {len(epochs)} checkpoints (epochs {epochs}) and {len(titles)} sample sets: "
@@ -106,18 +107,21 @@ def main():
              ("intertoken_correlation", "Inter-token correlation: mean r and mean |r| across depth per "
                                         "checkpoint (solid: patch tokens; dashed: with CLS; dash-dot: with the "
                                         "distillation token; dotted: with the registers; dash-dot-dot: the patch "
-                                        "tokens less the probe set's mean patch token), and per block "
-                                        f"across training (bands: {bands})"),
+                                        "tokens less the probe set's mean patch token)"
+                                        + (", and per block across training" if len(epochs) > 1 else "")
+                                        + f" (bands: {bands})"),
          ) if name in pngs]},
         {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}",
          "text": (f"Mutual information between a neuron at a central reference patch (each sampled channel "
                   f"from one of {', '.join(map(str, map(tuple, mi_summary['references'])))} in turn) and the same "
                   f"channel at each grid distance (Euclidean, rounded; distances {mi_summary['distances']}"
-                  + "".join(f"; distance {d['distance']} left out, {d['reason']}" for d in mi_summary["dropped_distances"])
+                  + "".join(f"; distance {d['distance']} left out, {d['reason']}"
+                            for d in mi_summary["dropped_distances"])
                   + f"), averaged over {mi_summary['n_channels']} sampled channels, {mi_summary['estimator']} "
                   f"estimator minus the mean of {mi_summary['n_shuffles']} shuffle baselines, "
                   f"{mi_summary['n_images']} images, for the attention and MLP sublayer outputs; intervals from "
-                  f"{mi_summary['half_samples']} half-samples of the images at epochs {mi_summary['replicate_epochs']}; "
+                  f"{mi_summary['half_samples']} half-samples of the images at epochs "
+                  f"{mi_summary['replicate_epochs']}; "
                   f"excess kurtosis of all neurons; p(y|x) for a near and a far pair ({used['mi']}). "
                   "QK: M = W_Q W_K^T per head and for the heads together, split into symmetric and "
                   "antisymmetric parts, with a delete-one-head jackknife; angles between the patch vectors entering "
@@ -125,9 +129,10 @@ def main():
                   f"beta beside it) against attention averaged over heads ({used['qk']})."),
          "verdicts": judged["probing"],
          "figures": [(caption, pngs[name]) for name, caption in (
-             ("mi_distance", "MI vs distance per block (last checkpoint), MI at distance 1 across training and the "
-                             "MI decay rate per block (bands and error bars: half-sample intervals at the first and "
-                             "last checkpoint)"),
+             ("mi_distance", "MI vs distance per block (last checkpoint), "
+                             + ("MI at distance 1 across training " if len(epochs) > 1 else "")
+                             + "and the MI decay rate per block (bands and error bars: half-sample intervals at the "
+                             "first and last checkpoint)"),
              ("kurtosis_bowtie", "Excess kurtosis per block; bowtie plots p(y|x) of the last block"),
              ("qk", "QK structure across depth (heads together; grey: per head; error bars on the share of "
                     f"obtuse angles and the Spearman correlation: {bands}), singular values and M_sym "
@@ -172,12 +177,27 @@ def sample_size_section(r, titles, pngs, level):
                           pngs[f"sample_size_{s}"]) for s, title in titles.items() if f"sample_size_{s}" in pngs]}]
 
 
+def reading_text(r, level):
+    """How a verdict and its origin are decided, in words (README: Claims checked)."""
+    null = claims.untrained(r)
+    against = (f"on the untrained network ({null[2]})" if null else
+               "on the untrained network, which this run lacks (extract again: dvc repro -f -s extract)")
+    return (f"Each claim is decided at the last checkpoint by where the {100 * level:g}% interval of its statistic "
+            f"lies against its rule, and by the same function {against}. An observed claim is credited to "
+            "training only when the difference from the untrained network lies surely in the claimed direction; "
+            "when the untrained network shows it too, it is said to be already there; otherwise it is observed but "
+            "not decided against the untrained network. Claims about change over training read every checkpoint "
+            "and need more than one. The untrained network's value, and the difference with its interval, are "
+            "in the fourth column.")
+
+
 def training_text(train):
     accuracy = (f"validation top-1 {train['val_top1']:.2f}%, top-5 {train['val_top5']:.2f}%" if "val_top1" in train
                 else "no validation accuracy (no classifier head, or its classes are not the data's)")
     if "weights" in train:
         return (f"No training: the weights {train['weights']} ({train['params_M']} M parameters) "
-                f"are the one checkpoint analysed (epoch 0); {accuracy}.")
+                f"are the one checkpoint analysed (epoch 0), beside their untrained network (the same "
+                f"architecture at random initialisation) that every claim is also decided on; {accuracy}.")
     return f"Final {accuracy} after {train['epochs']} epochs ({train['params_M']} M parameters)."
 
 

@@ -1,7 +1,8 @@
 """zoo_model --zoo <id>: zoo model <id> (params group zoo) built offline from its weights (or timm's
 random initialisation, seed 0) -> its one checkpoint (epoch 0) in data/zoo/<id>/checkpoints (with
 weights, the same architecture at random initialisation, seed 0, beside it in init/: the untrained
-network every claim is compared with), and its accuracy on the val split when the head's classes are the data's -> reports/zoo/<id>/metrics/model.json."""
+network every claim is compared with), and its accuracy on the val split when the head's classes are
+the data's -> reports/zoo/<id>/metrics/model.json."""
 import torch
 
 from tgo.checkpoints import import_weights

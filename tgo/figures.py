@@ -356,12 +356,13 @@ def fig_correlation(corr_rows):
     """Mean r and mean |r| across depth per checkpoint (solid: patch tokens; the patches with each
     prefix group: dashed CLS, dash-dot distillation token, dotted registers; dash-dot-dot: the patches
     less the probe set's mean patch token), and mean r of each block across training; bands: their
-    intervals over the probe images."""
+    intervals over the probe images. With one checkpoint (weights analysed) no panel across training."""
     epochs = sorted({r["epoch"] for r in corr_rows})
     sets = list(dict.fromkeys(r["tokens"] for r in corr_rows))
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = 3 if len(epochs) > 1 else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     for ax, key in zip(axes[:2], ("mean_r", "mean_abs_r")):
         for i, e in enumerate(epochs):
             for tokens in sets:
@@ -377,6 +378,9 @@ def fig_correlation(corr_rows):
         ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    if panels == 2:
+        fig.tight_layout()
+        return fig
     pcmap = plt.get_cmap("plasma")
     for i, site in enumerate(sites):
         line = sorted((r for r in corr_rows if r["site"] == site and r["tokens"] == "patches"),
@@ -398,12 +402,15 @@ def fig_correlation(corr_rows):
 def fig_mi(mi_rows):
     """MI(d) curves per block at the last checkpoint, one panel per sublayer, MI at distance 1 across
     training per block, and the MI decay rate per block at the last checkpoint; bands and error bars:
-    the half-sample intervals (first and last checkpoint)."""
+    the half-sample intervals (first and last checkpoint). With one checkpoint (weights analysed) no
+    panel across training."""
     last, rows = _last(mi_rows)
     subs = sorted({r["sublayer"] for r in rows})
     blocks = sorted({int(r["depth"]) for r in rows})
     cmap = plt.get_cmap("plasma")
-    fig, axes = plt.subplots(1, len(subs) + 2, figsize=(5 * (len(subs) + 2), 4))
+    over_training = len({r["epoch"] for r in mi_rows}) > 1
+    panels = len(subs) + 1 + over_training
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     for ax, sub in zip(axes, subs):
         for i, b in enumerate(blocks):
             line = sorted((r for r in rows if r["sublayer"] == sub and r["depth"] == b), key=lambda r: r["distance"])
@@ -414,16 +421,17 @@ def fig_mi(mi_rows):
                title=f"MI vs distance: {sub} sublayer, epoch {int(last)}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    for i, b in enumerate(blocks):
-        colour = cmap(i / max(1, len(blocks) - 1))
-        for sub, ls in zip(subs, ("-", "--")):
-            line = sorted((r for r in mi_rows if r["sublayer"] == sub and r["depth"] == b and r["distance"] == 1),
-                          key=lambda r: r["epoch"])
-            x = [r["epoch"] for r in line]
-            axes[-2].plot(x, [r["mi"] for r in line], ls=ls, marker=".", color=colour)
-            _errorbars(axes[-2], x, line, "mi", colour)
-    axes[-2].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
-    axes[-2].grid(alpha=0.3)
+    if over_training:
+        for i, b in enumerate(blocks):
+            colour = cmap(i / max(1, len(blocks) - 1))
+            for sub, ls in zip(subs, ("-", "--")):
+                line = sorted((r for r in mi_rows if r["sublayer"] == sub and r["depth"] == b and r["distance"] == 1),
+                              key=lambda r: r["epoch"])
+                x = [r["epoch"] for r in line]
+                axes[-2].plot(x, [r["mi"] for r in line], ls=ls, marker=".", color=colour)
+                _errorbars(axes[-2], x, line, "mi", colour)
+        axes[-2].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
+        axes[-2].grid(alpha=0.3)
     for sub, ls in zip(subs, ("-", "--")):
         rates = []
         for b in blocks:

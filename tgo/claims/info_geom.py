@@ -42,8 +42,8 @@ def alpha_falls(r, epoch, level):
 @claim("info_geom.coherent_clusters", sign=+1, rule=f">= {COHERENCE_Z_MIN:g} null standard deviations above 0",
        text="tokens cluster by alpha signature into spatially coherent groups",
        statistic="share of grid-neighbour patch pairs in one cluster minus its mean under label permutations (the "
-                 "clusters' sizes kept); its spread is the permutation null's standard deviation, as cluster labels are "
-                 "discrete and have no jackknife",
+                 "clusters' sizes kept); its spread is the permutation null's standard deviation, as cluster labels "
+                 "are discrete and have no jackknife",
        null="the untrained network's own clusters, which keep whatever positional structure initialisation gives "
             "(position embeddings make neighbours alike before any training): the difference of the two excess "
             f"shares against {COHERENCE_Z_MIN:g} standard deviations of both permutation nulls")

@@ -198,8 +198,8 @@ def _later(depths):
 
 @claim("probing.msym_pd", sign=+1, rule=f"> {MSYM_POSITIVE_MASS_MIN} (the whole interval)",
        text="M_sym = (W_Q W_K^T + its transpose)/2 is largely positive definite in every block",
-       statistic=f"lowest share of sum |lambda(M_sym)| carried by positive eigenvalues (heads together) over the blocks; "
-                 f"{_HEADS}")
+       statistic=f"lowest share of sum |lambda(M_sym)| carried by positive eigenvalues (heads together) over the "
+                 f"blocks; {_HEADS}")
 def msym_pd(r, epoch, level):
     return _lowest(r, epoch, "sym_mass_positive", lambda d: d, MSYM_POSITIVE_MASS_MIN, level,
                    "positive share of sum |lambda(M_sym)|")
@@ -251,8 +251,9 @@ def _with_beta(rows, key, depths):
 
 @claim("probing.late_obtuse", sign=+1, rule=f"> {OBTUSE_SHARE_MIN} in every later block",
        text="in later blocks most angles between patch vectors exceed 90 degrees",
-       statistic=f"share of patch pairs at more than 90 degrees in each block of the later half, jackknife intervals at "
-                 f"the Bonferroni level over those blocks; shown: the block whose interval reaches lowest; {_VECTORS}")
+       statistic=f"share of patch pairs at more than 90 degrees in each block of the later half, jackknife intervals "
+                 f"at the Bonferroni level over those blocks; shown: the block whose interval reaches lowest; "
+                 f"{_VECTORS}")
 def late_obtuse(r, epoch, level):
     if _skipped(r):
         return missing(f"qk skipped: {_skipped(r)}")
