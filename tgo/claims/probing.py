@@ -17,7 +17,8 @@ The blocks' "first half" and "later half": depth <= B/2 and depth > B/2.
 """
 import numpy as np
 
-from tgo.claims.core import Estimate, at, claim, decide, fmt, fmt_ci, margins, missing, replicates, side, slope
+from tgo.claims.core import (Estimate, all_hold, at, claim, decide, fmt, fmt_ci, margins, missing, replicates,
+                             side, slope)
 from tgo.geometry.information import mi_decay_rate
 from tgo.geometry.stats import half_sample_interval, interval
 
@@ -265,9 +266,8 @@ def late_obtuse(r, epoch, level):
     per_case = 1 - (1 - level) / len(late)
     cis = {d: interval(value[d], reps[d,], per_case) for d in late}
     d = min(late, key=lambda k: cis[k][0])
-    label = "not observed" if any(side(*c, OBTUSE_SHARE_MIN) == -1 for c in cis.values()) else \
-        "observed" if all(side(*c, OBTUSE_SHARE_MIN) == 1 for c in cis.values()) else "inconclusive"
-    return Estimate(value[d], label, f"epoch {int(epoch)}, blocks {late}: share > 90 degrees "
+    label = all_hold([side(*c, OBTUSE_SHARE_MIN) for c in cis.values()])
+    return Estimate(value[d], label, f"epoch {int(epoch)}, blocks {[int(k) for k in late]}: share > 90 degrees "
                     + ", ".join(f"b{int(k)} {value[k]:.3f} {fmt_ci(cis[k], 2)}" for k in late)
                     + f" ({per_case:.4f} intervals each); with beta: {_with_beta(rows, 'share_obtuse', late)}",
                     cis[d], reps[d,])
