@@ -52,6 +52,13 @@ def mi_curves(r, epoch):
     return out or None
 
 
+def _undefined(rep):
+    """Why a half-sample interval is missing: the decay rate is undefined in some halves."""
+    bad = int(np.sum(~np.isfinite(rep)))
+    return (f"; no interval: undefined in {bad} of {len(rep)} half-samples (MI at the nearest distance <= 0 there: "
+            "too few images per half)") if bad else ""
+
+
 def _no_replicates(epoch):
     return missing(f"no MI curves with half-sample replicates at epoch {int(epoch)} (mi stage)")
 
@@ -70,7 +77,7 @@ def mi_falls_with_distance(r, epoch, level):
     ci = half_sample_interval(value, rep, level)
     per_block = ", ".join(f"{s} b{int(b)} {v:.3f}" for (s, b), (v, _) in rates.items())
     return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}: mean decay rate {value:.3f} {fmt_ci(ci)}; per "
-                    f"(sublayer, block): {per_block}", ci, rep, "half")
+                    f"(sublayer, block): {per_block}{_undefined(rep)}", ci, rep, "half")
 
 
 def _later_trend(r, epoch, level, of):
@@ -89,7 +96,7 @@ def _later_trend(r, epoch, level, of):
     rep = np.mean([slope(depths, reps[s].T) for s in subs], axis=0)
     ci = half_sample_interval(value, rep, level)
     words = "; ".join(f"{s}: " + ", ".join(f"b{int(b)} {v:.3g}" for b, v in zip(depths, values[s])) for s in subs)
-    return value, ci, rep, words
+    return value, ci, rep, words + _undefined(rep)
 
 
 @claim("probing.mi_near_higher_later", sign=+1, rule="> 0 (the whole interval)",
