@@ -48,7 +48,8 @@ def main():
             {"title": f"Token geometry — {claims.PAPERS['info_geom']}", "figures": [
                 ("Alpha of the patch tokens and of each prefix group; inter-token correlation", pngs["tokens"])]},
             {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}", "figures": [
-                ("MI at distance 1, slope of log MI on distance, excess kurtosis", pngs["mi"]),
+                ("MI at distance 1, MI decay rate (share of the nearest distance's MI lost per patch), excess "
+                 "kurtosis", pngs["mi"]),
                 ("QK structure (heads together) and angle vs attention", pngs["qk"])]},
         ]
     with atomic_dir(OUT) as tmp:

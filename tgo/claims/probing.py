@@ -243,8 +243,8 @@ def last_block_sv_dominated(r, epoch, level):
 
 # --- Angle vs attention ------------------------------------------------------------------------------
 
-_VECTORS = ("patch vectors entering attention: norm1's output without its bias beta (beta is one vector added to "
-            "every token, which makes nearly every angle acute); with beta beside it in the evidence")
+_VECTORS = ("patch vectors entering attention: norm1's output without its bias beta (one vector added to every "
+            "token alike, which pulls every angle towards 0 as it grows); with beta beside it in the evidence")
 
 
 def _angles(r, epoch, key):
