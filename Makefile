@@ -3,15 +3,19 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test params gpu-check
+.PHONY: install demo test params verdicts gpu-check
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed .dvc/plots_template.html
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# dvc plots' page template with Vega inlined (.dvc/config points to it): the plots draw offline.
+.dvc/plots_template.html: $(VENV)/.installed tgo/plots_page.py
+	$(BIN)/python -m tgo.plots_page $@
 
 demo: install
 	dvc repro
@@ -21,6 +25,11 @@ demo: install
 # params.yaml from conf/ (what `dvc exp run` writes), after editing conf/ and before `dvc repro`.
 params: install
 	python -c "from dvc.utils.hydra import compose_and_dump; compose_and_dump('params.yaml', '$(CURDIR)/conf', None, 'config', '', [])"
+
+# Every claim's verdict across the experiments (and zoo models), one row per claim: dvc exp show's
+# options after ARGS=, e.g. make verdicts ARGS="-A".
+verdicts: install
+	python -m tgo.claims.table $(ARGS)
 
 # The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker.
 test: install

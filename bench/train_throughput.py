@@ -8,6 +8,9 @@ Serial: the same steps as the real path with each batch gathered and copied in t
 (no background thread, no copy stream, pageable memory): what the prefetching overlaps.
 All three run in the same process, after warm-up steps; the ratio real / ceiling says how much the
 data path costs, real / serial how much overlapping the gather and the copy with compute gains.
+With --rounds R the three take turns R times, --steps steps each per round, so that a load changing
+during the run (other work on a shared CPU) weighs on them alike; the ratios' range over the rounds
+says how far to trust them.
 
     .venv/bin/python bench/train_throughput.py                 # CPU: a small ViT at 32 px
     python bench/train_throughput.py --gpu-preset              # GPU: ViT-S/16 at 224 px, bf16
@@ -60,13 +63,17 @@ def main():
     ap.add_argument("--images", type=int, default=2048, help="images in the memory-mapped file")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="times the three paths take turns, --steps each")
     ap.add_argument("--amp", default=None, choices=[None, "bf16"])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's own choice)")
     a = ap.parse_args()
     if a.gpu_preset:
         a.model, a.arch, a.img_size, a.stored_size, a.batch, a.amp = "vit_small_patch16_224", "", 224, 256, 256, "bf16"
         a.images = max(a.images, 8192)
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device = pick_device()
     arch = {k: yaml.safe_load(v) for k, v in (kv.split("=") for kv in a.arch.split(",") if kv)}
     model = timm.create_model(a.model, pretrained=False, num_classes=100, img_size=a.img_size,
@@ -113,22 +120,31 @@ def main():
             for _ in range(steps):
                 train_step(model, net, optimizer, criterion, x0, t0, cfg)
 
-        timed(ceiling, a.warmup, device)
-        timed(real, a.warmup, device)
-        timed(serial, a.warmup, device)
-        t_ceiling = timed(ceiling, a.steps, device)
-        t_real = timed(real, a.steps, device)
-        t_serial = timed(serial, a.steps, device)
+        paths = {"ceiling": ceiling, "real": real, "serial": serial}
+        for run_steps in paths.values():
+            timed(run_steps, a.warmup, device)
+        rounds = [{k: timed(run_steps, a.steps, device) for k, run_steps in paths.items()} for _ in range(a.rounds)]
 
-    n = a.steps * a.batch
-    name = device_name(device)
+    t = {k: sum(r[k] for r in rounds) for k in paths}
+    n = a.rounds * a.steps * a.batch
+
+    def ratio(other):
+        """real / other in images/s over all rounds, with its range over the rounds when there are several."""
+        per_round = [r[other] / r["real"] for r in rounds]
+        return f"{t[other] / t['real']:.3f}" + (f" (rounds {min(per_round):.3f}..{max(per_round):.3f})"
+                                               if a.rounds > 1 else "")
+
     print(f"{a.model} {a.arch or '(timm defaults)'} at {a.img_size} px from {a.stored_size} px, batch {a.batch}, "
-          f"amp {a.amp}, compile {a.compile}, on {name}; {a.steps} timed steps after {a.warmup} warm-up")
-    print(f"real data path    : {n / t_real:9.1f} images/s")
-    print(f"device-fed ceiling: {n / t_ceiling:9.1f} images/s")
-    print(f"serial data path  : {n / t_serial:9.1f} images/s")
-    print(f"ratio real / ceiling: {t_ceiling / t_real:.3f}")
-    print(f"ratio real / serial : {t_serial / t_real:.3f}")
+          f"amp {a.amp}, compile {a.compile}, on {device_name(device)}; {a.rounds} x {a.steps} timed steps per path "
+          f"after {a.warmup} warm-up")
+    if device.type == "cpu":
+        print("CPU version: the device is the CPU, with no copy to it, so real / ceiling is the cost of the gather "
+              "and the augmentation on the same cores, real / serial the gain of gathering on a background thread")
+    print(f"real data path    : {n / t['real']:9.1f} images/s")
+    print(f"device-fed ceiling: {n / t['ceiling']:9.1f} images/s")
+    print(f"serial data path  : {n / t['serial']:9.1f} images/s")
+    print(f"ratio real / ceiling: {ratio('ceiling')}")
+    print(f"ratio real / serial : {ratio('serial')}")
 
 
 if __name__ == "__main__":

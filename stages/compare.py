@@ -2,7 +2,6 @@
 family across depth, one line per model; the verdicts per model in one table) with its figures as
 PNG files beside it, and reports/metrics/zoo_verdicts.json. Reads what the zoo_* stages wrote
 under reports/zoo/<id>/."""
-import math
 from pathlib import Path
 
 from tgo import figures as F
@@ -35,12 +34,15 @@ def main():
              "text": "Each model's own preprocessing (timm's pretrained config) on the same probe images; "
                      "depth is relative to each model's blocks. Accuracy only where the head's classes are "
                      "the data's."},
-            {"title": "Verdicts per model", "table": verdict_table(judged),
+            {"title": "Verdicts per model", "zoo_verdicts": judged,
+             "layouts": {m: r["layout"] for m, r in res.items()},
              "text": "Each claim as the single-model report decides it (README: claims checked), per model, with "
                      "where it comes from: each pretrained model is compared with its own architecture at seeded "
                      "random initialisation on the same probe images; a model analysed at random initialisation "
-                     "is its own untrained network. Claims about training need more than the one checkpoint. "
-                     "The untrained network's numbers are in reports/metrics/zoo_verdicts.json."},
+                     "is its own untrained network. A cell gives the verdict, the statistic's value (the claim's "
+                     "column says what it is) with its interval and the rule it is held to, and the same on the "
+                     "untrained network with the difference; for a model without a class token, what stood in "
+                     "for it. Claims about training need more than the one checkpoint."},
             {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}", "figures": [
                 (f"Every spectral metric across depth: {title}", pngs[f"spectral_{role}"])
                 for role, title in (("head", "the head's input (CLS token, or the pooled representation where "
@@ -77,27 +79,6 @@ def models_table(zoo, res):
                      f"mean {tuple(round(v, 3) for v in inp['mean'])}, std {tuple(round(v, 3) for v in inp['std'])}",
                      r["qk"].get("skipped", "analysed")])
     return columns, rows
-
-
-def verdict_table(judged):
-    ids = list(judged)
-    rows = []
-    for i, v in enumerate(judged[ids[0]]):
-        cells = [cell(judged[m][i]) for m in ids]
-        rows.append([f"{v['id']}: {v['claim']}", *cells])
-    return ["claim", *ids], rows
-
-
-def cell(v):
-    """A verdict in words (with where it comes from), its deciding value with its interval and the
-    rule it is held to; not computable with the reason."""
-    if v["verdict"] == "not computable":
-        return f"not computable: {v['evidence']}", None
-    if v["verdict"] == claims.NOT_APPLICABLE:
-        return claims.in_words(v), None
-    low, high = v["ci"]
-    ci = f" [{low:.3g}, {high:.3g}]" if math.isfinite(low) and math.isfinite(high) else ""
-    return f"{claims.in_words(v)}: {v['value']:.3g}{ci}, observed when {v['rule']}", v["verdict"]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ the patch tokens less the probe set's mean patch token at that site (patches_mea
 import numpy as np
 
 from tgo import activations
-from tgo.activations import each_checkpoint, prefix_groups, residual_sites, tokens_used, write_tokens_used
+from tgo.activations import each_checkpoint, each_site, prefix_groups, tokens_used, write_tokens_used
 from tgo.geometry.correlation import intertoken_correlation
 from tgo.geometry.stats import image_groups, interval, mean_replicates
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
@@ -65,7 +65,7 @@ def analyse(checkpoints, n, sets, groups, level, out):
     rows, replicates = [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         p0 = meta["num_prefix_tokens"]
-        for site, depth, tokens in residual_sites(act_dir):
+        for site, depth, tokens in each_site(act_dir):
             found = intertoken_correlation(tokens[:n], sets)
             # A component every token of every image shares makes every pair correlate: less the probe
             # set's mean patch token at this site, the correlation is that of what differs between patches.

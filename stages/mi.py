@@ -10,7 +10,7 @@ from tgo import activations
 from tgo.activations import each_checkpoint, site_name, tokens_used, write_tokens_used
 from tgo.geometry.information import conditional_histogram, excess_kurtosis, mi_decay_rate, mi_vs_distance
 from tgo.geometry.stats import half_sample_interval, half_samples
-from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
+from tgo.io import TGOError, atomic_dir, progress, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import INIT, from_argv
 
@@ -99,8 +99,10 @@ def analyse(checkpoints, cfg, level, n, channels, halves, out):
     with ThreadPoolExecutor(2) as pool:
         for act_dir, meta in each_checkpoint(checkpoints):
             work = [(sub, b) for sub in SUBLAYERS for b in range(meta["n_blocks"])]
-            for (sub, b), (res, curve, kurt, bow, mi_reps, kurt_reps) in zip(
-                    work, pool.map(lambda w: block(act_dir, meta, *w), work)):
+            done = progress(pool.map(lambda w: block(act_dir, meta, *w), work), total=len(work),
+                            desc="sublayers", unit="sublayer", leave=False)
+            # The bar first: zip exhausts it, which closes it.
+            for (res, curve, kurt, bow, mi_reps, kurt_reps), (sub, b) in zip(done, work):
                 curves += curve
                 kurtosis.append(kurt)
                 bowtie += bow

@@ -10,7 +10,7 @@ from tgo.checkpoints import load_checkpoint, read_config
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.qk import (angle_attention_stats, decompose, head_mean_attention, head_projections, heads_together,
                              heads_together_leave_one_out, jackknife_angle_attention_stats, layer_norm)
-from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
+from tgo.io import TGOError, atomic_dir, progress, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import INIT, from_argv
 
@@ -80,7 +80,7 @@ def analyse(checkpoints, ckpt_dir, cfg, ci, n, groups, out):
         epoch, p0, n_blocks = meta["epoch"], meta["num_prefix_tokens"], meta["n_blocks"]
         w = {k: v.astype(np.float64) for k, v in load_checkpoint(ckpt_dir, epoch).items()}
         embed, residual = activations.load(act_dir, "embed"), activations.load(act_dir, "residual")
-        for b in range(n_blocks):
+        for b in progress(range(n_blocks), desc="blocks", unit="block", leave=False):
             pre = f"blocks.{b}."
             at = {"epoch": epoch, "site": site_name(b + 1, n_blocks), "depth": b + 1}
             w_q, w_k = head_projections(w[pre + "attn.qkv.weight"], num_heads)

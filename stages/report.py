@@ -29,7 +29,7 @@ def main():
     params = load(*SCHEMA)
     r = results(Run())
     rows, depth, tokens, mi_summary = r["spectral_rows"], r["token_depth"], r["tokens"], r["mi"]
-    ranks = tuple(params["spectral"]["alpha_ranks"])
+    ranks = tuple(r["spectral"]["alpha_ranks"])  # as fitted: a small probe set brings the window down
     titles = F.set_titles(r["layout"])
     bands = interval_words(params["ci"]["level"])
 
@@ -49,8 +49,7 @@ def main():
             figures[f"sample_size_{s}"] = F.fig_sample_size(r["sample_size"], rows, s, title)
     last = max(x["epoch"] for x in depth)
     figures["alpha_depth"] = F.fig_alpha_depth(depth)
-    if "alpha_missing" not in tokens:
-        figures["alpha_maps"] = F.fig_alpha_maps(r["signatures"], last)
+    figures["alpha_maps"] = F.fig_alpha_maps(r["signatures"], last)
     if r["coherence"]:
         figures["token_clusters"] = F.fig_clusters(r["signatures"], last)
     figures["intertoken_correlation"] = F.fig_correlation(r["correlation"])
@@ -71,12 +70,12 @@ def main():
         {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}",
          "text": (f"Covariance eigenspectra of the residual stream (embedding, every block's output, "
                   f"final norm) for {len(epochs)} checkpoints (epochs {epochs}) and {len(titles)} sample sets: "
-                  + "; ".join(titles.values()) + f". Alpha is fitted over ranks {ranks[0]}..{ranks[1]}. "
+                  + "; ".join(titles.values()) + f". Alpha is fitted over ranks {ranks[0]}..{ranks[1]}"
+                  + f"{clipped_text(ranks, params['spectral'])}. "
                   + ("The CLS token at the embedding is the same vector for every image, so its spectrum "
                      "is empty (its metrics are missing). " if "cls" in titles else "")
-                  + f"Tokens: {used['spectral']}."
-                  + (f" Alpha has {r['spectral']['alpha_ci_missing']}." if "alpha_ci_missing" in r["spectral"] else "")),
-         "verdicts": judged["tgo1"],
+                  + f"Tokens: {used['spectral']}."),
+         "verdicts": judged["tgo1"], "layout": r["layout"],
          "figures": [(f"{kind} — {title}", pngs[f"{key}_{s}"])
                      for s, title in titles.items()
                      for key, kind in (("spectral_depth", f"Each metric across depth, one line per checkpoint "
@@ -89,15 +88,14 @@ def main():
         *sample_size_section(r, titles, pngs, params["ci"]["level"]),
         {"title": f"Token geometry — {claims.PAPERS['info_geom']}",
          "text": (f"Alpha of every token's covariance spectrum over the probe images at every block's "
-                  f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}); patch tokens "
+                  f"output (ranks {tokens['alpha_ranks'][0]}..{tokens['alpha_ranks'][1]}"
+                  f"{clipped_text(tokens['alpha_ranks'], tcfg)}); patch tokens "
                   f"clustered by their alpha signatures ({tcfg['cluster_method']}, {tcfg['n_clusters']} "
                   f"clusters), with the share of 4-neighbour patches in one cluster against "
                   f"{tcfg['n_permutations']} label permutations; inter-token Pearson correlation per image, "
                   f"averaged over token pairs and images. Tokens: {used['tokens']}; correlation: "
-                  f"{used['correlation']}."
-                  + (f" Alpha is missing: {tokens['alpha_missing']}." if "alpha_missing" in tokens else "")
-                  + (f" Alpha has {tokens['alpha_ci_missing']}." if "alpha_ci_missing" in tokens else "")),
-         "verdicts": judged["info_geom"],
+                  f"{used['correlation']}."),
+         "verdicts": judged["info_geom"], "layout": r["layout"],
          "figures": [(caption, pngs[name]) for name, caption in (
              ("alpha_depth", "Alpha across depth: patch tokens (mean; shaded band = spread over tokens, +-1 sd) "
                              f"and the prefix tokens ({', '.join(prefix) or 'none'}), per checkpoint; black error "
@@ -127,7 +125,7 @@ def main():
                   "antisymmetric parts, with a delete-one-head jackknife; angles between the patch vectors entering "
                   "attention (norm1's output without its bias beta, which is one vector added to every token; with "
                   f"beta beside it) against attention averaged over heads ({used['qk']})."),
-         "verdicts": judged["probing"],
+         "verdicts": judged["probing"], "layout": r["layout"],
          "figures": [(caption, pngs[name]) for name, caption in (
              ("mi_distance", "MI vs distance per block (last checkpoint), "
                              + ("MI at distance 1 across training " if len(epochs) > 1 else "")
@@ -146,6 +144,12 @@ def main():
         f.write(render_html("TGO report", f"{params['model']['name']} on {params['prepare']['source']} "
                             "data", sections, params))
     print(f"report with {len(pngs)} figures and {len(records)} verdicts -> {HTML}, {FIGURES}/, {VERDICTS}")
+
+
+def clipped_text(ranks, cfg):
+    """Why the fitted window differs from the param's (the stage brought it down to what the probe set holds)."""
+    asked = cfg["alpha_ranks"]
+    return "" if list(ranks) == list(asked) else f", not {asked[0]}..{asked[1]}: the probe images hold fewer ranks"
 
 
 def interval_words(level):

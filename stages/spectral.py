@@ -4,11 +4,10 @@ site and sample set -> reports/spectral/ (plot data) and reports/metrics/spectra
 import numpy as np
 
 from tgo import activations
-from tgo.activations import (each_checkpoint, image_of_rows, load_pooled, residual_sites, rows_of_images,
+from tgo.activations import (each_checkpoint, each_site, image_of_rows, load_pooled, rows_of_images,
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
-from tgo.geometry.spectral import (HEADLINE_METRICS, alpha_interval_error, alpha_window_error,
-                                   jackknife_spectral_metrics, nested_spectral_metrics, row_scatter,
-                                   singular_values)
+from tgo.geometry.spectral import (HEADLINE_METRICS, fitted_alpha_window, jackknife_spectral_metrics,
+                                   nested_spectral_metrics, row_scatter, singular_values)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
@@ -21,15 +20,17 @@ def main():
     run = from_argv()
     params = load("spectral", "ci")
     cfg, ci = params["spectral"], params["ci"]
-    ranks = tuple(cfg["alpha_ranks"])
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
-    reason = alpha_window_error(ranks, meta["n_images"], meta["dim"])
-    if reason:
-        raise TGOError(f"spectral.alpha_ranks={list(ranks)}: {reason}; choose a window inside it "
-                       f"or raise extract.probe_size")
+    try:  # a small probe set holds fewer ranks: the window comes down to fit, with a note
+        ranks, clipped = fitted_alpha_window(cfg["alpha_ranks"], meta["n_images"], meta["dim"], ci["groups"])
+    except ValueError as e:
+        raise TGOError(f"spectral.alpha_ranks={cfg['alpha_ranks']}: {e}; start the window lower or use more "
+                       "probe images (extract.probe_size)")
+    if clipped:
+        print(f"note: spectral.alpha_ranks={cfg['alpha_ranks']} does not fit: {clipped}")
+    cfg = {**cfg, "alpha_ranks": list(ranks)}
     names = sample_set_names(meta)
-    no_alpha_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
     untrained = run.activations / INIT
     with atomic_dir(run.plots("spectral")) as tmp:
         rows, replicates = analyse(checkpoints, cfg, ci, tmp)
@@ -37,9 +38,7 @@ def main():
             analyse(activations.checkpoints(untrained), cfg, ci, tmp / INIT)
 
     last = max(r["epoch"] for r in rows)
-    summary = {"epoch": last, "ci_level": ci["level"]}
-    if no_alpha_ci:
-        summary["alpha_ci_missing"] = no_alpha_ci
+    summary = {"epoch": last, "alpha_ranks": list(ranks), "ci_level": ci["level"]}
     for name in names:
         at_last = [r for r in rows if r["epoch"] == last and r["sample_set"] == name]
         final = next(r for r in at_last if r["site"] == "final_norm")
@@ -59,7 +58,7 @@ def main():
     print(f"spectral metrics for {n_checkpoints} checkpoints x {len(rows) // n_checkpoints // len(names)} sites x "
           f"sample sets (alpha window {ranks}){' and the untrained network' if untrained.is_dir() else ''}, "
           f"{ci['level']:.0%} intervals from a {min(ci['groups'], meta['n_images'])}-group jackknife over "
-          f"{meta['n_images']} images{'; ' + no_alpha_ci if no_alpha_ci else ''}; {used_text(meta)} -> "
+          f"{meta['n_images']} images; {used_text(meta)} -> "
           f"{run.plots('spectral')}, {run.metrics('spectral')}")
 
 
@@ -73,7 +72,7 @@ def analyse(checkpoints, cfg, ci, out):
     rows, spectra, replicates, sample_size = [], [], [], []
     for act_dir, meta in each_checkpoint(checkpoints):
         pooled = load_pooled(act_dir)
-        for site, depth, tokens in residual_sites(act_dir):
+        for site, depth, tokens in each_site(act_dir):
             sets = sample_sets(tokens, meta, pooled[depth] if pooled is not None else None)
             for name, X in sets.items():
                 at = {"epoch": meta["epoch"], "site": site, "depth": depth, "sample_set": name}

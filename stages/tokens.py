@@ -6,7 +6,7 @@ import numpy as np
 
 from tgo import activations
 from tgo.activations import each_checkpoint, prefix_groups, site_name, tokens_used, write_tokens_used
-from tgo.geometry.spectral import alpha_interval_error, alpha_window_error
+from tgo.geometry.spectral import fitted_alpha_window
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.tokens import alpha_signatures, cluster_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
@@ -18,14 +18,19 @@ def main():
     run = from_argv()
     params = load("tokens", "ci")
     cfg, ci = params["tokens"], params["ci"]
-    ranks = tuple(cfg["alpha_ranks"])
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
     n_patches = meta["grid"][0] * meta["grid"][1]
     if cfg["n_clusters"] > n_patches:
         raise TGOError(f"tokens.n_clusters={cfg['n_clusters']}: choose 2..{n_patches} (the patch count)")
-    missing = alpha_window_error(ranks, meta["n_images"], meta["dim"])
-    no_ci = alpha_interval_error(ranks, meta["n_images"], ci["groups"])
+    try:  # a small probe set holds fewer ranks: the window comes down to fit, with a note
+        ranks, clipped = fitted_alpha_window(cfg["alpha_ranks"], meta["n_images"], meta["dim"], ci["groups"])
+    except ValueError as e:
+        raise TGOError(f"tokens.alpha_ranks={cfg['alpha_ranks']}: {e}; start the window lower or use more "
+                       "probe images (extract.probe_size)")
+    if clipped:
+        print(f"note: tokens.alpha_ranks={cfg['alpha_ranks']} does not fit: {clipped}")
+    cfg = {**cfg, "alpha_ranks": list(ranks)}
     prefix = prefix_groups(meta["prefix_tokens"])
 
     untrained = run.activations / INIT
@@ -39,10 +44,6 @@ def main():
     summary = {"epoch": last, "alpha_ranks": list(ranks), "ci_level": ci["level"]}
     for key in [k for k in at_last[0] if "alpha" in k and not k.endswith("_std")]:
         summary[key] = {r["site"]: r[key] for r in at_last}
-    if missing:
-        summary["alpha_missing"] = missing
-    elif no_ci:
-        summary["alpha_ci_missing"] = no_ci
     last_coh = [c for c in coherence if c["epoch"] == last]
     if last_coh:
         summary["coherence"] = {k: last_coh[0][k] for k in ("neighbour_share", "null_mean", "null_std", "z")}
@@ -50,8 +51,7 @@ def main():
     print(f"alpha signatures of {shape[1]} tokens x {shape[0]} blocks for "
           f"{len({r['epoch'] for r in depth})} checkpoints{' and the untrained network' if untrained.is_dir() else ''}"
           f"; {cfg['n_clusters']} {cfg['cluster_method']} clusters"
-          + (f"; alpha missing: {missing}" if missing else f"; {no_ci}" if no_ci else "")
-          + f"; {used_text(meta, prefix)} -> {run.plots('tokens')}, {run.metrics('tokens')}")
+          + f"; alpha window {ranks}; {used_text(meta, prefix)} -> {run.plots('tokens')}, {run.metrics('tokens')}")
 
 
 def used_text(meta, prefix):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tgo import claims
-from tgo.claims import core
+from tgo.claims import core, table
 from tgo.geometry import qk
 from tgo.geometry import spectral as sp
 from tgo.geometry import stats
@@ -498,3 +498,46 @@ def test_readme_claims_table_is_generated_from_the_registry():
     from micro import REPO
     assert claims.markdown() in (REPO / "README.md").read_text(), \
         "README.md's claims table is stale: paste the output of `python -m tgo.claims`"
+
+
+# --- the verdicts table across experiments (python -m tgo.claims.table) ---------------------------
+
+def exp_show_entry(rev, name, verdicts, params, zoo=None):
+    """One row of `dvc exp show --json` as DVC writes it: metrics' null values left out."""
+    dropped = {p: {c: {k: v for k, v in r.items() if v is not None} for c, r in group.items()}
+               for p, group in verdicts.items()}
+    metrics = {table.VERDICTS: {"data": dropped}}
+    if zoo:
+        metrics[table.ZOO_VERDICTS] = {"data": zoo}
+    return {"rev": rev, "name": name, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
+
+
+def test_verdicts_table_rows_columns_and_legend():
+    import copy
+    import json
+    from micro import REPO
+    base = json.loads((REPO / "reports/metrics/verdicts.json").read_text())
+    params = {"train": {"lr": 0.001, "epochs": 8}, "model": {"name": "vit_tiny_patch16_224"}}
+    flipped = copy.deepcopy(base)
+    flipped["tgo1"]["erank_rises"].update(verdict="observed", origin="training")
+    flipped["probing"]["msym_pd"].update(verdict="observed", origin="initialisation", init_verdict="observed")
+    lower = {"train": {"lr": 0.0001, "epochs": 8}, "model": {"name": "vit_tiny_patch16_224"}}
+    commit = exp_show_entry("abc1234def", "main", base, params)
+    commit["experiments"] = [{"revs": [exp_show_entry("fedcba9", "slow-lr", flipped, lower,
+                                                      zoo={"deit": flipped, "rand": base})]}]
+    shown = [exp_show_entry("workspace", None, base, params), commit]
+    found = table.runs(shown)
+    assert [name for name, _, _ in found] == ["workspace", "main", "slow-lr", "slow-lr:deit", "slow-lr:rand"]
+    text = table.render(found, 200)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.split()
+            and line.split()[0] in claims.REGISTRY}
+    assert set(rows) == set(claims.REGISTRY)
+    assert rows["tgo1.erank_rises"][2] == "yes" and rows["probing.msym_pd"][2] == "yes/init"
+    assert rows["tgo1.erank_rises"][1] == "?" == rows["tgo1.erank_rises"][4]  # the baseline's word
+    assert "slow-lr: train.lr=0.0001" in text and "main: the committed params" in text
+    assert "workspace: no params changed" in text
+    # A narrow terminal: the columns go into blocks, no line wider than the terminal.
+    # (a 35-character claim column, 14 per run column: two runs per block of 70)
+    narrow = table.render(found, 70)
+    assert max(len(line) for line in narrow.splitlines()) <= 70
+    assert narrow.count("tgo1.erank_rises") == 3 and narrow.count("probing.msym_pd") == 3

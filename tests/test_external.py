@@ -113,3 +113,31 @@ def test_weights_that_cannot_be_analysed_are_one_line_errors(prepared, tmp_path)
     save_file(state, str(broken))
     proc = run_stage("train", prepared, micro_config(model={"weights": str(broken), "img_size": 16}))
     stage_error(proc, "train", "model.weights", "non-finite", "blocks.1.attn.qkv.weight")
+
+
+def test_a_small_probe_folder_runs_with_the_readme_command_alone(tmp_path):
+    """README's "Analyse your pretrained ViT": 40 images and a weights file run to the report with
+    no extract/spectral/tokens setting: every image is a probe image, and the alpha windows
+    ([11, 100] by default) come down to the ranks a 40-image jackknife replicate holds (38 images: 37),
+    the report saying so. The model is a small ViT (D = 64 > 37) to keep the test short."""
+    from PIL import Image
+    images = tmp_path / "probes"
+    rng = torch.Generator().manual_seed(0)
+    for i in range(40):
+        (images / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        pixels = torch.randint(0, 256, (24, 24, 3), generator=rng, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f"class_{i % 2}" / f"{i}.png")
+    weights = tmp_path / "small_vit.safetensors"
+    save_file(micro_vit(32, 10, embed_dim=64).state_dict(), str(weights))
+    root = copy_project(tmp_path / "project")
+    git_commit(root, "committed conf")
+    small = ["model.name=vit_tiny_patch16_224", "model.patch_size=4", "model.depth=2", "model.embed_dim=64",
+             "model.num_heads=2", "model.img_size=32", "prepare.resize=32", "prepare.image_size=32"]
+    cmd = ["dvc", "exp", "run", "-S", "model=pretrained", "-S", "data=probe_folder", "-S", f"prepare.path={images}",
+           "-S", f"model.weights={weights}"] + [a for s in small for a in ("-S", s)]
+    out = run(cmd, root).stdout
+    assert "extracted 40 probe images" in out
+    for stage in ("spectral", "tokens"):
+        assert f"note: {stage}.alpha_ranks=[11, 100] does not fit" in out and "ranks 11..37" in out
+        assert json.loads((root / f"reports/metrics/{stage}.json").read_text())["alpha_ranks"] == [11, 37]
+    assert "Alpha is fitted over ranks 11..37, not 11..100" in (root / "reports/report.html").read_text()

@@ -1,5 +1,6 @@
 """`make gpu-check` on a machine without a GPU: the tiny version of every step, one JSON summary."""
 import json
+import re
 import subprocess
 import sys
 
@@ -15,12 +16,17 @@ def test_gpu_check_runs_its_tiny_version_without_a_gpu(tmp_path):
                           env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no GPU found" in proc.stdout
+    # Nothing warns, timm's scheduler (a warm-up as long as the one epoch) included.
+    assert not re.search(r"warn|will have no effect", proc.stdout + proc.stderr, re.I), proc.stdout + proc.stderr
     summary = json.loads(out.read_text())
     assert summary["tiny"] is True and summary["device"] == "cpu" and summary["peak_gpu_memory_gb"] is None
     eager = summary["throughput"]["eager"]
     assert eager["real_images_per_s"] > 0 and eager["ceiling_images_per_s"] > 0
     assert abs(eager["ratio"] - eager["real_images_per_s"] / eager["ceiling_images_per_s"]) < 0.01
     assert abs(eager["ratio_real_to_serial"] - eager["real_images_per_s"] / eager["serial_images_per_s"]) < 0.01
+    # Enough timed steps per path for the ratios to mean something, and their labels say they compare CPU with CPU.
+    assert eager["timed_steps"] >= 15
+    assert "CPU version: the device is the CPU" in proc.stdout
     # Every stage of the pipeline ran through dvc exp run and said how long it took.
     assert set(summary["stage_seconds"]) >= {"prepare", "train", "extract", "spectral", "tokens", "correlation", "mi",
                                              "qk", "report"}
@@ -32,6 +38,9 @@ def test_gpu_check_runs_its_tiny_version_without_a_gpu(tmp_path):
     # numpy's and torch's LAPACK agree on the same matrices, to rounding.
     eig = summary["eigendecompositions"]
     assert eig["numpy_cpu_ms"] > 0 and eig["torch_cpu_ms"] > 0 and eig["max_relative_difference"] < 1e-12
+    # The ratio is named after what it compares: numpy against torch, both on the CPU (there is no device).
+    assert "cpu_over_device" not in eig
+    assert abs(eig["numpy_cpu_over_torch_cpu"] - eig["numpy_cpu_ms"] / eig["torch_cpu_ms"]) < 0.01
 
 
 def test_a_failed_step_is_recorded_and_the_others_still_run(tmp_path):

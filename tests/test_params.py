@@ -2,6 +2,7 @@
 the key, the value and what is allowed, exit code 2, before the stage writes or deletes anything.
 The stages run in this process on a micro workspace whose every output exists (conftest.py)."""
 import math
+import re
 
 import pytest
 
@@ -99,3 +100,14 @@ def test_edge_values_are_accepted(group, key, value):
 def test_readme_parameter_reference_is_generated_from_the_schema():
     assert P.markdown() in (REPO / "README.md").read_text(), \
         "README.md's parameter reference is stale: paste the output of `python -m tgo.params`"
+
+
+def test_the_parameter_reference_reads_the_same_in_a_terminal_and_rendered():
+    """No HTML entities (shown literally in a terminal) and no `<...>` outside a code span (an HTML
+    tag that a renderer would swallow), nor a `|` that would split a table cell."""
+    for line in P.markdown().splitlines():
+        plain = re.sub(r"`[^`]*`", "", line)
+        assert not re.search(r"&(#x?[0-9a-f]+|[a-z]+);", line, re.I), line
+        assert not re.search(r"<[A-Za-z/]", plain), line
+        if line.startswith("| `"):
+            assert plain.count("|") == 4, line

@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from micro import (ENV, REPO, audited_stages, copy_project, git_commit, micro_config, run, stage_ok,
                    undeclared_reads, write_params)
+from tgo import claims
 
 STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report", "compare")
 AUDIT = REPO / "tests" / "audit"  # its sitecustomize records the files each stage reads
@@ -147,6 +149,31 @@ def test_training_that_changes_nothing_credits_nothing_to_training(project):
     assert trends and all(records[c]["verdict"] != "observed" for c in trends)
     html = (project / "reports/report.html").read_text()
     assert "produced by training" not in html
+
+
+def test_the_verdicts_table_shows_each_experiment_beside_the_baseline(project):
+    """`make verdicts` on the experiments above: a row per claim, a column per experiment; the
+    lr=1e-12 run credits nothing to training, so none of its cells is a bare `yes` (observed,
+    produced by training), and each of its cells matches its own verdicts.json."""
+    proc = run([sys.executable, "-m", "tgo.claims.table"], project, env={"COLUMNS": "400"})
+    lines = proc.stdout.splitlines()
+    header = lines[0].split()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line.split() and "." in line.split()[0]
+            and len(line.split()) == len(header)}
+    assert set(rows) >= set(claims.REGISTRY) and header[:2] == ["claim", "workspace"]
+    frozen = next(line.split(":")[0] for line in lines if "train.lr=1e-12" in line)
+    cells = {claim: row[header.index(frozen) - 1] for claim, row in rows.items()}
+    assert "yes" not in cells.values(), cells
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    data = next(r["data"] for x in shown for e in x.get("experiments") or [] for r in e["revs"] if r["name"] == frozen)
+    verdicts = data["metrics"]["reports/metrics/verdicts.json"]["data"]
+    for claim, cell in cells.items():
+        paper, name = claim.split(".")
+        assert cell.split("/")[0] == TABLE_WORDS[verdicts[paper][name]["verdict"]], claim
+
+
+TABLE_WORDS = {"observed": "yes", "partly observed": "part", "not observed": "no", "inconclusive": "?",
+               "not applicable": "n/a", "not computable": "n/c"}
 
 
 def test_temp_experiment_runs_its_own_code(project):

@@ -186,12 +186,25 @@ def test_jackknife_overstates_the_ksg_spread():
     assert np.mean(half) / (1.96 * sd) > 1.3
 
 
-def test_alpha_interval_needs_the_window_inside_every_replicate():
+def test_alpha_window_comes_down_to_what_every_replicate_holds():
     # 101 images in 20 groups: the largest group holds 6, so a replicate keeps 95 (rank 94).
-    assert spectral.alpha_interval_error((11, 94), 101, 20) is None
-    reason = spectral.alpha_interval_error((11, 100), 101, 20)
-    assert "95 images remain" in reason and "ci.groups" in reason
-    assert spectral.alpha_window_error((11, 100), 101, 384) is None  # the estimate itself fits
+    assert spectral.fitted_alpha_window((11, 94), 101, 384, 20) == ((11, 94), None)
+    window, note = spectral.fitted_alpha_window((11, 100), 101, 384, 20)
+    assert window == (11, 94) and "95 in a jackknife replicate" in note and "11..94" in note
+    assert spectral.fitted_alpha_window((11, 100), 1000, 64, 20)[0] == (11, 64)  # the width D caps it too
+    with pytest.raises(ValueError, match="fewer than 3 from rank 11"):
+        spectral.fitted_alpha_window((11, 100), 14, 384, 20)  # 14 groups of 1: 13 images, rank 12
+
+
+@pytest.mark.parametrize("n_images, groups", [(40, 20), (41, 20), (57, 8), (200, 20), (15, 30)])
+def test_the_fitted_window_fits_every_actual_replicate(n_images, groups):
+    """Against the partition the stages use (stats.image_groups): every delete-a-group replicate's
+    rank holds the fitted window, and one more rank would not fit the smallest replicate."""
+    (lo, hi), _ = spectral.fitted_alpha_window((3, 10_000), n_images, 10_000, groups)
+    labels = stats.image_groups(n_images, groups, seed=0)
+    remaining = [n_images - np.sum(labels == g) for g in np.unique(labels)]
+    assert all(spectral.alpha_window_error((lo, hi), n, 10_000) is None for n in remaining)
+    assert spectral.alpha_window_error((lo, hi + 1), min(remaining), 10_000) is not None
 
 
 # --- half-samples (the interval of the KSG mutual-information statistics) -------------------------

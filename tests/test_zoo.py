@@ -1,6 +1,7 @@
 """The zoo through the real dvc: models of three families (random weights in three layouts, small
 images) on the micro probe set, every stage and the comparison page; then a fourth model added runs
 only its own stages, and a model removed reruns only the page."""
+import html
 import json
 import re
 
@@ -69,6 +70,12 @@ def test_zoo_every_stage_then_only_what_changed(zoo, tmp_path):
     for m, entry in first.items():
         assert entry["name"] in page
     assert "mean of the CLS and distillation tokens" in page and "reg_1, reg_2, reg_3, reg_4" in page
+    # Each verdict cell as the report's: the value against its rule, and the untrained network.
+    assert "observed when" in page and "trained minus untrained" in page
+    # The gap model has no class token: its cells of the claims about CLS say what stood in.
+    stand_in = html.escape("no class token: the head's input (average of the patch tokens, then fc_norm) stands "
+                           "in for CLS")
+    assert page.count(stand_in) == sum("CLS" in c.text for c in REGISTRY.values())
     verdicts = json.loads((root / "reports/metrics/zoo_verdicts.json").read_text())
     probing = [c for c in REGISTRY if c.startswith("probing.")]
     assert set(verdicts) == set(first) and all(len(v["probing"]) == len(probing) for v in verdicts.values())

@@ -27,9 +27,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tgo.io import TGOError, atomic_dir, read_json, write_json
+from tgo.io import TGOError, atomic_dir, progress, read_json, write_json
 
 PER_BLOCK = ("residual", "attn", "mlp")
 
@@ -55,7 +54,7 @@ def checkpoints(root):
 
 def each_checkpoint(found):
     """The per-checkpoint loop of an analysis stage over `checkpoints()`, with a progress bar."""
-    return tqdm(found, desc="checkpoints", unit="ckpt")
+    return progress(found, desc="checkpoints", unit="ckpt")
 
 
 def load(act_dir, name):
@@ -77,6 +76,13 @@ def residual_sites(act_dir):
     for b in range(1, n_blocks + 1):
         yield site_name(b, n_blocks), b, residual[b - 1]
     yield site_name(n_blocks + 1, n_blocks), n_blocks + 1, load(act_dir, "final_norm")
+
+
+def each_site(act_dir):
+    """The per-site loop of an analysis stage over `residual_sites()`, with a progress bar below the
+    checkpoints' (it goes when done)."""
+    n_sites = load(act_dir, "residual").shape[0] + 2
+    return progress(residual_sites(act_dir), total=n_sites, desc="sites", unit="site", leave=False)
 
 
 def load_pooled(act_dir):

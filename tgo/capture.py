@@ -120,7 +120,10 @@ def capture(model, images, batch_size, out_dir, input_cfg, desc="capture", devic
 
 
 def probe_indices(n_val, probe_size, seed):
-    """The fixed probe set: `probe_size` distinct val indices drawn by `seed`, sorted."""
+    """The fixed probe set: `probe_size` distinct val indices drawn by `seed`, sorted; None: every
+    val image."""
+    if probe_size is None:
+        return np.arange(n_val)
     if probe_size > n_val:
         raise TGOError(f"extract.probe_size={probe_size} exceeds the val split ({n_val} images); "
                        f"set it to at most {n_val}")

@@ -1,12 +1,16 @@
 """The report's figures: matplotlib, one function per figure, rows of the analysis stages' CSV
 files in (numbers as floats), a Figure out; `png_bytes` renders one."""
 import io
+import itertools
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.textpath import TextToPath  # noqa: E402
 
 from tgo.geometry.information import mi_decay_rate  # noqa: E402
 from tgo.geometry.spectral import HEADLINE_METRICS  # noqa: E402
@@ -111,12 +115,59 @@ def _grid(n, width=4.0, height=3.0, cols=4):
     return fig, axes.flat
 
 
+def _depth_label(site):
+    """A site's tick label on a depth axis: emb (the embedding), the block's number, norm (the final norm)."""
+    return {"embed": "emb", "final_norm": "norm"}.get(site, site.removeprefix("block_"))
+
+
+class DepthLocator(ticker.Locator):
+    """The labelled ticks of a depth axis, chosen when it is drawn (at its width then): the ends (the
+    embedding and the final norm) always, and the blocks at multiples of the smallest step of 1, 2,
+    5, 10, 20, ... that leaves half an em between neighbouring labels; a block whose label would
+    come that close to an end's is left out."""
+
+    def __init__(self, labels, fontsize):
+        self.labels, self.fontsize = labels, fontsize
+        prop = FontProperties(size=fontsize)
+        self.width = {d: TextToPath().get_text_width_height_descent(t, prop, ismath=False)[0]
+                      for d, t in labels.items()}  # points
+
+    def __call__(self):
+        lo, hi = self.axis.get_view_interval()
+        per_depth = self.axis.axes.bbox.width * 72 / self.axis.figure.dpi / (hi - lo)  # points
+
+        def apart(a, b):
+            return abs(a - b) * per_depth >= (self.width[a] + self.width[b]) / 2 + self.fontsize / 2
+
+        ends = [d for d, t in self.labels.items() if not t.isdigit()]
+        blocks = sorted(d for d, t in self.labels.items() if t.isdigit())
+        for step in (m * 10 ** e for e in itertools.count() for m in (1, 2, 5)):
+            shown = [b for b in blocks if b % step == 0]
+            if all(apart(a, b) for a, b in zip(shown, shown[1:])):
+                break
+        return sorted(ends + [b for b in shown if all(apart(b, e) for e in ends)])
+
+
+def _depth_axis(ax, sites, fontsize=7):
+    """sites: {depth: site}. Every site gets a tick; `DepthLocator` labels as many as fit. The axis
+    spans every site, also one whose values are all missing (the CLS token at the embedding)."""
+    labels = {int(d): _depth_label(s) for d, s in sites.items()}
+    lo, hi = min(labels), max(labels)
+    margin = matplotlib.rcParams["axes.xmargin"] * (hi - lo)
+    ax.set_xlim(lo - margin, hi + margin)
+    ax.xaxis.set_major_locator(DepthLocator(labels, fontsize))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: labels.get(round(x), "")))
+    ax.xaxis.set_minor_locator(ticker.FixedLocator(sorted(labels)))
+    ax.tick_params(axis="x", labelsize=fontsize)
+    ax.set_xlabel("block (emb: embedding, norm: final norm)", fontsize=fontsize + 1)
+
+
 def fig_across_depth(rows, sample_set, title):
     """Each metric across depth (embedding, blocks, final norm), one line per checkpoint, with its
     interval as a band."""
     sub = [r for r in rows if r["sample_set"] == sample_set]
     epochs = sorted({r["epoch"] for r in sub})
-    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub})]
+    sites = dict(sorted({(r["depth"], r["site"]) for r in sub}))
     cmap = plt.get_cmap("viridis")
     fig, axes = _grid(len(SPECTRAL_METRICS))
     for ax, metric in zip(axes, SPECTRAL_METRICS):
@@ -126,7 +177,7 @@ def fig_across_depth(rows, sample_set, title):
             ax.plot(x, [r[metric] for r in line], marker=".", color=colour, label=f"epoch {int(e)}")
             _band(ax, x, line, metric, colour, len(epochs))
         ax.set_title(metric.replace("_", " "))
-        ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
+        _depth_axis(ax, sites)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"across depth, per checkpoint: {title}")
@@ -359,7 +410,7 @@ def fig_correlation(corr_rows):
     intervals over the probe images. With one checkpoint (weights analysed) no panel across training."""
     epochs = sorted({r["epoch"] for r in corr_rows})
     sets = list(dict.fromkeys(r["tokens"] for r in corr_rows))
-    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in corr_rows})]
+    sites = dict(sorted({(r["depth"], r["site"]) for r in corr_rows}))
     cmap = plt.get_cmap("viridis")
     panels = 3 if len(epochs) > 1 else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
@@ -374,7 +425,7 @@ def fig_correlation(corr_rows):
                 label = f"epoch {int(e)}" if tokens == "patches" else tokens if i == 0 else None
                 ax.plot(x, [r[key] for r in line], ls=ls, marker=".", color=colour, label=label)
                 _band(ax, x, line, key, colour, len(epochs) * len(sets))
-        ax.set_xticks(range(len(sites)), [s.replace("block_", "b") for s in sites], fontsize=7)
+        _depth_axis(ax, sites)
         ax.set(title=f"{key.replace('_', ' ')} across depth", ylabel=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -382,7 +433,7 @@ def fig_correlation(corr_rows):
         fig.tight_layout()
         return fig
     pcmap = plt.get_cmap("plasma")
-    for i, site in enumerate(sites):
+    for i, site in enumerate(sites.values()):
         line = sorted((r for r in corr_rows if r["site"] == site and r["tokens"] == "patches"),
                       key=lambda r: r["epoch"])
         x, colour = [r["epoch"] for r in line], pcmap(i / max(1, len(sites) - 1))

@@ -1,5 +1,5 @@
-"""Small helpers shared by the stages: expected errors, the stage runner, the usable cores, atomic
-writes, JSON and CSV."""
+"""Small helpers shared by the stages: expected errors, the stage runner, the usable cores, progress
+bars, atomic writes, JSON and CSV."""
 import csv
 import json
 import os
@@ -8,6 +8,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from tqdm import tqdm
 
 
 class TGOError(Exception):
@@ -33,6 +35,16 @@ def usable_cpus():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not available on every platform
         return max(1, os.cpu_count() or 1)
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar (on stderr unless `file` is given). In a terminal, nested bars take the
+    lines below their parent's; tqdm moves between those lines with cursor-up escapes, which a log
+    (stderr not a terminal: `dvc repro 2> log`, `dvc exp run --queue`) keeps as stray `[A` lines,
+    so there every bar redraws the same line instead, after a carriage return."""
+    if not getattr(kwargs.get("file") or sys.stderr, "isatty", lambda: False)():
+        kwargs["position"] = 0
+    return tqdm(iterable, **kwargs)
 
 
 def _tmp_path(path):

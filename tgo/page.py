@@ -5,7 +5,7 @@ import math
 
 import yaml
 
-from tgo.claims import in_words
+from tgo.claims import NOT_APPLICABLE, in_words
 
 COLOURS = {"observed": "#1a7f37", "partly observed": "#9a6700", "not observed": "#cf222e",
            "inconclusive": "#3e6c9c"}
@@ -30,31 +30,70 @@ def _null_cell(v):
             f"<br>trained minus untrained: {_number(v['effect'], v['effect_ci'])}")
 
 
-def _verdict_table(verdicts):
-    """verdicts: the records of tgo.claims.judge."""
+def _stand_in(v, layout):
+    """Where a claim's words name the CLS token and the model has none, what stood in for it (the
+    sample set tgo.claims.tgo1.image_set picks: the head's input), on its own line."""
+    if "CLS" not in v["claim"] or "cls" in layout["prefix_tokens"]:
+        return ""
+    words = f"no class token: the head's input ({layout['head_input']}) stands in for CLS"
+    return f"<br><i>{html.escape(words)}</i>"
+
+
+def _value(v):
+    """The deciding value with its interval, and the rule it is held to."""
+    return f"{_number(v['value'], v['ci'])} (observed when {html.escape(v['rule'])})"
+
+
+def _verdict(v):
+    """The verdict in words, in its colour."""
+    return f"<span style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(in_words(v))}</span>"
+
+
+def _verdict_table(verdicts, layout):
+    """verdicts: the records of tgo.claims.judge; layout: the model's token layout."""
     rows = "".join(
-        f"<tr><td>{html.escape(v['claim'])}<br><code>{html.escape(v['id'])}</code></td>"
-        f"<td style='color:{COLOURS.get(v['verdict'], '#555')};font-weight:bold'>{html.escape(in_words(v))}</td>"
-        f"<td>{html.escape(v['statistic'])}: {_number(v['value'], v['ci'])} (observed when "
-        f"{html.escape(v['rule'])})</td><td>{_null_cell(v)}</td><td>{html.escape(v['evidence'])}</td></tr>"
+        f"<tr><td>{html.escape(v['claim'])}{_stand_in(v, layout)}<br><code>{html.escape(v['id'])}</code></td>"
+        f"<td>{_verdict(v)}</td><td>{html.escape(v['statistic'])}: {_value(v)}</td><td>{_null_cell(v)}</td>"
+        f"<td>{html.escape(v['evidence'])}</td></tr>"
         for v in verdicts)
     return ("<table><tr><th>claim</th><th>verdict</th><th>decided on</th><th>untrained network</th>"
             f"<th>numbers behind it</th></tr>{rows}</table>")
 
 
+def _model_cell(v, layout):
+    """One model's verdict on a claim in the zoo's table: the verdict, its value against the rule, the
+    stand-in for the CLS token, the untrained network; not computable with the reason."""
+    if v["verdict"] == NOT_APPLICABLE:
+        return _verdict(v)
+    if v["verdict"] == "not computable":
+        return f"{_verdict(v)}: {html.escape(v['evidence'])}{_stand_in(v, layout)}"
+    return f"{_verdict(v)}<br>{_value(v)}{_stand_in(v, layout)}<br>untrained: {_null_cell(v)}"
+
+
+def _zoo_verdict_table(judged, layouts):
+    """judged: {model id: its records of tgo.claims.judge, in registry order}; layouts: {model id: its
+    token layout}. A row per claim with what it is decided on, a column per model."""
+    ids = list(judged)
+    rows = "".join(
+        f"<tr><td>{html.escape(v['claim'])}<br><code>{html.escape(v['id'])}</code><br><span style='color:#555'>"
+        f"decided on: {html.escape(v['statistic'])}</span></td>"
+        + "".join(f"<td>{_model_cell(judged[m][i], layouts[m])}</td>" for m in ids) + "</tr>"
+        for i, v in enumerate(judged[ids[0]]))
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in ids)
+    return f"<table><tr><th>claim</th>{head}</tr>{rows}</table>"
+
+
 def _table(columns, rows):
-    """A plain table: rows of cells, each a text or (text, colour of a verdict)."""
-    def cell(c):
-        text, colour = c if isinstance(c, tuple) else (c, None)
-        style = f" style='color:{COLOURS.get(colour, '#555')};font-weight:bold'" if colour else ""
-        return f"<td{style}>{html.escape(str(text))}</td>"
+    """A plain table: rows of texts."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    return f"<table><tr>{head}</tr>" + "".join(f"<tr>{''.join(map(cell, r))}</tr>" for r in rows) + "</table>"
+    return f"<table><tr>{head}</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
 
 
 def render_html(title, summary, sections, params):
-    """sections: [{"title", "subsection", "text", "table": (columns, rows), "verdicts",
-    "figures": [(caption, png bytes)]}]; a subsection (true) continues the section before it."""
+    """sections: [{"title", "subsection", "text", "table": (columns, rows), "verdicts" with the model's
+    "layout", "zoo_verdicts" ({model id: records}) with "layouts" ({model id: layout}), "figures":
+    [(caption, png bytes)]}]; a subsection (true) continues the section before it."""
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
     for s in sections:
         tag = "h3" if s.get("subsection") else "h2"
@@ -64,7 +103,9 @@ def render_html(title, summary, sections, params):
         if s.get("table"):
             parts.append(_table(*s["table"]))
         if s.get("verdicts"):
-            parts.append(_verdict_table(s["verdicts"]))
+            parts.append(_verdict_table(s["verdicts"], s["layout"]))
+        if s.get("zoo_verdicts"):
+            parts.append(_zoo_verdict_table(s["zoo_verdicts"], s["layouts"]))
         for caption, png in s.get("figures", []):
             data = base64.b64encode(png).decode()
             parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"

@@ -11,7 +11,6 @@ the image size) stay in the stages, which make them before writing too.
 two equal).
 """
 import difflib
-import html
 import math
 import re
 from dataclasses import dataclass
@@ -94,13 +93,13 @@ SCHEMA = {
         "source": Param(str, "where the images come from; imagenet_val and probe_folder hold probe images "
                              "only (a val split, for analysing model.weights or a zoo)",
                         choices=("synthetic", "imagefolder", "imagenet100", "imagenet_val", "probe_folder")),
-        "path": Param(str, "imagefolder: a tree with train/<class>/ and val/<class>/; imagenet100: the "
+        "path": Param(str, "imagefolder: a tree with `train/<class>/` and `val/<class>/`; imagenet100: the "
                            "ImageNet-1k root; imagenet_val: the ImageNet-1k root (only val/ is read); "
                            "probe_folder: a folder of images, in class subfolders for labels", null=True),
         "class_list": Param(str, "imagenet100, imagenet_val: a file of wnids, one per line; null = the CMC "
                                  "ImageNet-100 list (imagenet100), every class (imagenet_val)", null=True),
         "val_csv": Param(str, "imagenet100, imagenet_val with a flat val/: the ground-truth CSV; null = "
-                              "<path>/LOC_val_solution.csv", null=True),
+                              "`<path>/LOC_val_solution.csv`", null=True),
         "resize": Param(int, "image files: shorter side before the centre crop; null = image_size",
                         at_least(1), null=True, check=_resize_covers_crop),
         "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); imagenet100, "
@@ -171,8 +170,8 @@ SCHEMA = {
         "rdzv_endpoint": Param(str, "host:port of the rendezvous when nnodes > 1", null=True, check=_rendezvous),
     },
     "extract": {
-        "probe_size": Param(int, "probe images (drawn from the val split, the same for every checkpoint)",
-                            at_least(2)),
+        "probe_size": Param(int, "probe images (drawn from the val split, the same for every checkpoint); "
+                                 "null = every image of the val split", at_least(2), null=True),
         "batch_size": Param(int, "images per forward pass", at_least(1)),
         "precision": Param(str, "the forward pass on the GPU (or the CPU if there is none): fp32 (TF32 off), or "
                                 "bf16 autocast (each site within 3% relative error of fp32: tests/test_models.py)",
@@ -376,14 +375,15 @@ def load(*groups, path="params.yaml"):
 
 
 def markdown():
-    """The parameter reference of README.md: one table per group."""
+    """The parameter reference of README.md: one table per group. The docs are plain text that reads
+    the same in a terminal and rendered (a `<name>` placeholder goes in backticks; test_params)."""
     parts = []
     for group, schema in SCHEMA.items():
         intro = (" (a mapping of ids to entries; every key but name may be left out; {} for none)"
                  if group in MAPPINGS else "")
         parts.append(f"**{group}**{intro}\n\n| key | allowed | what it does |\n|---|---|---|")
         prefix = f"{group}.<id>" if group in MAPPINGS else group
-        parts += [f"| `{prefix}.{k}` | {allowed(p)} | {html.escape(p.doc)} |" for k, p in schema.items()]
+        parts += [f"| `{prefix}.{k}` | {allowed(p)} | {p.doc} |" for k, p in schema.items()]
         parts.append("")
     return "\n".join(parts)
 

@@ -7,7 +7,8 @@ two: a claim is credited to training (`origin` "training") only when it is obser
 statistic differs from the untrained network's in the claimed direction (a paired interval over
 the probe images, or over heads for the weights); "initialisation" when the untrained network
 shows it too. Claims about change over training read every checkpoint instead.
-`metrics(records)` is reports/metrics/verdicts.json; ``python -m tgo.claims`` prints README's table.
+`metrics(records)` is reports/metrics/verdicts.json; ``python -m tgo.claims`` prints README's table,
+``python -m tgo.claims.table`` (make verdicts) the verdicts across experiments.
 """
 import numpy as np
 

@@ -363,16 +363,24 @@ def alpha_window_error(ranks, n_samples, dim):
     return None
 
 
-def alpha_interval_error(ranks, n_images, groups):
-    """None if the alpha rank window fits inside every delete-a-group jackknife replicate (the
-    images less the largest of min(groups, N) groups), else a one-line reason why alpha gets no
-    interval. The width D is checked by ``alpha_window_error`` already."""
-    left = n_images - -(-n_images // min(groups, n_images))
+def fitted_alpha_window(ranks, n_images, dim, groups):
+    """The alpha rank window (lo, hi) that a probe set of n_images and width D can hold, and a
+    one-line note when hi had to come down (None when the window fits as given).
+
+    Every delete-a-group jackknife replicate (the images less the largest of min(groups, N)
+    groups, ``stats.image_groups``) must hold the window, so that alpha has an interval too: hi
+    <= min(N_replicate - 1, D), the rank of the replicate's centred matrix. Raises ValueError
+    when fewer than 3 ranks from lo fit (the window needs hi - lo >= 2).
+    """
     lo, hi = (operator.index(r) for r in ranks)
-    if hi > left - 1:
-        return (f"no interval: without one jackknife group {left} images remain, and the rank window "
-                f"({lo}, {hi}) exceeds their rank N-1={left - 1}; raise extract.probe_size or lower ci.groups")
-    return None
+    left = n_images - -(-n_images // min(groups, n_images))
+    cap = min(left - 1, dim)
+    holds = f"{n_images} probe images ({left} in a jackknife replicate) and D={dim} hold ranks up to {cap}"
+    if cap - lo < 2:
+        raise ValueError(f"{holds}, fewer than 3 from rank {lo}")
+    if hi <= cap:
+        return (lo, hi), None
+    return (lo, cap), f"{holds}: alpha is fitted over ranks {lo}..{cap}"
 
 
 def spectral_metrics(X, ranks=(11, 100), cosine_max_samples=2000):

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from tgo.geometry import spectral
-from tgo.io import usable_cpus
+from tgo.io import progress, usable_cpus
 
 # Tokens per batched eigendecomposition: small batches keep the float64 copies
 # (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N and D.
@@ -81,7 +80,7 @@ def alpha_signatures(acts, ranks=(11, 100)):
         return spectral.batched_alpha(eigs, ranks)
 
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
-        for b in range(n_blocks):
+        for b in progress(range(n_blocks), desc="alpha signatures", unit="block", leave=False):
             block = acts[b]
             if isinstance(block, np.memmap):
                 block = np.array(block)  # one sequential read instead of strided ones per batch
@@ -119,7 +118,7 @@ def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
 
     # As alpha_signatures: batches of tokens in parallel threads, each with single-threaded BLAS.
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
-        for b in tqdm(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
+        for b in progress(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
             block = np.array(acts[b])  # one sequential read of a memmap
             for s, a in zip(starts, pool.map(lambda s: fit(block, s), starts)):
                 out[:, b, s:s + chunk] = a

@@ -1,0 +1,57 @@
+"""Figures as a reader sees them: the tick labels of every across-depth axis, drawn at the
+report's size, never run into one another, whatever the number of blocks."""
+import itertools
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+
+from tgo import figures as F
+from tgo.activations import site_name
+
+
+def sites(n_blocks):
+    return [(d, site_name(d, n_blocks)) for d in range(n_blocks + 2)]
+
+
+def spectral_rows(n_blocks):
+    """The CLS token's rows: at the embedding one vector for every image, so every metric missing."""
+    return [{"epoch": e, "site": s, "depth": d, "sample_set": "cls",
+             **{m: d + e if d else math.nan for m in F.SPECTRAL_METRICS}}
+            for e in (0, 1) for d, s in sites(n_blocks)]
+
+
+def correlation_rows(n_blocks):
+    return [{"epoch": e, "site": s, "depth": d, "tokens": t, "mean_r": d + e, "mean_abs_r": d + e}
+            for e in (0, 1) for d, s in sites(n_blocks) for t in ("patches", "with_cls")]
+
+
+# Each figure, and how many of its axes (the first ones) run across depth.
+FIGURES = {"across_depth": (lambda n: F.fig_across_depth(spectral_rows(n), "cls", "CLS"), len(F.SPECTRAL_METRICS)),
+           "correlation": (lambda n: F.fig_correlation(correlation_rows(n)), 2)}
+
+
+def shown_labels(ax):
+    """The x tick labels drawn (within the axis's view, visible, not empty), with their boxes on the canvas."""
+    lo, hi = sorted(ax.get_xlim())
+    return [(t.get_text(), t.get_window_extent()) for x, t in zip(ax.get_xticks(), ax.get_xticklabels())
+            if lo <= x <= hi and t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize("n_blocks", [6, 12, 24, 48])
+@pytest.mark.parametrize("figure", FIGURES)
+def test_depth_tick_labels_never_overlap(figure, n_blocks):
+    draw, n_axes = FIGURES[figure]
+    fig = draw(n_blocks)
+    fig.canvas.draw()
+    for ax in fig.axes[:n_axes]:
+        labels = shown_labels(ax)
+        texts = [t for t, _ in labels]
+        for (a, box_a), (b, box_b) in itertools.combinations(labels, 2):
+            assert not box_a.overlaps(box_b), f"{figure}, {n_blocks} blocks: {a!r} and {b!r} overlap: {texts}"
+        assert texts[0] == "emb" and texts[-1] == "norm", texts  # both ends always named, with values or not
+        if n_blocks == 6:  # the demo's depth: every site named
+            assert texts == ["emb", *map(str, range(1, 7)), "norm"]
+        else:  # thinned, but still a readable number of blocks named
+            assert len(texts) >= 6, texts
+    plt.close(fig)
