@@ -6,10 +6,10 @@ import numpy as np
 from tgo import activations
 from tgo.activations import (each_checkpoint, each_site, image_of_rows, load_pooled, rows_of_images,
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
-from tgo.geometry.spectral import (HEADLINE_METRICS, fitted_alpha_window, jackknife_spectral_metrics,
-                                   nested_spectral_metrics, row_scatter, singular_values)
+from tgo.geometry.spectral import (HEADLINE_METRICS, jackknife_spectral_metrics, nested_spectral_metrics,
+                                   row_scatter, singular_values, stage_alpha_window)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
-from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
+from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import INIT, from_argv
 
@@ -22,13 +22,9 @@ def main():
     cfg, ci = params["spectral"], params["ci"]
     checkpoints = activations.checkpoints(run.activations)
     meta = checkpoints[0][1]
-    try:  # a small probe set holds fewer ranks: the window comes down to fit, with a note
-        ranks, clipped = fitted_alpha_window(cfg["alpha_ranks"], meta["n_images"], meta["dim"], ci["groups"])
-    except ValueError as e:
-        raise TGOError(f"spectral.alpha_ranks={cfg['alpha_ranks']}: {e}; start the window lower or use more "
-                       "probe images (extract.probe_size)")
-    if clipped:
-        print(f"note: spectral.alpha_ranks={cfg['alpha_ranks']} does not fit: {clipped}")
+    # A small probe set holds fewer ranks: the window comes down to fit, with a note.
+    ranks = stage_alpha_window("spectral.alpha_ranks", cfg["alpha_ranks"], meta["n_images"], meta["dim"],
+                               ci["groups"])
     cfg = {**cfg, "alpha_ranks": list(ranks)}
     names = sample_set_names(meta)
     untrained = run.activations / INIT

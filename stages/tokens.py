@@ -6,7 +6,7 @@ import numpy as np
 
 from tgo import activations
 from tgo.activations import each_checkpoint, prefix_groups, site_name, tokens_used, write_tokens_used
-from tgo.geometry.spectral import fitted_alpha_window
+from tgo.geometry.spectral import stage_alpha_window
 from tgo.geometry.stats import image_groups, interval
 from tgo.geometry.tokens import alpha_signatures, cluster_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.io import TGOError, atomic_dir, run_stage, write_csv, write_json
@@ -23,13 +23,9 @@ def main():
     n_patches = meta["grid"][0] * meta["grid"][1]
     if cfg["n_clusters"] > n_patches:
         raise TGOError(f"tokens.n_clusters={cfg['n_clusters']}: choose 2..{n_patches} (the patch count)")
-    try:  # a small probe set holds fewer ranks: the window comes down to fit, with a note
-        ranks, clipped = fitted_alpha_window(cfg["alpha_ranks"], meta["n_images"], meta["dim"], ci["groups"])
-    except ValueError as e:
-        raise TGOError(f"tokens.alpha_ranks={cfg['alpha_ranks']}: {e}; start the window lower or use more "
-                       "probe images (extract.probe_size)")
-    if clipped:
-        print(f"note: tokens.alpha_ranks={cfg['alpha_ranks']} does not fit: {clipped}")
+    # A small probe set holds fewer ranks: the window comes down to fit, with a note.
+    ranks = stage_alpha_window("tokens.alpha_ranks", cfg["alpha_ranks"], meta["n_images"], meta["dim"],
+                               ci["groups"])
     cfg = {**cfg, "alpha_ranks": list(ranks)}
     prefix = prefix_groups(meta["prefix_tokens"])
 

@@ -15,6 +15,8 @@ import operator
 
 import numpy as np
 
+from tgo.io import TGOError
+
 # The metrics a run reports with intervals and sample-size curves (the headline numbers).
 HEADLINE_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
@@ -381,6 +383,19 @@ def fitted_alpha_window(ranks, n_images, dim, groups):
     if hi <= cap:
         return (lo, hi), None
     return (lo, cap), f"{holds}: alpha is fitted over ranks {lo}..{cap}"
+
+
+def stage_alpha_window(param, ranks, n_images, dim, groups):
+    """``fitted_alpha_window`` for a stage reading the window from `param`: prints a note when the
+    window comes down, and stops with one line naming the param and the fix when it cannot fit."""
+    try:
+        window, note = fitted_alpha_window(ranks, n_images, dim, groups)
+    except ValueError as e:
+        raise TGOError(f"{param}={list(ranks)}: {e}; start the window lower or use more probe images "
+                       "(extract.probe_size)") from None
+    if note:
+        print(f"note: {param}={list(ranks)} does not fit: {note}")
+    return window
 
 
 def spectral_metrics(X, ranks=(11, 100), cosine_max_samples=2000):
