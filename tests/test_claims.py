@@ -536,6 +536,10 @@ def test_verdicts_table_rows_columns_and_legend():
     assert rows["tgo1.erank_rises"][1] == "?" == rows["tgo1.erank_rises"][4]  # the baseline's word
     assert "slow-lr: train.lr=0.0001" in text and "main: the committed params" in text
     assert "workspace: no params changed" in text
+    # a zoo model's column names its experiment, and below it the zoo id, each whole
+    header, zoo_line = text.splitlines()[:2]
+    assert header.split() == ["claim", "workspace", "main", "slow-lr", "slow-lr", "slow-lr"]
+    assert zoo_line.split() == [":deit", ":rand"] and zoo_line.rstrip().endswith(":rand")
     # A narrow terminal: the columns go into blocks, no line wider than the terminal.
     # (a 35-character claim column, 14 per run column: two runs per block of 70)
     narrow = table.render(found, 70)

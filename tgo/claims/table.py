@@ -88,12 +88,16 @@ def render(found, width):
     """The table, split into as many blocks of columns as the width needs, then the legend."""
     ids = list(REGISTRY)
     first = max(len(i) for i in ids) + 2
-    col = max(9, *(min(len(name), 16) + 2 for name, _, _ in found)) if found else 9
+    col = max(9, *(min(max(map(len, name.split(":", 1))) + 1, 16) + 2 for name, _, _ in found)) if found else 9
     per_block = max(1, (width - first) // col)
     lines = []
     for start in range(0, len(found), per_block):
         block = found[start:start + per_block]
-        lines.append("claim".ljust(first) + "".join(name[:col - 2].rjust(col) for name, _, _ in block))
+        # A zoo model's column, "<experiment>:<zoo id>", takes two header lines: long names stay whole.
+        exps, zoo_ids = zip(*((name.split(":", 1) + [""])[:2] for name, _, _ in block))
+        lines.append("claim".ljust(first) + "".join(e[:col - 2].rjust(col) for e in exps))
+        if any(zoo_ids):
+            lines.append(" " * first + "".join((f":{z}" if z else "")[:col - 2].rjust(col) for z in zoo_ids))
         lines.append("-" * (first + col * len(block)))
         lines += [i.ljust(first) + "".join(cell(r.get(i)).rjust(col) for _, _, r in block) for i in ids]
         lines.append("")
