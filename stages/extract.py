@@ -88,4 +88,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_stage("extract", main)
+    run_stage("extract", main, scratch=lambda: from_argv().extract_work)

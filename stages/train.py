@@ -12,7 +12,7 @@ from dvclive import Live
 from tgo import distributed
 from tgo.checkpoints import TRAIN_LOCK, TRAIN_WORK, import_weights, publish
 from tgo.data import load_prepared
-from tgo.io import TGOError, run_stage, single_writer, write_json
+from tgo.io import TGOError, atomic_dir, run_stage, single_writer, write_json
 from tgo.models import ARCH_KEYS, check_name, create_model, model_kwargs
 from tgo.params import load
 from tgo.runs import Run
@@ -57,7 +57,9 @@ def run(mcfg, tcfg, kwargs, manifest, train_data, val_data):
     print(f"training {mcfg['name']} ({n_params / 1e6:.2f} M params) for {tcfg['epochs']} epochs "
           f"on {len(train_data[1])} images" + (f", {n_procs} processes" if n_procs > 1 else ""))
 
-    with Live(LIVE, save_dvc_exp=False, dvcyaml=False) as live:
+    # DVCLive logs into a temporary directory that replaces reports/train when training finishes: a
+    # run that fails or is stopped leaves the last run's curves (a resumed run replays its epochs).
+    with atomic_dir(LIVE) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         def log_epoch(row):
             live.step = row["epoch"]
             live.log_metric("train/loss", row["train_loss"])
@@ -84,7 +86,7 @@ def use_weights(model, weights, tcfg, manifest, val_data):
     n_params = import_weights(model, weights, RUN.checkpoints, manifest["classes"], (untrained, tcfg["seed"]))
     metrics = {"weights": str(weights), "epochs": 0, "params_M": round(n_params / 1e6, 3)}
     classes = head_classes(model, manifest["classes"])
-    with Live(LIVE, save_dvc_exp=False, dvcyaml=False) as live:
+    with atomic_dir(LIVE) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         if classes is not None:  # accuracy only when the head's classes are the data's
             res = evaluate(model, *val_data, tcfg["eval_batch_size"], classes=classes)
             metrics.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"])
@@ -98,4 +100,4 @@ def use_weights(model, weights, tcfg, manifest, val_data):
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    run_stage("train", main, scratch=lambda: TRAIN_WORK)

@@ -18,6 +18,18 @@ DATA = "data/prepared"
 
 def main():
     run = from_argv()
+    try:
+        build(run)
+    except BaseException:
+        # `dvc exp run` creates data/zoo/<id>/ before a new model's first run (it checks out the
+        # folders of the outputs): a run that fails leaves no empty folder behind.
+        for folder in (run.data, run.data.parent):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def build(run):
     zoo = load("zoo")
     if run.zoo_id not in zoo:
         raise TGOError(f"zoo.{run.zoo_id}: not in the zoo ({', '.join(zoo) or 'empty'}); run the zoo_* stages "

@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -181,9 +182,9 @@ def stage_of(record):
 
 def undeclared_reads(project, reads):
     """{stage: files it opened for reading that dvc.yaml does not declare} from the audit records in
-    `reads`. Beside its deps a stage may read params.yaml, its own outputs, DVC's or git's own
-    files, and train its run in progress (data/train-work, by design no DVC output); code is
-    checked by test_dvc_yaml.py."""
+    `reads`. Beside its deps a stage may read params.yaml, its own outputs (also while it writes
+    them, under .<name>.tmp<pid>: tgo.io.atomic_path), DVC's or git's own files, and train its run
+    in progress (data/train-work, by design no DVC output); code is checked by test_dvc_yaml.py."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     problems = {}
     for path in sorted(Path(reads).glob("*.json")):
@@ -198,11 +199,17 @@ def undeclared_reads(project, reads):
         if base == "zoo_extract":
             work = [f"data/zoo/{key}/extract-work"]
         allowed = [project / p for p in declared + work + ["params.yaml", ".dvc", ".git", ".dvcignore", ".gitignore"]]
-        bad = [p for p in map(Path, record["reads"]) if project in p.parents and p.suffix not in (".py", ".pyc")
+        read = [published(p) for p in map(Path, record["reads"])]
+        bad = [p for p in read if project in p.parents and p.suffix not in (".py", ".pyc")
                and "__pycache__" not in p.parts and not any(a == p or a in p.parents for a in allowed)]
         if bad:
             problems[name] = bad
     return problems
+
+
+def published(path):
+    """A path inside an output's temporary twin (.<name>.tmp<pid>) as it will be published."""
+    return Path(*(re.sub(r"^\.(.+)\.tmp\d+$", r"\1", part) for part in path.parts))
 
 
 def audited_stages(reads):

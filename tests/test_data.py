@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from micro import micro_config, run_stage, stage_error, stage_ok
-from tgo.data import list_probe_folder, load_prepared, write_prepared
+from tgo.data import list_probe_folder, load_image, load_prepared, write_prepared
 from tgo.imagenet import decode_split
 from tgo.io import TGOError
 
@@ -217,6 +217,18 @@ def test_imagefolder_resizes_shorter_side_then_centre_crops(tmp_path):
             assert img.shape == (SIZE, SIZE, 3)
             assert img.mean() > 200
             assert (img > 200).all(axis=-1).mean() > 0.85
+
+
+def test_a_16_bit_grayscale_png_keeps_its_grey_level(tmp_path):
+    # 40000 of 65535 is 156 of 255 (40000 / 257 = 155.6), not white: PIL's convert("RGB") clips a
+    # 16-bit image at 255. Three levels along a row stay in order.
+    levels = np.array([[10000, 40000, 60000]], np.uint16).repeat(3, axis=0)
+    (tmp_path / "tree").mkdir()
+    Image.fromarray(levels).save(tmp_path / "tree" / "grey16.png")
+    assert Image.open(tmp_path / "tree" / "grey16.png").mode.startswith("I")
+    img = load_image(tmp_path / "tree" / "grey16.png", 3)
+    assert (img == img[..., :1]).all()  # grey: the same value in every channel
+    assert img[1, :, 0].tolist() == [round(v / 257) for v in (10000, 40000, 60000)] == [39, 156, 233]
 
 
 @pytest.fixture(scope="module")

@@ -171,3 +171,16 @@ def test_the_committed_lock_records_the_committed_code():
     stale = sorted({f"{stage}: {path}" for stage, path, h in deps if path in md5 and md5[path] != h})
     assert not stale, ("the committed dvc.lock is stale: rerun the demo and commit its dvc.lock and reports/ "
                        f"(README, Adding a metric, step 6): {stale}")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_output_persists(stage):
+    # DVC deletes a stage's outputs before it runs the command unless they persist; the stages
+    # replace their outputs only when they finish, so a run that fails or is stopped keeps the last
+    # results (README, When a run fails or is stopped).
+    spec = STAGES[stage]
+    outputs = [o for key in ("outs", "metrics", "plots") for o in spec.get(key, [])]
+    assert outputs
+    for out in outputs:
+        path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+        assert options.get("persist") is True, f"{stage}: {path} has no persist: true"

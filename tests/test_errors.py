@@ -8,14 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from micro import ENV, REPO, fails_before_writing, micro_config, run_stage, stage_error, stage_ok
-from tgo.io import TGOError, require_free_space
+from micro import ENV, REPO, fails_before_writing, micro_config, run_stage, snapshot, stage_error, stage_ok
+from tgo.io import TGOError, require_free_space, size_text
 
 
 def fails_cleanly(stage, root, params, *needles):
@@ -95,11 +96,24 @@ def upstream(workspace, dst, paths):
     return dst
 
 
-def test_train_nan_loss_stops_with_one_line(tmp_path, workspace):
-    root = upstream(workspace, tmp_path, ["data/prepared"])
+def test_train_nan_loss_stops_with_one_line_and_keeps_the_last_logs(tmp_path, workspace):
+    # The last run's DVCLive logs stay as they were: the failed run's epochs never reach them.
+    root = upstream(workspace, tmp_path, ["data/prepared", "reports/train"])
+    before = snapshot(root / "reports/train")
     proc = run_stage("train", root, micro_config(train={"lr": 1e30, "clip_grad": 0.0, "warmup_epochs": 0}))
     stage_error(proc, "train", "loss is nan", "train.lr")
     assert not (root / "reports/metrics/train.json").exists()
+    assert snapshot(root / "reports/train") == before and before
+    assert not list((root / "reports").glob(".*tmp*"))
+
+
+def test_a_zoo_model_that_fails_leaves_no_empty_folder(tmp_path, workspace):
+    # `dvc exp run -S "+zoo.bad={name:vit_nope}"` creates data/zoo/bad/ before the stage runs.
+    root = upstream(workspace, tmp_path, ["data/prepared"])
+    (root / "data/zoo/bad").mkdir(parents=True)
+    params = {**micro_config(), "zoo": {"bad": {"name": "vit_nope", "weights": None}}}
+    stage_error(run_stage("zoo_model", root, params, ["--zoo", "bad"]), "zoo_model", "zoo.bad.name", "vit_nope")
+    assert not (root / "data/zoo").exists()
 
 
 @pytest.mark.parametrize("stage", ["spectral", "tokens"])
@@ -181,6 +195,55 @@ def test_disk_space_is_checked_up_front(tmp_path):
     with pytest.raises(TGOError, match=r"needs 1000000.0 GB free"):
         require_free_space(tmp_path / "out", 10**15)
     require_free_space(tmp_path / "out", 1)
+
+
+def test_sizes_read_in_the_unit_that_shows_them():
+    assert [size_text(n) for n in (1.5e9, 3e8, 12_000, 300)] == ["1.5 GB", "300.0 MB", "12.0 kB", "0.3 kB"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A filesystem of its own (a 4 MB tmpfs) that a test can fill or make read-only; skipped
+    where mounting needs privileges this process lacks."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_during_training_is_one_line_and_the_rerun_is_the_same(small_disk, workspace):
+    """Room for two checkpoints but not for the resume state after epoch 1 (model and optimizer):
+    torch.save fills the disk. One line naming the file, no scratch left; with the space freed the
+    same command trains the same weights."""
+    root = upstream(workspace, small_disk / "project", ["data/prepared"])
+    checkpoint = (workspace / "data/checkpoints/epoch_000.safetensors").stat().st_size
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - int(2.5 * checkpoint)))
+    line = stage_error(run_stage("train", root, micro_config()), "train", "data/train-work/resume.pt",
+                       "no space left", "free some space")
+    assert "tmp" not in line and not list(root.glob("data/**/.*.tmp*"))
+    filler.unlink()
+    stage_ok("train", root)
+    for name in ("epoch_000", "epoch_001", "epoch_002"):
+        assert (root / f"data/checkpoints/{name}.safetensors").read_bytes() == \
+            (workspace / f"data/checkpoints/{name}.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("stage, inputs, needle", [
+    ("prepare", [], "data/prepared"),
+    ("train", ["data/prepared"], "data/.train.lock"),
+    ("extract", ["data/prepared", "data/checkpoints"], "data/extract-work"),
+])
+def test_a_read_only_data_folder_is_one_line(small_disk, workspace, stage, inputs, needle):
+    root = small_disk.parent / "project"
+    for rel in inputs:
+        shutil.copytree(workspace / rel, small_disk / Path(rel).name)
+    root.mkdir()
+    (root / "data").symlink_to(small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    stage_error(run_stage(stage, root, micro_config()), stage, needle, "cannot write", "writable")
 
 
 def test_a_second_trainer_stops_while_the_first_runs(tmp_path, workspace):

@@ -5,8 +5,10 @@ captured residual stream and attention. Widths and depths are shrunk to keep the
 sizes, input sizes, prefix tokens and pooling are the families' own."""
 import hashlib
 import os
+import pickle
 import shutil
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -348,6 +350,19 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, where):
     with pytest.raises(TGOError, match="unpickling refused"):
         create_model("vit_tiny_patch16_224", path if where == "file" else path.parent, **SMALL, patch_size=4,
                      img_size=16)
+    assert not marker.exists()
+
+
+def test_a_raw_pickle_is_refused_without_a_warning(tmp_path):
+    # pickle.dump (protocol 4+), not torch.save: torch warns of the protocol before it refuses the
+    # file; the user sees the one line only.
+    marker, path = tmp_path / "ran", tmp_path / "raw.pth"
+    path.write_bytes(pickle.dumps({"payload": Payload(marker)}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TGOError, match="unpickling refused"):
+            create_model("vit_tiny_patch16_224", path, **SMALL, patch_size=4, img_size=16)
+    assert not caught, [str(w.message) for w in caught]
     assert not marker.exists()
 
 

@@ -1,13 +1,18 @@
 """Training killed with SIGKILL resumes from the last complete epoch, bit for bit, also after a
 change of a param that does not determine the weights; a bad value in between deletes nothing.
-Extraction killed with SIGKILL resumes at the checkpoint where it stopped, bit for bit."""
+Extraction killed with SIGKILL resumes at the checkpoint where it stopped, bit for bit. A stage
+stopped by a signal (Ctrl-C, kill, the death of its `dvc`) says so on one line and resumes."""
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from micro import ENV, REPO, git_commit, micro_config, run_stage, stage_error, stage_ok, write_params
+import pytest
+
+from micro import (ENV, REPO, git_commit, micro_config, rendered_lines, run_stage, stage_error, stage_ok,
+                   write_params)
 
 PARAMS = micro_config(prepare={"train_per_class": 100},
                       train={"epochs": 6, "batch_size": 20, "checkpoint_epochs": [0, 1, 3, 6]})
@@ -81,3 +86,75 @@ def test_killed_extract_resumes_at_the_checkpoint_where_it_stopped(tmp_path):
     for epoch in ("epoch_000", "epoch_001", "epoch_002", "epoch_003"):
         for f in sorted((ref / "data/activations" / epoch).iterdir()):
             assert f.read_bytes() == (work / "data/activations" / epoch / f.name).read_bytes(), f"{epoch}/{f.name}"
+
+
+LONG = micro_config(train={"epochs": 30, "checkpoint_epochs": [0, 30]})
+
+
+def wait_for(path, proc):
+    deadline = time.time() + 120
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert path.exists(), f"{path} never appeared"
+
+
+def stopped_line(stderr, stage, scratch):
+    """The stage's last word on stderr (after its progress bars) says it stopped, that its outputs
+    are the last run's, and where it resumes from."""
+    last = rendered_lines(stderr)[-1]
+    assert "Traceback" not in stderr, stderr
+    assert last.startswith(f"tgo {stage}: stopped before it finished; its outputs are as the last complete run "
+                           f"left them. Run the same command again to resume from {scratch} ("), last
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_with_one_line_and_it_resumes(tmp_path, workspace, sig):
+    """Ctrl-C, `kill` or a scheduler's time limit: one line saying what happened and what to do,
+    exit 130, nothing published, and the same command resumes."""
+    (tmp_path / "data").mkdir()
+    shutil.copytree(workspace / "data/prepared", tmp_path / "data/prepared")
+    write_params(tmp_path, LONG)
+    proc = subprocess.Popen([sys.executable, str(REPO / "stages/train.py")], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(tmp_path / "data/train-work/resume.pt", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    stopped_line(err.decode(), "train", "data/train-work")
+    assert not (tmp_path / "data/checkpoints").exists() and not (tmp_path / "reports/train").exists()
+    assert not list(tmp_path.glob("**/.*.tmp*")), "the stopped stage left scratch behind"
+    assert "resuming from epoch" in stage_ok("train", tmp_path).stdout
+
+
+def state(pid):
+    """A process's state letter (R, S, Z, ...), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_stage_stops_when_the_dvc_that_started_it_is_killed(tmp_path, workspace):
+    """SIGKILL to `dvc repro` during training: the trainer must not finish unseen (the next `dvc
+    repro` would train again from the start); it stops, and the next run resumes."""
+    (tmp_path / "data").mkdir()
+    shutil.copytree(workspace / "data/prepared", tmp_path / "data/prepared")
+    write_params(tmp_path, LONG)
+    log = tmp_path / "stage.log"
+    # A stand-in for dvc: starts the stage as dvc does (a child process) and waits for it.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[1:]); "
+                               "print(p.pid, flush=True); p.wait()", sys.executable, str(REPO / "stages/train.py")],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    child = int(parent.stdout.readline())
+    wait_for(tmp_path / "data/train-work/resume.pt", parent)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 60
+    while state(child) not in (None, "Z") and time.time() < deadline:
+        time.sleep(0.05)
+    assert state(child) in (None, "Z"), "the trainer ran on after its parent was killed"
+    stopped_line(log.read_text(), "train", "data/train-work")
+    assert not (tmp_path / "data/checkpoints").exists()
+    assert "resuming from epoch" in stage_ok("train", tmp_path).stdout

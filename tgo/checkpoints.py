@@ -22,9 +22,9 @@ from pathlib import Path
 
 # numpy, not torch: qk reads weights without paying torch's import (seconds per process).
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from tgo.io import TGOError, atomic_dir, atomic_path, read_json, write_json
+from tgo.io import TGOError, atomic_dir, atomic_file, read_json, write_json
 from tgo.runs import INIT
 
 TRAIN_WORK, TRAIN_LOCK = Path("data/train-work"), Path("data/.train.lock")
@@ -47,8 +47,8 @@ def config_hash(*objs):
 def save_weights(model, path):
     """A model's state dict as a safetensors file (the same bytes as safetensors.torch writes)."""
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    with atomic_file(path, "wb") as f:  # bytes written by Python: a full disk is an OSError (ENOSPC)
+        f.write(save(state))
 
 
 def checkpoint_digest(ckpt_dir, epoch):

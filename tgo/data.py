@@ -155,13 +155,22 @@ def load_image(path, size, resize=None):
         scale = resize / min(w, h)
         target = (max(resize, round(w * scale)), max(resize, round(h * scale)))
         im.draft("RGB", target)
-        im = im.convert("RGB")
+        im = _rgb(im)
         w, h = im.size
         scale = resize / min(w, h)
         im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BICUBIC)
         w, h = im.size
         left, top = (w - size) // 2, (h - size) // 2
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def _rgb(im):
+    """An image as 8-bit RGB. 16-bit grayscale (PNG, TIFF; PIL modes I;16 and I) is scaled from 0..65535 to 0..255:
+    PIL's convert("RGB") clips it, so that anything above 255 of 65535 would turn white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        scaled = np.clip(np.asarray(im, dtype=np.float64) / 257.0, 0, 255)
+        im = Image.fromarray(np.rint(scaled).astype(np.uint8))
+    return im.convert("RGB")
 
 
 def list_imagefolder(root):

@@ -1,12 +1,15 @@
 """Small helpers shared by the stages: expected errors, the stage runner, the usable cores, progress
 bars, atomic writes, JSON and CSV."""
 import csv
+import ctypes
+import errno
 import json
 import os
 import shutil
+import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,16 +19,68 @@ class TGOError(Exception):
     """An expected failure (bad input or params). Stages print its message on one line and exit 2."""
 
 
-def run_stage(name, main):
-    """Run a stage's main(): print its wall time; turn a TGOError into one line and exit code 2."""
+# Errors of the disk rather than of the code: a stage says which path and what to do, on one line.
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def run_stage(name, main, scratch=None):
+    """Run a stage's main(): print its wall time. An expected failure (TGOError, a full or read-only
+    disk) becomes one line and exit code 2; a signal (SIGINT, SIGTERM, the death of the `dvc` that
+    started it) one line and exit code 130, naming the folder the stage resumes from (`scratch()`)."""
     start = time.perf_counter()
+    old_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        _stop_with_parent()
         main()
     except TGOError as e:
-        print(f"tgo {name}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(name, e, 2)
+    except KeyboardInterrupt:
+        _fail(name, _stopped(scratch and scratch()), 130)
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            _fail(name, f"{e.filename or 'the disk'}: no space left on its disk; free some space (or point "
+                        "data/ elsewhere) and rerun: train and extract resume where they stopped", 2)
+        if e.errno in NOT_WRITABLE:
+            _fail(name, f"{e.filename}: cannot write here ({e.strerror}); make data/ and reports/ writable (or "
+                        "run from a writable copy of the project) and rerun", 2)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
     if "LOCAL_RANK" not in os.environ:  # torchrun workers: the launching process reports
         print(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+
+
+def _fail(name, message, code):
+    print(f"tgo {name}: {'' if code == 130 else 'error: '}{message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _stopped(scratch):
+    """What a stage stopped by a signal says: its outputs are untouched (tgo.io.atomic_path; DVC keeps
+    them: persist), and how to resume or, not resuming, free the work done so far."""
+    text = "stopped before it finished; its outputs are as the last complete run left them. Run the same command again"
+    if scratch is None or not Path(scratch).is_dir():
+        return text
+    size = sum(f.stat().st_size for f in Path(scratch).rglob("*") if f.is_file())
+    return f"{text} to resume from {scratch} ({size_text(size)}), or delete that folder to drop the work done"
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (`kill`, a scheduler's time limit) stops a stage as Ctrl-C does, through its cleanup."""
+    raise KeyboardInterrupt
+
+
+def _stop_with_parent():
+    """On Linux a stage gets SIGINT when the process that started it dies (a `dvc` killed with
+    SIGKILL): it stops, and the next `dvc repro` resumes it, instead of finishing unseen while that
+    `dvc repro` starts it again from the beginning."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request took effect
+        raise KeyboardInterrupt
 
 
 def usable_cpus():
@@ -104,8 +159,16 @@ def require_free_space(path, nbytes):
     existing = next(p for p in (path, *path.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     if free < nbytes:
-        raise TGOError(f"{path}: needs {nbytes / 1e9:.1f} GB free, {free / 1e9:.1f} GB available on its disk; "
+        raise TGOError(f"{path}: needs {size_text(nbytes)} free, {size_text(free)} available on its disk; "
                        "free some space (or point DVC's cache elsewhere) and rerun")
+
+
+def size_text(nbytes):
+    """A byte count as a person reads it: 1.5 GB, 300.0 MB, 12.0 kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 1e3:.1f} kB"
 
 
 def _remove(path):
@@ -121,16 +184,20 @@ def atomic_path(path, is_dir=False):
     finishes: the project's one way of writing an output, so a killed or failing stage never
     leaves a half-written file or directory that looks complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_scratch(path)
     tmp = _tmp_path(path)
-    _remove(tmp)
-    if is_dir:
-        tmp.mkdir()
     try:
-        yield tmp
-    except BaseException:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_scratch(path)
         _remove(tmp)
+        if is_dir:
+            tmp.mkdir()
+        yield tmp
+    except BaseException as e:
+        with suppress(OSError):  # a read-only disk refuses even to unlink what is not there
+            _remove(tmp)
+        # An error of the disk names the output, not the scratch path (a full disk names nothing).
+        if isinstance(e, OSError) and e.filename in (None, str(tmp)):
+            e.filename = str(path)
         raise
     if is_dir:
         shutil.rmtree(path, ignore_errors=True)

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before timm imports huggingface_hub: no hub requests, ever
@@ -166,13 +167,18 @@ def read_state_dict(path, param="model"):
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: torch.from_numpy(z[k]) for k in z.files}
-        return load_state_dict(str(path), use_ema=False, weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read, then refuses it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return load_state_dict(str(path), use_ema=False, weights_only=True)
     except (SafetensorError, OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
         # torch.load with weights_only=True refuses any pickle that would import or call code.
         text = f"{e} {e.__cause__}"
-        refused = "Unsupported global" in text  # torch names the import it refused
-        reason = ("unpickling refused: it would import or run code" if refused
-                  else f"{type(e).__name__}: not a weights file")
+        if "Unsupported global" in text:  # torch names the import it refused
+            reason = "unpickling refused: it would import or run code"
+        elif "Weights only load failed" in text:
+            reason = "unpickling refused: torch.load(weights_only=True) reads tensors and plain containers only"
+        else:
+            reason = f"{type(e).__name__}: not a weights file"
         raise TGOError(f"{param}.weights: cannot read '{path}' as safetensors, a PyTorch state dict or an .npz "
                        f"({reason})") from None
 

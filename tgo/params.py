@@ -193,7 +193,7 @@ SCHEMA = {
         "seed": Param(int, "seed of k-means and of the permutations", at_least(0)),
     },
     "correlation": {
-        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(1)),
+        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2)),
     },
     "mi": {
         "n_channels": Param(int, "channels sampled per sublayer (the same for every block and checkpoint)",
@@ -212,7 +212,7 @@ SCHEMA = {
         "seed": Param(int, "seed of the channel sample and the shuffles", at_least(0)),
     },
     "qk": {
-        "max_images": Param(int, "probe images used for angle vs attention", at_least(1)),
+        "max_images": Param(int, "probe images used for angle vs attention", at_least(2)),
         "angle_bins": Param(int, "bins of the angle axis (0..180 degrees)", at_least(2)),
     },
     "ci": {

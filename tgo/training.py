@@ -32,7 +32,7 @@ from tqdm import tqdm
 from tgo.augment import training_batch
 from tgo.checkpoints import checkpoint_name, checkpoint_schedule, config_hash, save_weights
 from tgo.distributed import world
-from tgo.io import TGOError, atomic_path
+from tgo.io import TGOError, atomic_file
 from tgo.loader import device_batches
 from tgo.models import input_config, preprocess
 
@@ -107,8 +107,9 @@ def evaluate(model, images, labels, batch_size, amp=None, classes=None):
 
 
 def save_resume(path, state):
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's RuntimeError.
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_resume(path, device):
