@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tgo.activations import image_of_rows, sample_sets  # noqa: E402
 from tgo.geometry import spectral, stats  # noqa: E402
 from tgo.io import usable_cpus  # noqa: E402
+from tgo.runs import HEADLINE_METRICS  # noqa: E402
 
-SUMMARY = spectral.HEADLINE_METRICS
+SUMMARY = HEADLINE_METRICS
 
 
 def synthetic_tokens(n, tokens, dim, seed=0):

@@ -1,5 +1,5 @@
 """mi: per checkpoint, block and sublayer (attention, MLP): mutual information between neurons vs
-spatial distance, excess kurtosis, conditional ("bowtie") histograms, over the patch tokens only;
+spatial distance and its decay rate, excess kurtosis, conditional ("bowtie") histograms, over the patch tokens only;
 at the first and the last checkpoint also their half-sample replicates and intervals
 -> reports/mi/, reports/metrics/mi.json (with --zoo <id>: the zoo model's, tgo.runs)."""
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +80,9 @@ def analyse(checkpoints, cfg, level, n, channels, halves, out):
         q = np.nanpercentile(k, [10, 50, 90])
         kurt = {**at, "kurtosis_mean": np.nanmean(k), "kurtosis_p10": q[0], "kurtosis_median": q[1],
                 "kurtosis_p90": q[2], "kurtosis_mean_ci_low": np.nan, "kurtosis_mean_ci_high": np.nan}
-        mi_reps, kurt_reps = [], []
+        # The MI decay rate is computed here once; the claims and the figures read it (tgo.runs.ROWS).
+        decay = {**at, "mi_decay_rate": mi_decay_rate(res["distances"], res["mi"])}
+        mi_reps, kurt_reps, decay_reps = [], [], []
         if reps:
             kurt_halves = [np.nanmean(excess_kurtosis(x[h].reshape(len(h), -1), axis=0)) for h in halves]
             kurt["kurtosis_mean_ci_low"], kurt["kurtosis_mean_ci_high"] = half_sample_interval(
@@ -88,12 +90,15 @@ def analyse(checkpoints, cfg, level, n, channels, halves, out):
             kurt_reps = [{**at, "half": h, "kurtosis_mean": v} for h, v in enumerate(kurt_halves)]
             mi_reps = [{**at, "distance": d, "half": h, "mi": m}
                        for h, curve_h in enumerate(res["mi_halves"]) for d, m in zip(res["distances"], curve_h)]
+            decay_reps = [{**at, "half": h, "mi_decay_rate": v}
+                          for h, v in enumerate(mi_decay_rate(res["distances"], res["mi_halves"]))]
         r0, c0 = res["references"][0]
         bow = (_bowtie_rows(x, (rows_, cols_), r0 * cols_ + c0, channels[0], cfg["bowtie_bins"], at)
                if act_dir == checkpoints[-1][0] else [])
-        return res, curve, kurt, bow, mi_reps, kurt_reps
+        return res, curve, kurt, bow, mi_reps, kurt_reps, decay, decay_reps
 
     curves, kurtosis, bowtie, mi_replicates, kurtosis_replicates, last_results = [], [], [], [], [], {}
+    decays, decay_replicates = [], []
     # Two blocks at a time: one block's reading, shuffles and kurtosis (a single thread) run while
     # the other's KSG kernel keeps every core busy. Each block's numbers are computed alone, in order.
     with ThreadPoolExecutor(2) as pool:
@@ -102,8 +107,10 @@ def analyse(checkpoints, cfg, level, n, channels, halves, out):
             done = progress(pool.map(lambda w: block(act_dir, meta, *w), work), total=len(work),
                             desc="sublayers", unit="sublayer", leave=False)
             # The bar first: zip exhausts it, which closes it.
-            for (res, curve, kurt, bow, mi_reps, kurt_reps), (sub, b) in zip(done, work):
+            for (res, curve, kurt, bow, mi_reps, kurt_reps, decay, decay_reps), (sub, b) in zip(done, work):
                 curves += curve
+                decays.append(decay)
+                decay_replicates += decay_reps
                 kurtosis.append(kurt)
                 bowtie += bow
                 mi_replicates += mi_reps
@@ -127,6 +134,8 @@ def analyse(checkpoints, cfg, level, n, channels, halves, out):
     write_csv(out / "bowtie.csv", bowtie)
     write_csv(out / "replicates.csv", mi_replicates)
     write_csv(out / "kurtosis_replicates.csv", kurtosis_replicates)
+    write_csv(out / "decay.csv", decays)
+    write_csv(out / "decay_replicates.csv", decay_replicates)
     for sub in SUBLAYERS:  # DVC plot data: MI at distance 1 across depth, last checkpoint
         write_csv(out / f"depth_{sub}.csv", depth_rows[sub])
     write_tokens_used(out, meta, used_text(meta))

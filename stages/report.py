@@ -53,7 +53,7 @@ def main():
     if r["coherence"]:
         figures["token_clusters"] = F.fig_clusters(r["signatures"], last)
     figures["intertoken_correlation"] = F.fig_correlation(r["correlation"])
-    figures["mi_distance"] = F.fig_mi(r["mi_distance"])
+    figures["mi_distance"] = F.fig_mi(r["mi_distance"], r["mi_decay"])
     figures["kurtosis_bowtie"] = F.fig_kurtosis_bowtie(r["kurtosis"], r["bowtie"])
     if "skipped" not in r["qk"]:
         figures["qk"] = F.fig_qk(r["qk_heads"], r["qk_spectra"], r["qk_angles"], r["qk_attention_by_angle"])

@@ -6,14 +6,12 @@ import numpy as np
 from tgo import activations
 from tgo.activations import (each_checkpoint, each_site, image_of_rows, load_pooled, rows_of_images,
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
-from tgo.geometry.spectral import (HEADLINE_METRICS, jackknife_spectral_metrics, nested_spectral_metrics,
-                                   row_scatter, singular_values, stage_alpha_window)
+from tgo.geometry.spectral import (jackknife_spectral_metrics, nested_spectral_metrics, row_scatter, singular_values,
+                                   stage_alpha_window)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
-from tgo.runs import INIT, from_argv
-
-SUMMARY = HEADLINE_METRICS
+from tgo.runs import HEADLINE_METRICS, INIT, from_argv
 
 
 def main():
@@ -40,10 +38,10 @@ def main():
         final = next(r for r in at_last if r["site"] == "final_norm")
         # Sorted: a set's order varies between runs, and with it the last digits of the replicate means.
         blocks = sorted({r["site"] for r in at_last if r["site"].startswith("block_")})
-        summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in SUMMARY
+        summary[name] = {"final_norm": {f"{k}{end}": final[f"{k}{end}"] for k in HEADLINE_METRICS
                                         for end in ("", "_ci_low", "_ci_high")},
                          "block_mean": {}}
-        for k in SUMMARY:  # the mean over blocks, its interval from the block-mean of each replicate
+        for k in HEADLINE_METRICS:  # the mean over blocks, its interval from the block-mean of each replicate
             value = float(np.mean([r[k] for r in at_last if r["site"] in blocks]))
             reps = np.mean([[r[k] for r in replicates if r["epoch"] == last and r["site"] == site
                              and r["sample_set"] == name] for site in blocks], axis=0)
@@ -81,12 +79,12 @@ def analyse(checkpoints, cfg, ci, out):
                 m, reps = jackknife_spectral_metrics(X, labels, ranks, cfg["cosine_max_samples"], scatter)
                 eigs = m.pop("eigenvalues")
                 bounds = {}
-                for k in SUMMARY:
+                for k in HEADLINE_METRICS:
                     bounds[f"{k}_ci_low"], bounds[f"{k}_ci_high"] = interval(m[k], reps[k], ci["level"])
                 rows.append({**at, "n_samples": len(X), **m, **bounds})
-                replicates += [{**at, "group": g, **{k: reps[k][g] for k in SUMMARY}}
+                replicates += [{**at, "group": g, **{k: reps[k][g] for k in HEADLINE_METRICS}}
                                for g in range(len(reps["alpha"]))]
-                sample_size += [{**at, "n_images": size, **{k: v[k] for k in SUMMARY}} for size, v in zip(
+                sample_size += [{**at, "n_images": size, **{k: v[k] for k in HEADLINE_METRICS}} for size, v in zip(
                     sizes, nested_spectral_metrics(X, nested, ranks, cfg["cosine_max_samples"], scatter))]
                 sv = singular_values(eigs, len(X))
                 spectra += [{"epoch": meta["epoch"], "site": site, "sample_set": name, "rank": k + 1,

@@ -18,6 +18,7 @@ from tgo.claims import core, table
 from tgo.geometry import qk
 from tgo.geometry import spectral as sp
 from tgo.geometry import stats
+from tgo.geometry.information import mi_decay_rate
 from tgo.geometry.correlation import intertoken_correlation
 from tgo.geometry.tokens import alpha_signatures, jackknife_alpha_signatures, spatial_coherence
 from tgo.runs import ROWS
@@ -235,11 +236,29 @@ def mi_rows(amplitude, length, epoch, noise=0.002, seed=0):
     return rows, reps
 
 
+def mi_results(rows, reps):
+    """The mi stage's results for these curves, with the decay rates it computes from them
+    (decay.csv, decay_replicates.csv) by the definition in tgo.geometry.information."""
+    decay, decay_reps = [], []
+    for e, s, b in sorted({(r["epoch"], r["sublayer"], r["depth"]) for r in rows}):
+        at = {"epoch": e, "sublayer": s, "depth": b}
+        mine = [r for r in rows if (r["epoch"], r["sublayer"], r["depth"]) == (e, s, b)]
+        d = np.array(sorted(r["distance"] for r in mine))
+        decay.append({**at, "mi_decay_rate": mi_decay_rate(d, [r["mi"] for r in sorted(mine, key=lambda r: r["distance"])])})
+        halves = {}
+        for r in reps:
+            if (r["epoch"], r["sublayer"], r["depth"]) == (e, s, b):
+                halves.setdefault(r["half"], {})[r["distance"]] = r["mi"]
+        curves = np.array([[halves[h][x] for x in d] for h in sorted(halves)])
+        decay_reps += [{**at, "half": h, "mi_decay_rate": v} for h, v in zip(sorted(halves), mi_decay_rate(d, curves))]
+    return results(mi_distance=rows, mi_replicates=reps, mi_decay=decay, mi_decay_replicates=decay_reps)
+
+
 def mi_case(planted, flat=([0.3] * BLOCKS, [np.inf] * BLOCKS)):
     def build(at_init, trained):
         a = mi_rows(*(planted if at_init else flat), INIT, seed=1)
         b = mi_rows(*(planted if trained else flat), TRAINED, seed=2)
-        return results(mi_distance=a[0] + b[0], mi_replicates=a[1] + b[1])
+        return mi_results(a[0] + b[0], a[1] + b[1])
     return build
 
 
@@ -267,7 +286,7 @@ def test_mi_decay_uses_every_distance():
     rows, reps = mi_rows([0.3] * BLOCKS, [np.inf] * BLOCKS, TRAINED)
     for r in rows + reps:
         r["mi"] += {1: 0.0, 2: -0.05, 3: -0.05, 4: 0.05, 5: -0.001}[r["distance"]]
-    rec = record(results(mi_distance=rows, mi_replicates=reps), "probing.mi_falls_with_distance")
+    rec = record(mi_results(rows, reps), "probing.mi_falls_with_distance")
     assert rec["verdict"] == "inconclusive" or rec["value"] < 0.01
 
 

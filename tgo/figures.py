@@ -12,15 +12,11 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
 
-from tgo.geometry.information import mi_decay_rate  # noqa: E402
-from tgo.geometry.spectral import HEADLINE_METRICS  # noqa: E402
+from tgo.runs import HEADLINE_METRICS  # noqa: E402
 
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
-# The headline metrics carry confidence intervals (columns <metric>_ci_low, <metric>_ci_high) and
-# are measured on nested subsets of the probe images (sample_size.csv).
-CI_METRICS = HEADLINE_METRICS
 PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
 # Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
 # panel's bands stacked stay below STACKED_ALPHA and leave every line visible.
@@ -265,8 +261,8 @@ def fig_sample_size(sample_size_rows, spectral_rows, sample_set, title):
     sizes = sorted({r["n_images"] for r in sub})
     _, full = _last([r for r in spectral_rows if r["sample_set"] == sample_set])
     cmap = plt.get_cmap("plasma")
-    fig, axes = _grid(len(CI_METRICS))
-    for ax, metric in zip(axes, CI_METRICS):
+    fig, axes = _grid(len(HEADLINE_METRICS))
+    for ax, metric in zip(axes, HEADLINE_METRICS):
         for j, site in enumerate(shown):
             # Colour by depth as in fig_across_training, stopping short of plasma's pale yellow end.
             colour = cmap(0.85 * sites.index(site) / max(1, len(sites) - 1))
@@ -299,7 +295,7 @@ def still_moving(sample_size_rows, spectral_rows, sample_set):
     at_n = {r["site"]: r for r in full}
     sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub}) if s in at_n]
     out = {}
-    for metric in CI_METRICS:
+    for metric in HEADLINE_METRICS:
         for site in sites:
             low, high = _ci([at_n[site]], metric)
             half = (high[0] - low[0]) / 2
@@ -450,9 +446,10 @@ def fig_correlation(corr_rows):
 # Neuron statistics and attention (Probing Vision Transformer Attention)
 # ------------------------------------------------------------------------------------------------
 
-def fig_mi(mi_rows):
+def fig_mi(mi_rows, decay_rows):
     """MI(d) curves per block at the last checkpoint, one panel per sublayer, MI at distance 1 across
-    training per block, and the MI decay rate per block at the last checkpoint; bands and error bars:
+    training per block, and the MI decay rate per block at the last checkpoint (the mi stage's
+    decay.csv); bands and error bars:
     the half-sample intervals (first and last checkpoint). With one checkpoint (weights analysed) no
     panel across training."""
     last, rows = _last(mi_rows)
@@ -483,12 +480,10 @@ def fig_mi(mi_rows):
                 _errorbars(axes[-2], x, line, "mi", colour)
         axes[-2].set(xlabel="epoch", ylabel="MI at distance 1", title="across training (solid attn, dashed mlp)")
         axes[-2].grid(alpha=0.3)
+    _, decay = _last(decay_rows)
     for sub, ls in zip(subs, ("-", "--")):
-        rates = []
-        for b in blocks:
-            c = sorted((r["distance"], r["mi"]) for r in rows if r["sublayer"] == sub and r["depth"] == b)
-            rates.append(mi_decay_rate([p[0] for p in c], [p[1] for p in c]))
-        axes[-1].plot(blocks, rates, ls=ls, marker="o", label=sub)
+        rates = sorted((r["depth"], r["mi_decay_rate"]) for r in decay if r["sublayer"] == sub)
+        axes[-1].plot([b for b, _ in rates], [v for _, v in rates], ls=ls, marker="o", label=sub)
     axes[-1].set(xlabel="depth (block)", ylabel="MI decay rate\n(share of nearest-distance MI lost per patch)",
                  title=f"decay of MI with distance, epoch {int(last)}")
     axes[-1].legend(fontsize=7)
@@ -653,21 +648,21 @@ def fig_zoo_tokens(results):
 
 
 def fig_zoo_mi(results):
-    """MI at distance 1 and the MI decay rate (``mi_decay_rate``) across relative depth (attention
+    """MI at distance 1 and the MI decay rate (the mi stage's) across relative depth (attention
     sublayer solid, MLP dashed), and the median excess kurtosis."""
     colours = _zoo_colours(results)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for m, r in results.items():
         n = r["layout"]["n_blocks"]
         _, curves = _last(r["mi_distance"])
+        _, decay = _last(r["mi_decay"])
         _, kurt = _last(r["kurtosis"])
         for sub, ls in (("attn", "-"), ("mlp", "--")):
             blocks = sorted({int(x["depth"]) for x in curves if x["sublayer"] == sub})
-            at1, rate = [], []
-            for b in blocks:
-                c = sorted((x["distance"], x["mi"]) for x in curves if x["sublayer"] == sub and x["depth"] == b)
-                at1.append(c[0][1])
-                rate.append(mi_decay_rate([p[0] for p in c], [p[1] for p in c]))
+            at1 = [min((x["distance"], x["mi"]) for x in curves if x["sublayer"] == sub and x["depth"] == b)[1]
+                   for b in blocks]
+            rates = {x["depth"]: x["mi_decay_rate"] for x in decay if x["sublayer"] == sub}
+            rate = [rates[b] for b in blocks]
             x = [b / n for b in blocks]
             axes[0].plot(x, at1, ls=ls, marker=".", color=colours[m], label=m if sub == "attn" else None)
             axes[1].plot(x, rate, ls=ls, marker=".", color=colours[m])

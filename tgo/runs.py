@@ -18,6 +18,10 @@ from pathlib import Path
 from tgo.io import TGOError, read_csv, read_json
 
 STAGES = ("spectral", "tokens", "correlation", "mi", "qk")  # the analysis stages, each with plot data
+# The spectral metrics reported with intervals and sample-size curves (the headline numbers): the
+# spectral stage summarises them in spectral.json, the report draws them with bands.
+HEADLINE_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
+                    "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
 # The untrained network of pretrained weights: its activations and each stage's plot data, beside the model's.
 INIT = "init"
 
@@ -75,6 +79,7 @@ ROWS = {"spectral_rows": ("spectral", "metrics"), "eigenspectra": ("spectral", "
         "correlation": ("correlation", "correlation"), "correlation_replicates": ("correlation", "replicates"),
         "mi_distance": ("mi", "mi_distance"), "kurtosis": ("mi", "kurtosis"), "bowtie": ("mi", "bowtie"),
         "mi_replicates": ("mi", "replicates"), "kurtosis_replicates": ("mi", "kurtosis_replicates"),
+        "mi_decay": ("mi", "decay"), "mi_decay_replicates": ("mi", "decay_replicates"),
         **{f"qk_{name}": ("qk", name) for name in ("heads", "spectra", "angles", "attention_by_angle", "replicates",
                                                   "head_replicates")}}
 

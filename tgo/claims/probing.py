@@ -19,7 +19,6 @@ import numpy as np
 
 from tgo.claims.core import (Estimate, all_hold, at, claim, decide, fmt, fmt_ci, margins, missing, replicates,
                              side, slope)
-from tgo.geometry.information import mi_decay_rate
 from tgo.geometry.stats import half_sample_interval, interval
 
 # "Most angles exceed 90 degrees": more than half of the patch pairs (beyond the interval).
@@ -52,6 +51,16 @@ def mi_curves(r, epoch):
     return out or None
 
 
+def mi_decay(r, epoch):
+    """{(sublayer, depth): (MI decay rate, its half-sample replicates (R,))} at a checkpoint, as the
+    mi stage computed them (decay.csv); None where it wrote no replicates for that checkpoint."""
+    reps = replicates(at(r["mi_decay_replicates"], epoch), ("sublayer", "depth"), "mi_decay_rate")
+    rows = {(x["sublayer"], x["depth"]): x["mi_decay_rate"] for x in at(r["mi_decay"], epoch)}
+    if not rows or any(k not in reps for k in rows):
+        return None
+    return {k: (rows[k], reps[k]) for k in sorted(rows)}
+
+
 def _undefined(rep):
     """Why a half-sample interval is missing: the decay rate is undefined in some halves."""
     bad = int(np.sum(~np.isfinite(rep)))
@@ -68,10 +77,9 @@ def _no_replicates(epoch):
        statistic="MI decay rate (minus the least-squares slope of MI on distance over every distance, divided by MI "
                  f"at the nearest: the share of it lost per patch), averaged over (sublayer, block); {_HALF}")
 def mi_falls_with_distance(r, epoch, level):
-    curves = mi_curves(r, epoch)
-    if curves is None:
+    rates = mi_decay(r, epoch)
+    if rates is None:
         return _no_replicates(epoch)
-    rates = {k: (mi_decay_rate(d, m), mi_decay_rate(d, rep)) for k, (d, m, rep) in curves.items()}
     value = float(np.mean([v for v, _ in rates.values()]))
     rep = np.mean([x for _, x in rates.values()], axis=0)
     ci = half_sample_interval(value, rep, level)
@@ -80,18 +88,16 @@ def mi_falls_with_distance(r, epoch, level):
                     f"(sublayer, block): {per_block}{_undefined(rep)}", ci, rep, "half")
 
 
-def _later_trend(r, epoch, level, of):
-    """The least-squares slope on depth, over blocks 2..B (the first block is its own claim), of
-    `of(distances, curve)` per sublayer, averaged over the sublayers, with its half-sample interval."""
-    curves = mi_curves(r, epoch)
-    if curves is None:
-        return None
-    subs = sorted({s for s, _ in curves})
-    depths = sorted({b for _, b in curves})[1:]
+def _later_trend(per_block, level):
+    """The least-squares slope on depth, over blocks 2..B (the first block is its own claim), of a
+    per-block value ({(sublayer, depth): (value, half-sample replicates)}) per sublayer, averaged
+    over the sublayers, with its half-sample interval."""
+    subs = sorted({s for s, _ in per_block})
+    depths = sorted({b for _, b in per_block})[1:]
     if len(depths) < 2:
         return "fewer than 2 blocks after the first"
-    values = {s: np.array([of(*curves[s, b][:2]) for b in depths]) for s in subs}
-    reps = {s: np.array([of(curves[s, b][0], curves[s, b][2]) for b in depths]) for s in subs}
+    values = {s: np.array([per_block[s, b][0] for b in depths]) for s in subs}
+    reps = {s: np.array([per_block[s, b][1] for b in depths]) for s in subs}
     value = float(np.mean([slope(depths, values[s]) for s in subs]))
     rep = np.mean([slope(depths, reps[s].T) for s in subs], axis=0)
     ci = half_sample_interval(value, rep, level)
@@ -104,9 +110,12 @@ def _later_trend(r, epoch, level, of):
        statistic=f"least-squares slope of MI at the nearest distance on the block index over blocks 2..B (the first "
                  f"block is its own claim), averaged over the sublayers; {_HALF}")
 def mi_near_higher_later(r, epoch, level):
-    out = _later_trend(r, epoch, level, lambda d, m: m[..., 0])
-    if out is None or isinstance(out, str):
-        return _no_replicates(epoch) if out is None else missing(out)
+    curves = mi_curves(r, epoch)
+    if curves is None:
+        return _no_replicates(epoch)
+    out = _later_trend({k: (m[0], rep[:, 0]) for k, (d, m, rep) in curves.items()}, level)
+    if isinstance(out, str):
+        return missing(out)
     value, ci, rep, words = out
     return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}, MI at the nearest distance: {words}; slope per "
                     f"block {value:+.3g} {fmt_ci(ci)}", ci, rep, "half")
@@ -117,9 +126,12 @@ def mi_near_higher_later(r, epoch, level):
        statistic=f"least-squares slope of the MI decay rate (see mi_falls_with_distance) on the block index over "
                  f"blocks 2..B, averaged over the sublayers; {_HALF}")
 def mi_faster_decay_later(r, epoch, level):
-    out = _later_trend(r, epoch, level, mi_decay_rate)
-    if out is None or isinstance(out, str):
-        return _no_replicates(epoch) if out is None else missing(out)
+    rates = mi_decay(r, epoch)
+    if rates is None:
+        return _no_replicates(epoch)
+    out = _later_trend(rates, level)
+    if isinstance(out, str):
+        return missing(out)
     value, ci, rep, words = out
     return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}, decay rate: {words}; slope per block "
                     f"{value:+.3g} {fmt_ci(ci)}", ci, rep, "half")

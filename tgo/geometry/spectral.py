@@ -17,10 +17,6 @@ import numpy as np
 
 from tgo.io import TGOError
 
-# The metrics a run reports with intervals and sample-size curves (the headline numbers).
-HEADLINE_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-                    "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
-
 _EPS64 = np.finfo(np.float64).eps
 # Negative eigenvalues smaller than this (relative to the largest magnitude)
 # are round-off from a PSD matrix; anything more negative is a caller bug.
