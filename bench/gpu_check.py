@@ -53,17 +53,14 @@ from tgo.data import load_prepared  # noqa: E402
 from tgo.distributed import pick_device  # noqa: E402
 from tgo.io import usable_cpus  # noqa: E402
 from tgo.models import create_model, input_config  # noqa: E402
+from tgo.runs import PREPARED  # noqa: E402
 
 GPU_RUN = ["data=imagenet100", "model=vit_small_patch16", "prepare.source=synthetic", "prepare.num_classes=100",
            "prepare.train_per_class=250", "prepare.val_per_class=50", "train.epochs=1", "train.warmup_epochs=0",
            "train.checkpoint_epochs=[0,1]"]
 # The tests' micro configuration (tests/micro.py): every stage in seconds on a CPU. One epoch without
 # warm-up, as GPU_RUN: a warm-up as long as the run would leave timm's cosine schedule one step (it warns).
-TINY_RUN = ["prepare.num_classes=4", "prepare.train_per_class=20", "prepare.val_per_class=10",
-            "prepare.image_size=16", "model.depth=2", "model.embed_dim=32", "model.num_heads=2", "train.epochs=1",
-            "train.batch_size=16", "train.warmup_epochs=0", "train.checkpoint_epochs=[0,1]", "extract.probe_size=32",
-            "spectral.alpha_ranks=[2,12]", "tokens.alpha_ranks=[2,12]", "tokens.n_clusters=3",
-            "tokens.n_permutations=200", "mi.n_channels=4", "mi.bowtie_bins=7", "qk.max_images=8"]
+TINY_RUN = ["scale=micro"]  # conf/scale/micro.yaml, the tests' configuration
 GPU_THROUGHPUT = ["--gpu-preset"]
 TINY_THROUGHPUT = ["--batch", "32", "--steps", "3", "--rounds", "5", "--warmup", "1", "--images", "256",
                    "--threads", "1"]
@@ -102,7 +99,7 @@ def bf16_errors(work, device, n_images):
     model = create_model(**config["model_kwargs"])
     weights = load_checkpoint(ckpt, config["checkpoints"][-1])
     model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
-    images = np.asarray(load_prepared(work / "data/prepared", "val")[0][:n_images])
+    images = np.asarray(load_prepared(work / PREPARED, "val")[0][:n_images])
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "bf16"):
             (Path(tmp) / precision).mkdir()

@@ -16,16 +16,15 @@ from tgo.distributed import device_name, pick_device
 from tgo.io import atomic_dir, require_free_space, run_stage, write_json
 from tgo.models import create_model, input_config, resize_mode, resize_target
 from tgo.params import load
-from tgo.runs import INIT, from_argv
+from tgo.runs import INIT, PREPARED, from_argv
 
-DATA = "data/prepared"
 
 
 def main():
     run = from_argv()
     cfg = load("extract")
     config = read_config(run.checkpoints)
-    images, labels, _ = load_prepared(DATA, "val")
+    images, labels, _ = load_prepared(PREPARED, "val")
     idx = probe_indices(len(labels), cfg["probe_size"], cfg["seed"])
     probe = np.asarray(images[idx])
     model = create_model(**config["model_kwargs"])

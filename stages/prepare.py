@@ -9,8 +9,8 @@ from tgo.data import list_imagefolder, list_probe_folder, load_imagefolder_split
 from tgo.imagenet import decode_split, list_imagenet, list_imagenet_val, read_class_list
 from tgo.io import TGOError, atomic_dir, run_stage, usable_cpus
 from tgo.params import load
+from tgo.runs import PREPARED
 
-OUT = "data/prepared"
 WORK = Path("data/prepare-work")  # decoding progress of large sets, kept until prepare finishes
 # What prepare.path must point at, for the sources decoded by decode_split.
 PATH_HELP = {"imagenet100": "the ImageNet-1k root (train/<wnid>/, val/)",
@@ -66,7 +66,7 @@ def main():
             splits[split] = (None, labels)
             bad += skipped
 
-    with atomic_dir(OUT) as tmp:
+    with atomic_dir(PREPARED) as tmp:
         for split, npy in decoded.items():
             os.replace(npy, tmp / f"{split}_images.npy")
             splits[split] = (np.load(tmp / f"{split}_images.npy", mmap_mode="r"), splits[split][1])
@@ -75,7 +75,7 @@ def main():
     counts = ", ".join(f"{s} {m['count']}" for s, m in manifest["splits"].items())
     labelled = f"{len(classes)} classes" if classes else "unlabelled"
     print(f"prepared {cfg['source']} data: {labelled}, {counts} images of "
-          f"{size}x{size}; {len(bad)} unreadable images skipped -> {OUT}")
+          f"{size}x{size}; {len(bad)} unreadable images skipped -> {PREPARED}")
 
 
 if __name__ == "__main__":

@@ -159,13 +159,17 @@ def interval_words(level):
 
 def sample_size_section(r, titles, pngs, level):
     """The spectral section's part on the number of probe images: its figures and which metrics are
-    still moving at N (`F.still_moving`); none for plot data written before sample sizes."""
+    still moving at N (the spectral stage's still_moving.csv); none for plot data written before
+    sample sizes."""
     sizes = sorted({int(x["n_images"]) for x in r["sample_size"]})
     if len(sizes) < 2:
         return []
     table = []
     for s, title in titles.items():
-        moving = F.still_moving(r["sample_size"], r["spectral_rows"], s)
+        moving = {}
+        for x in r["still_moving"]:
+            if x["sample_set"] == s:
+                moving.setdefault(x["metric"], []).append(x["site"])
         table.append((title, "; ".join(f"{m.replace('_', ' ')}: {', '.join(sites)}" for m, sites in moving.items())
                       or "none"))
     return [{"title": "Spectral geometry — how many probe images", "subsection": True,

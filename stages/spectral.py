@@ -8,7 +8,7 @@ from tgo.activations import (each_checkpoint, each_site, image_of_rows, load_poo
                              sample_set_names, sample_sets, tokens_used, write_tokens_used)
 from tgo.geometry.spectral import (jackknife_spectral_metrics, nested_spectral_metrics, row_scatter, singular_values,
                                    stage_alpha_window)
-from tgo.geometry.stats import image_groups, interval, nested_sizes, subset_order
+from tgo.geometry.stats import image_groups, interval, nested_sizes, still_moving, subset_order
 from tgo.io import atomic_dir, run_stage, write_csv, write_json
 from tgo.params import load
 from tgo.runs import HEADLINE_METRICS, INIT, from_argv
@@ -98,12 +98,37 @@ def analyse(checkpoints, cfg, ci, out):
     write_csv(out / "eigenspectra.csv", spectra)
     write_csv(out / "replicates.csv", replicates)
     write_csv(out / "sample_size.csv", sample_size)
+    moving = still_moving_rows(rows, sample_size, sizes, last)
+    if moving:
+        write_csv(out / "still_moving.csv", moving)
     write_tokens_used(out, meta, used_text(meta))
     for name in sample_set_names(meta):
         # DVC plot data: the profile across depth at the last checkpoint, the final norm over training.
         write_csv(out / f"depth_{name}.csv", [r for r in rows if r["epoch"] == last and r["sample_set"] == name])
         write_csv(out / f"training_{name}.csv", [r for r in final if r["sample_set"] == name])
     return rows, replicates
+
+
+def still_moving_rows(rows, sample_size, sizes, last):
+    """The headline metrics still moving at N images (tgo.geometry.stats.still_moving) per sample set
+    and site, at the last checkpoint: value(N) and value(N/2) from the nested subsets, the interval
+    from the full set; in the order the report lists them (metric, then site by depth)."""
+    if len(sizes) < 2:
+        return []
+    at_n = {(r["sample_set"], r["site"]): r for r in rows if r["epoch"] == last}
+    value = {(r["sample_set"], r["site"], r["n_images"]): r for r in sample_size}
+    out = []
+    for name in sorted({r["sample_set"] for r in sample_size}, key=[r["sample_set"] for r in sample_size].index):
+        sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sample_size if r["sample_set"] == name})
+                 if (name, s) in at_n]
+        for k in HEADLINE_METRICS:
+            for site in sites:
+                full, v, v_half = at_n[name, site], value[name, site, sizes[-1]][k], value[name, site, sizes[-2]][k]
+                if still_moving(v, v_half, full[f"{k}_ci_low"], full[f"{k}_ci_high"]):
+                    out.append({"epoch": last, "sample_set": name, "site": site, "depth": full["depth"], "metric": k,
+                                "n_images": sizes[-1], "value": v, "value_half": v_half,
+                                "ci_low": full[f"{k}_ci_low"], "ci_high": full[f"{k}_ci_high"]})
+    return out
 
 
 def used_text(meta):

@@ -15,21 +15,22 @@ from tgo.data import load_prepared
 from tgo.io import TGOError, atomic_dir, run_stage, single_writer, write_json
 from tgo.models import ARCH_KEYS, check_name, create_model, model_kwargs
 from tgo.params import load
-from tgo.runs import Run
-from tgo.training import evaluate, head_classes, no_accuracy, train, weights_hash
+from tgo.runs import PREPARED, Run
+from tgo.evaluation import evaluate, head_classes, no_accuracy
+from tgo.training import train, weights_hash
 
-DATA, LIVE = "data/prepared", "reports/train"
+LIVE = "reports/train"
 RUN = Run()
 
 
 def main():
     params = load("model", "train")
     mcfg, tcfg = params["model"], params["train"]
-    val_images, val_labels, manifest = load_prepared(DATA, "val")
+    val_images, val_labels, manifest = load_prepared(PREPARED, "val")
     if mcfg["weights"]:
         model = create_model(mcfg["name"], mcfg["weights"], **{k: mcfg[k] for k in ARCH_KEYS})
         return use_weights(model, mcfg["weights"], tcfg, manifest, (val_images, val_labels))
-    train_images, train_labels, _ = load_prepared(DATA, "train")
+    train_images, train_labels, _ = load_prepared(PREPARED, "train")
     check_name(mcfg["name"])
     kwargs = model_kwargs(mcfg, len(manifest["classes"]), manifest["image_size"])
     if tcfg["batch_size"] > len(train_labels):

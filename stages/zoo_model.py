@@ -10,10 +10,9 @@ from tgo.data import load_prepared
 from tgo.io import TGOError, run_stage, write_json
 from tgo.models import ARCH_KEYS, create_model
 from tgo.params import load
-from tgo.runs import from_argv
-from tgo.training import evaluate, head_classes, no_accuracy
+from tgo.runs import PREPARED, from_argv
+from tgo.evaluation import evaluate, head_classes, no_accuracy
 
-DATA = "data/prepared"
 
 
 def main():
@@ -36,7 +35,7 @@ def build(run):
                        "through dvc repro")
     entry = zoo[run.zoo_id]
     batch_size = load("extract")["batch_size"]
-    images, labels, manifest = load_prepared(DATA, "val")
+    images, labels, manifest = load_prepared(PREPARED, "val")
     torch.manual_seed(0)  # the random initialisation of an entry without weights
     model = create_model(entry["name"], entry["weights"], param=f"zoo.{run.zoo_id}",
                          **{k: entry.get(k) for k in ARCH_KEYS})

@@ -396,7 +396,7 @@ def test_no_network(tmp_path, monkeypatch):
 def test_accuracy_only_where_the_head_has_the_datas_classes():
     from timm.data import ImageNetInfo
 
-    from tgo.training import head_classes
+    from tgo.evaluation import head_classes
     in1k = random_model("deit_tiny_patch16_224.fb_in1k")  # 1000 ImageNet-1k outputs
     wnids = ImageNetInfo("imagenet-1k").label_names()
     subset = [wnids[7], wnids[3], wnids[999]]

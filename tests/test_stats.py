@@ -330,3 +330,23 @@ def test_half_sample_interval_is_nan_without_every_replicate():
     assert np.isfinite(low[0]) and np.isfinite(high[0]) and np.isnan(low[1]) and np.isnan(high[1])
     # se from the complement differences (1 - 2) / 2 and (3 - 5) / 2: sqrt((0.25 + 1) / 2)
     assert stats.half_sample_se(reps[0]) == pytest.approx(np.sqrt(0.625))
+
+
+def test_still_moving_is_a_step_beyond_the_half_width():
+    # Interval [0.9, 1.1] at N: half-width 0.1. A step of 0.15 from N/2 moves, 0.05 does not.
+    assert stats.still_moving(1.0, 0.85, 0.9, 1.1) and stats.still_moving(1.0, 1.15, 0.9, 1.1)
+    assert not stats.still_moving(1.0, 0.95, 0.9, 1.1) and not stats.still_moving(1.0, 1.0, 0.9, 1.1)
+    # A statistic the images do not change: an interval of zero width (up to rounding) never flags.
+    assert not stats.still_moving(5.0, 4.0, 5.0 - 1e-12, 5.0 + 1e-12)
+    assert not stats.still_moving(float("nan"), 1.0, 0.9, 1.1) and not stats.still_moving(1.0, 0.5, float("nan"), 1.1)
+
+
+def test_a_metric_converging_as_one_over_n_moves_at_small_n_only():
+    """value(N) = 1 + 1/N with an interval of half-width 1/sqrt(N) around it (what a jackknife gives
+    a mean): the step from N/2 to N is 1/N, below the half-width for N > 1: never moving; with a
+    bias of 10/N (a small-sample bias larger than the noise) it moves until 100/N < sqrt(N)."""
+    for n in (8, 32, 128, 512):
+        half = n ** -0.5
+        assert not stats.still_moving(1 + 1 / n, 1 + 2 / n, 1 + 1 / n - half, 1 + 1 / n + half)
+        biased = stats.still_moving(1 + 10 / n, 1 + 20 / n, 1 + 10 / n - half, 1 + 10 / n + half)
+        assert biased == (10 / n > half)

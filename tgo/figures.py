@@ -21,8 +21,6 @@ PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, me
 # Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
 # panel's bands stacked stay below STACKED_ALPHA and leave every line visible.
 BAND_ALPHA, STACKED_ALPHA = 0.15, 0.35
-# Relative half-width below which an interval is zero but for floating-point rounding.
-ROUNDING = 1e-9
 
 
 def set_titles(layout):
@@ -279,32 +277,6 @@ def fig_sample_size(sample_size_rows, spectral_rows, sample_set, title):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"against the number of probe images, last checkpoint: {title}")
     return fig
-
-
-def still_moving(sample_size_rows, spectral_rows, sample_set):
-    """{metric: [sites]} of the headline metrics still moving at N images (the full probe set, last
-    checkpoint): |value(N) - value(N/2)| exceeds the half-width of the interval at N. A site whose
-    interval is missing or of zero width up to rounding (a statistic the images do not change, such
-    as the CLS token's at the embedding) is never flagged."""
-    sub = [r for r in sample_size_rows if r["sample_set"] == sample_set]
-    sizes = sorted({r["n_images"] for r in sub})
-    if len(sizes) < 2:
-        return {}
-    value = {(r["site"], r["n_images"]): r for r in sub}
-    _, full = _last([r for r in spectral_rows if r["sample_set"] == sample_set])
-    at_n = {r["site"]: r for r in full}
-    sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sub}) if s in at_n]
-    out = {}
-    for metric in HEADLINE_METRICS:
-        for site in sites:
-            low, high = _ci([at_n[site]], metric)
-            half = (high[0] - low[0]) / 2
-            v = value[site, sizes[-1]][metric]
-            step = abs(v - value[site, sizes[-2]][metric])
-            # nan anywhere compares False: not flagged
-            if half > ROUNDING * abs(v) and step > half:
-                out.setdefault(metric, []).append(site)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------

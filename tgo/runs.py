@@ -8,6 +8,8 @@ them at the top level; each model of the zoo (params group `zoo`) under its id:
   plot data       reports/<stage>/            reports/zoo/<id>/<stage>/
   metrics         reports/metrics/<stage>.json  reports/zoo/<id>/metrics/<stage>.json
 
+Every model reads the same prepared data, PREPARED (data/prepared, the prepare stage's output).
+
 A stage script works on the pipeline's model, or on zoo model <id> when dvc.yaml runs it with
 `--zoo <id>` (the zoo_* stages).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from tgo.io import TGOError, read_csv, read_json
 
+PREPARED = Path("data/prepared")
 STAGES = ("spectral", "tokens", "correlation", "mi", "qk")  # the analysis stages, each with plot data
 # The spectral metrics reported with intervals and sample-size curves (the headline numbers): the
 # spectral stage summarises them in spectral.json, the report draws them with bands.
@@ -74,6 +77,7 @@ def from_argv(argv=None):
 # {results key: (stage, plot data file)}: the rows every reader of a run's results gets.
 ROWS = {"spectral_rows": ("spectral", "metrics"), "eigenspectra": ("spectral", "eigenspectra"),
         "spectral_replicates": ("spectral", "replicates"), "sample_size": ("spectral", "sample_size"),
+        "still_moving": ("spectral", "still_moving"),
         "token_depth": ("tokens", "depth_all"), "signatures": ("tokens", "signatures"),
         "coherence": ("tokens", "coherence"), "token_replicates": ("tokens", "replicates"),
         "correlation": ("correlation", "correlation"), "correlation_replicates": ("correlation", "replicates"),

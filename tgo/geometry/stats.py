@@ -151,6 +151,21 @@ def subset_order(n_images, seed=0):
     return np.random.default_rng(seed).permutation(int(n_images))
 
 
+# Relative half-width below which an interval is zero but for floating-point rounding.
+ROUNDING = 1e-9
+
+
+def still_moving(value_n, value_half, ci_low, ci_high):
+    """Whether a statistic still moves at N images: going from N/2 to N images changes it by more
+    than the half-width of its interval at N,
+        |value(N) - value(N/2)| > (high - low) / 2,
+    so that its value still depends on how many images were probed, beyond what the interval
+    accounts for. An interval of zero width up to rounding (a statistic the images do not change,
+    such as the CLS token's at the embedding) never flags, nor does nan anywhere."""
+    half = (ci_high - ci_low) / 2
+    return bool(half > ROUNDING * abs(value_n) and abs(value_n - value_half) > half)
+
+
 def half_samples(n_images, count=20, seed=0):
     """(count, n_images // 2) sorted image indices: count / 2 random permutations of the images
     (numpy default_rng(seed)), permutation j giving row 2j (its first n // 2 images) and row 2j + 1
