@@ -8,8 +8,9 @@ from safetensors.torch import load_file, save_file
 
 from micro import copy_project, git_commit, micro_config, run, run_stage, stage_error, stage_ok, write_params
 from tgo.models import create_model
+from tgo.runs import STAGES as ANALYSIS
 
-STAGES = ("prepare", "train", "extract", "spectral", "tokens", "correlation", "mi", "qk", "report")
+STAGES = ("prepare", "train", "extract", *ANALYSIS, "report")
 
 
 def micro_vit(img_size, num_classes, depth=2, seed=123, embed_dim=32):
@@ -29,7 +30,7 @@ def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path)
 
     out = run(["dvc", "repro"], root).stdout
     assert "no training:" in out and "epoch 1/" not in out  # train ran, but trained nothing
-    for stage in ("spectral", "tokens", "correlation", "mi", "qk"):
+    for stage in ANALYSIS:
         metrics = json.loads((root / f"reports/metrics/{stage}.json").read_text())
         assert metrics, stage
     assert (root / "reports/report.html").stat().st_size > 10_000
@@ -47,7 +48,7 @@ def test_repro_from_safetensors_produces_every_metric_without_training(tmp_path)
     timm_init = create_model(**json.loads((root / "data/checkpoints/config.json").read_text())["model_kwargs"])
     assert all(torch.equal(untrained[k], v) for k, v in timm_init.state_dict().items())
     assert not torch.equal(untrained["blocks.0.attn.qkv.weight"], ckpt["blocks.0.attn.qkv.weight"])
-    for stage in ("spectral", "tokens", "correlation", "mi", "qk"):
+    for stage in ANALYSIS:
         assert (root / f"reports/{stage}/init").is_dir(), stage
     verdicts = json.loads((root / "reports/metrics/verdicts.json").read_text())
     records = {f"{p}.{c}": v for p, claims in verdicts.items() for c, v in claims.items()}

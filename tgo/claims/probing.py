@@ -88,21 +88,22 @@ def mi_falls_with_distance(r, epoch, level):
                     f"(sublayer, block): {per_block}{_undefined(rep)}", ci, rep, "half")
 
 
-def _later_trend(per_block, level):
+def _later_trend(per_block, level, epoch, what):
     """The least-squares slope on depth, over blocks 2..B (the first block is its own claim), of a
     per-block value ({(sublayer, depth): (value, half-sample replicates)}) per sublayer, averaged
     over the sublayers, with its half-sample interval."""
     subs = sorted({s for s, _ in per_block})
     depths = sorted({b for _, b in per_block})[1:]
     if len(depths) < 2:
-        return "fewer than 2 blocks after the first"
+        return missing("fewer than 2 blocks after the first")
     values = {s: np.array([per_block[s, b][0] for b in depths]) for s in subs}
     reps = {s: np.array([per_block[s, b][1] for b in depths]) for s in subs}
     value = float(np.mean([slope(depths, values[s]) for s in subs]))
     rep = np.mean([slope(depths, reps[s].T) for s in subs], axis=0)
     ci = half_sample_interval(value, rep, level)
     words = "; ".join(f"{s}: " + ", ".join(f"b{int(b)} {v:.3g}" for b, v in zip(depths, values[s])) for s in subs)
-    return value, ci, rep, words + _undefined(rep)
+    return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}, {what}: {words}{_undefined(rep)}; slope per "
+                    f"block {value:+.3g} {fmt_ci(ci)}", ci, rep, "half")
 
 
 @claim("probing.mi_near_higher_later", sign=+1, rule="> 0 (the whole interval)",
@@ -113,12 +114,8 @@ def mi_near_higher_later(r, epoch, level):
     curves = mi_curves(r, epoch)
     if curves is None:
         return _no_replicates(epoch)
-    out = _later_trend({k: (m[0], rep[:, 0]) for k, (d, m, rep) in curves.items()}, level)
-    if isinstance(out, str):
-        return missing(out)
-    value, ci, rep, words = out
-    return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}, MI at the nearest distance: {words}; slope per "
-                    f"block {value:+.3g} {fmt_ci(ci)}", ci, rep, "half")
+    return _later_trend({k: (m[0], rep[:, 0]) for k, (d, m, rep) in curves.items()}, level, epoch,
+                        "MI at the nearest distance")
 
 
 @claim("probing.mi_faster_decay_later", sign=+1, rule="> 0 (the whole interval)",
@@ -129,12 +126,7 @@ def mi_faster_decay_later(r, epoch, level):
     rates = mi_decay(r, epoch)
     if rates is None:
         return _no_replicates(epoch)
-    out = _later_trend(rates, level)
-    if isinstance(out, str):
-        return missing(out)
-    value, ci, rep, words = out
-    return Estimate(value, decide(*ci, +1), f"epoch {int(epoch)}, decay rate: {words}; slope per block "
-                    f"{value:+.3g} {fmt_ci(ci)}", ci, rep, "half")
+    return _later_trend(rates, level, epoch, "decay rate")
 
 
 def _first_block_against_others(values, reps, sign, level, what, epoch):
