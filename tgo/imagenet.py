@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tgo.data import IMAGE_SUFFIXES, SPLITS, load_image
-from tgo.io import TGOError
+from tgo.io import TGOError, write_json
 
 CMC_CLASSES = Path(__file__).with_name("imagenet100_cmc.txt")
 VAL_CSV = "LOC_val_solution.csv"
@@ -136,12 +136,6 @@ def _decode_chunk(args):
     return start, bad
 
 
-def _save_json(path, obj):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
-
-
 def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_image):
     """Decode one split of items [(path, class name, or None for an unlabelled image: label -1)]
     into work_dir/<split>_decoding.npy, resuming saved progress.
@@ -157,7 +151,7 @@ def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_
     if state.get("key") != key or not npy.exists():
         state = {"key": key, "done": [], "bad": []}
         np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3)).flush()
-        _save_json(state_path, state)
+        write_json(state_path, state)
     done = set(state["done"])
     todo = [s for s in range(0, len(items), CHUNK) if s not in done]
     if done:
@@ -173,7 +167,7 @@ def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_
                                    "set prepare.on_bad_image: skip")
                 state["done"].append(start)
                 state["bad"] += bad
-                _save_json(state_path, state)
+                write_json(state_path, state)
                 bar.update(len(items[start:start + CHUNK]))
     finally:
         pool.shutdown(cancel_futures=True)
@@ -191,5 +185,5 @@ def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_
         del src, dst
         os.replace(compact, npy)
         state["compacted"] = True
-        _save_json(state_path, state)
+        write_json(state_path, state)
     return npy, labels[keep], [{"path": p, "reason": r} for _, p, r in state["bad"]]
