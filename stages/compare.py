@@ -26,7 +26,7 @@ def main():
                      "or a conf/zoo/ preset (README: Analysing pretrained models), then dvc repro."}]
         pngs = {}
     else:
-        figures = {f"spectral_{role}": F.fig_zoo_spectral(res, role) for role in ("head", "patches", "patch_mean")}
+        figures = {f"spectral_{role}": F.fig_zoo_spectral(res, role) for role in F.ZOO_ROLES}
         figures.update(tokens=F.fig_zoo_tokens(res), mi=F.fig_zoo_mi(res), qk=F.fig_zoo_qk(res))
         pngs = {name: F.png_bytes(fig) for name, fig in figures.items()}
         sections = [
@@ -45,8 +45,7 @@ def main():
                      "for it. Claims about training need more than the one checkpoint."},
             {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}", "figures": [
                 (f"Every spectral metric across depth: {title}", pngs[f"spectral_{role}"])
-                for role, title in (("head", "the head's input (CLS token, or the pooled representation where "
-                                              "the head reads one)"), *F.PATCH_SETS.items())]},
+                for role, title in F.ZOO_ROLES.items()]},
             {"title": f"Token geometry — {claims.PAPERS['info_geom']}", "figures": [
                 ("Alpha of the patch tokens and of each prefix group; inter-token correlation", pngs["tokens"])]},
             {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}", "figures": [

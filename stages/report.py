@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 from tgo import figures as F
+from tgo.activations import sample_set_words
 from tgo import claims
 from tgo.io import atomic_dir, atomic_file, run_stage, write_json
 from tgo.page import render_html
@@ -30,7 +31,7 @@ def main():
     r = results(Run())
     rows, depth, tokens, mi_summary = r["spectral_rows"], r["token_depth"], r["tokens"], r["mi"]
     ranks = tuple(r["spectral"]["alpha_ranks"])  # as fitted: a small probe set brings the window down
-    titles = F.set_titles(r["layout"])
+    titles = {name: title for name, (title, _) in sample_set_words(r["layout"]).items()}
     bands = interval_words(params["ci"]["level"])
 
     records = claims.judge(r, params["ci"]["level"])

@@ -5,7 +5,7 @@ import numpy as np
 
 from tgo import activations
 from tgo.activations import (each_checkpoint, each_site, image_of_rows, load_pooled, rows_of_images,
-                             sample_set_names, sample_sets, tokens_used, write_tokens_used)
+                             sample_set_names, sample_set_words, sample_sets, tokens_used, write_tokens_used)
 from tgo.geometry.spectral import (jackknife_spectral_metrics, nested_spectral_metrics, row_scatter, singular_values,
                                    stage_alpha_window)
 from tgo.geometry.stats import image_groups, interval, nested_sizes, still_moving, subset_order
@@ -137,10 +137,7 @@ def used_text(meta):
 
 def sample_set_text(meta):
     """Which tokens each sample set holds, in words."""
-    text = {"cls": "cls: the CLS token", "pooled": f"pooled: the head's input ({meta['head_input']})",
-            "patches": "patches: every patch token of every image", "patch_mean": "patch_mean: patch tokens "
-            "averaged per image"}
-    return "; ".join(text[name] for name in sample_set_names(meta))
+    return "; ".join(f"{name}: {what}" for name, (_, what) in sample_set_words(meta).items())
 
 
 if __name__ == "__main__":

@@ -55,3 +55,27 @@ def test_depth_tick_labels_never_overlap(figure, n_blocks):
         else:  # thinned, but still a readable number of blocks named
             assert len(texts) >= 6, texts
     plt.close(fig)
+
+
+# Token layouts of three families (tgo.capture.layout): a class token read by the head; a class and
+# a distillation token, the head reading their mean (DeiT distilled); registers and an average pool.
+LAYOUTS = {"plain": {"prefix_tokens": ["cls"], "head_input": None, "n_blocks": 2},
+           "distilled": {"prefix_tokens": ["cls", "dist"], "head_input": "mean of the CLS and distillation tokens",
+                         "n_blocks": 2},
+           "gap": {"prefix_tokens": ["reg"], "head_input": "average of the patch tokens, then fc_norm", "n_blocks": 2}}
+
+
+@pytest.mark.parametrize("family, expected", [("plain", "cls"), ("distilled", "cls"), ("gap", "pooled")])
+def test_the_zoo_figure_shows_the_set_the_claims_judge(family, expected):
+    """One rule for the set that stands for the image (tgo.activations.image_set): the zoo page's
+    first spectral figure draws, per model, the set the CLS claims judge; for DeiT distilled that is
+    the CLS token even though its head reads another representation."""
+    from tgo.activations import image_set, sample_set_names
+    layout = LAYOUTS[family]
+    names = sample_set_names(layout)
+    rows = [{"epoch": 0, "site": s, "depth": d, "sample_set": name, **{m: 1.0 + d for m in F.SPECTRAL_METRICS}}
+            for d, s in sites(2) for name in names]
+    assert image_set({r["sample_set"] for r in rows}) == image_set(names) == expected
+    fig = F.fig_zoo_spectral({family: {"layout": layout, "spectral_rows": rows}}, "image")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [f"{family} ({expected})"]
+    plt.close(fig)

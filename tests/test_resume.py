@@ -114,8 +114,11 @@ def test_a_signal_stops_training_with_one_line_and_it_resumes(tmp_path, workspac
     (tmp_path / "data").mkdir()
     shutil.copytree(workspace / "data/prepared", tmp_path / "data/prepared")
     write_params(tmp_path, LONG)
+    # A background job (make test &) ignores SIGINT, and its children inherit that: restore it, as a
+    # terminal has it.
     proc = subprocess.Popen([sys.executable, str(REPO / "stages/train.py")], cwd=tmp_path, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(tmp_path / "data/train-work/resume.pt", proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

@@ -97,6 +97,27 @@ def sample_set_names(layout):
         + ["patches", "patch_mean"]
 
 
+# What each sample set is called and holds: (title, what it holds); `pooled` is worded by the model's
+# head input (sample_set_words).
+SAMPLE_SET_WORDS = {"cls": ("CLS token", "the CLS token"),
+                    "patches": ("patch tokens, pooled", "every patch token of every image"),
+                    "patch_mean": ("patch tokens, mean per image", "patch tokens averaged per image")}
+
+
+def sample_set_words(layout):
+    """{sample set: (title, what it holds)} of a model, in the order of sample_set_names: the one
+    vocabulary of the spectral stage's log, the report and the zoo page."""
+    head = layout["head_input"]
+    words = {**SAMPLE_SET_WORDS, "pooled": (f"the head's input: {head}", f"the head's input ({head})")}
+    return {name: words[name] for name in sample_set_names(layout)}
+
+
+def image_set(sample_sets):
+    """Among a model's sample sets, the one that stands for the image where a claim speaks of the
+    CLS representation: the CLS token, or for a model without one the head's input (`pooled`)."""
+    return "cls" if "cls" in sample_sets else "pooled"
+
+
 def sample_sets(tokens, layout, pooled=None):
     """The sample sets of one site's tokens (N×T×D), as `sample_set_names(layout)`: the CLS token
     (N×D), the head's input at this site (`pooled`, N×D, given by the caller from pooled.npy),

@@ -12,23 +12,15 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
 
+from tgo.activations import SAMPLE_SET_WORDS, image_set, sample_set_names  # noqa: E402
 from tgo.runs import HEADLINE_METRICS  # noqa: E402
 
 SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
                     "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
                     "mean_cosine_similarity", "alpha")
-PATCH_SETS = {"patches": "patch tokens, pooled", "patch_mean": "patch tokens, mean per image"}
 # Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
 # panel's bands stacked stay below STACKED_ALPHA and leave every line visible.
 BAND_ALPHA, STACKED_ALPHA = 0.15, 0.35
-
-
-def set_titles(layout):
-    """{sample set: title} of a model (tgo.activations.sample_set_names), from its token layout."""
-    titles = {"cls": "CLS token"} if "cls" in layout["prefix_tokens"] else {}
-    if layout["head_input"]:
-        titles["pooled"] = f"the head's input: {layout['head_input']}"
-    return {**titles, **PATCH_SETS}
 
 
 def png_bytes(fig):
@@ -548,11 +540,6 @@ def fig_qk(head_rows, spectra_rows, angle_rows, binned_rows):
 # The zoo side by side: one line per model, depth relative to each model's number of blocks
 # ------------------------------------------------------------------------------------------------
 
-def head_input_set(layout):
-    """The sample set of the representation the head reads: `pooled` where stored, else `cls`."""
-    return "pooled" if layout["head_input"] else "cls"
-
-
 def _zoo_colours(ids):
     cmap = plt.get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(ids)}
@@ -562,15 +549,21 @@ def _relative(rows, n_sites):
     return [r["depth"] / n_sites for r in rows]
 
 
+# The zoo page's spectral figures: the image's representation, then the patch sets.
+ZOO_ROLES = {"image": "the CLS token (the head's input for a model without one)",
+             **{s: SAMPLE_SET_WORDS[s][0] for s in ("patches", "patch_mean")}}
+
+
 def fig_zoo_spectral(results, role):
     """Every spectral metric across relative depth (0 = embedding, 1 = final norm) at each model's
-    last checkpoint, one line per model. role: "head" (the head's input: CLS token or pooled),
-    "patches" or "patch_mean"."""
+    last checkpoint, one line per model. role: "image" (the set that stands for the image in the
+    claims, tgo.activations.image_set: the CLS token, or the head's input without one), "patches"
+    or "patch_mean"."""
     colours = _zoo_colours(results)
     fig, axes = _grid(len(SPECTRAL_METRICS))
     for ax, metric in zip(axes, SPECTRAL_METRICS):
         for m, r in results.items():
-            sset = head_input_set(r["layout"]) if role == "head" else role
+            sset = image_set(sample_set_names(r["layout"])) if role == "image" else role
             _, rows = _last(r["spectral_rows"])
             rows = sorted((x for x in rows if x["sample_set"] == sset), key=lambda x: x["depth"])
             ax.plot(_relative(rows, r["layout"]["n_blocks"] + 1), [x[metric] for x in rows], marker=".",
@@ -579,7 +572,7 @@ def fig_zoo_spectral(results, role):
         ax.set_xlabel("relative depth")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    title = {"head": "the head's input (CLS token, or the pooled representation)", **PATCH_SETS}[role]
+    title = ZOO_ROLES[role]
     fig.suptitle(f"spectral geometry across depth: {title}")
     return fig
 

@@ -72,13 +72,14 @@ def _interrupt(signum, frame):
 
 
 def _stop_with_parent():
-    """On Linux a stage gets SIGINT when the process that started it dies (a `dvc` killed with
+    """On Linux a stage gets SIGTERM when the process that started it dies (a `dvc` killed with
     SIGKILL): it stops, and the next `dvc repro` resumes it, instead of finishing unseen while that
-    `dvc repro` starts it again from the beginning."""
+    `dvc repro` starts it again from the beginning. SIGTERM, not SIGINT: a job started in the
+    background ignores SIGINT, and so would the stage."""
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     if os.getppid() != parent:  # it died before the request took effect
         raise KeyboardInterrupt
 

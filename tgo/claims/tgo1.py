@@ -11,6 +11,7 @@ replicates.csv). Spectral entropy is the logarithm of the effective rank, so "en
 """
 import numpy as np
 
+from tgo.activations import image_set
 from tgo.claims.core import (NOT_APPLICABLE, Estimate, at, claim, fmt, fmt_ci, margins, missing,
                              replicates, share_interval_verdict, side, slope)
 from tgo.geometry.stats import bonferroni, interval
@@ -22,12 +23,6 @@ _TREND = ("per (site, sample set) after the embedding: the least-squares slope o
           "{moves}, with the interval [pairs that surely do, pairs that do not surely go the other way] / pairs")
 _SHARE_RULE = "the whole share interval >= 2/3 (partly: between 1/3 and 2/3); inconclusive if it spans a boundary"
 _OVER_TRAINING = "none: a change over the checkpoints of this run (the first is the untrained network)"
-
-
-def image_set(spectral_rows):
-    """The sample set that stands for the image: the CLS token, or for a model without one the
-    head's input ("pooled")."""
-    return "cls" if any(r["sample_set"] == "cls" for r in spectral_rows) else "pooled"
 
 
 def trend(r, metric, sign, level):
@@ -63,7 +58,7 @@ def trend(r, metric, sign, level):
         slopes.append(b)
     sure, other = sides.count(1), sides.count(-1)
     share = (sure / n, (n - other) / n)
-    head = image_set(rows)
+    head = image_set({x["sample_set"] for x in rows})
     final = next((c for c in cases if c[0] == "final_norm" and c[1] == head), None)
     text = ""
     if final:
@@ -116,7 +111,7 @@ def final_cls(r, epoch, metric, sign, level):
     earlier block's, at one checkpoint; the embedding's CLS is one vector for every image (no
     spectrum) and the final norm a LayerNorm output, so neither is compared."""
     rows = r["spectral_rows"]
-    head = image_set(rows)
+    head = image_set({x["sample_set"] for x in rows})
     stand_in = "" if head == "cls" else " (no class token: the head's input stands in for CLS)"
     cls = {x["site"]: x for x in at(rows, epoch, sample_set=head)}
     blocks = sorted((s for s in cls if s.startswith("block_") and np.isfinite(cls[s][metric])),
