@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tgo.geometry import spectral as sp
+from tgo.runs import SPECTRAL_METRICS
 
 
 def _rng(seed=0):
@@ -366,3 +367,12 @@ def test_nested_metrics_from_one_pass_equal_each_subset_alone():
             np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-10)
     with pytest.raises(ValueError, match="nested"):
         sp.nested_spectral_metrics(X, [rows[1], rows[0]], (2, 10))
+
+
+def test_the_metric_table_names_what_the_spectral_functions_compute():
+    # tgo.runs.SPECTRAL_METRICS (what the figures draw and the summaries keep) against the keys that
+    # spectral_metrics and the jackknife actually return: a renamed or dropped metric fails here.
+    X = np.random.default_rng(0).standard_normal((120, 24))
+    assert set(SPECTRAL_METRICS) <= set(sp.spectral_metrics(X, (2, 12)))
+    m, reps = sp.jackknife_spectral_metrics(X, np.arange(120) % 10, (2, 12))
+    assert set(SPECTRAL_METRICS) <= set(m) and {k for k, headline in SPECTRAL_METRICS.items() if headline} <= set(reps)

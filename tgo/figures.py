@@ -13,11 +13,8 @@ from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
 
 from tgo.activations import SAMPLE_SET_WORDS, image_set, sample_set_names  # noqa: E402
-from tgo.runs import HEADLINE_METRICS  # noqa: E402
+from tgo.runs import HEADLINE_METRICS, SPECTRAL_METRICS  # noqa: E402
 
-SPECTRAL_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-                    "spectral_entropy_normalized", "spectral_flatness", "anisotropy",
-                    "mean_cosine_similarity", "alpha")
 # Interval bands: each at most BAND_ALPHA, and lighter when a panel has many, so that all of a
 # panel's bands stacked stay below STACKED_ALPHA and leave every line visible.
 BAND_ALPHA, STACKED_ALPHA = 0.15, 0.35

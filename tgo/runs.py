@@ -21,10 +21,13 @@ from tgo.io import TGOError, read_csv, read_json
 
 PREPARED = Path("data/prepared")
 STAGES = ("spectral", "tokens", "correlation", "mi", "qk")  # the analysis stages, each with plot data
-# The spectral metrics reported with intervals and sample-size curves (the headline numbers): the
-# spectral stage summarises them in spectral.json, the report draws them with bands.
-HEADLINE_METRICS = ("effective_rank", "rankme", "stable_rank", "participation_ratio", "spectral_entropy",
-                    "spectral_flatness", "anisotropy", "mean_cosine_similarity", "alpha")
+# The spectral stage's metrics (tgo.geometry.spectral), in the order the figures show them, each with
+# its headline flag: a headline metric has intervals and sample-size curves, a summary in
+# spectral.json and bands in the report.
+SPECTRAL_METRICS = {"effective_rank": True, "rankme": True, "stable_rank": True, "participation_ratio": True,
+                    "spectral_entropy": True, "spectral_entropy_normalized": False, "spectral_flatness": True,
+                    "anisotropy": True, "mean_cosine_similarity": True, "alpha": True}
+HEADLINE_METRICS = tuple(name for name, headline in SPECTRAL_METRICS.items() if headline)
 # The untrained network of pretrained weights: its activations and each stage's plot data, beside the model's.
 INIT = "init"
 
