@@ -31,7 +31,6 @@ from tgo.geometry import spectral, stats  # noqa: E402
 from tgo.io import usable_cpus  # noqa: E402
 from tgo.runs import HEADLINE_METRICS  # noqa: E402
 
-SUMMARY = HEADLINE_METRICS
 
 
 def synthetic_tokens(n, tokens, dim, seed=0):
@@ -50,7 +49,7 @@ def with_intervals(sets, groups, n, ranks):
     out = {}
     for name, X in sets.items():
         m, reps = spectral.jackknife_spectral_metrics(X, groups[image_of_rows(X, n)], ranks)
-        out[name] = {k: (m[k], *stats.interval(m[k], reps[k])) for k in SUMMARY}
+        out[name] = {k: (m[k], *stats.interval(m[k], reps[k])) for k in HEADLINE_METRICS}
     return out
 
 

@@ -4,14 +4,15 @@ PNG files beside it, and reports/metrics/zoo_verdicts.json. Reads what the zoo_*
 under reports/zoo/<id>/."""
 from pathlib import Path
 
-from tgo import figures as F
 from tgo import claims
+from tgo.figures import SECTIONS
+from tgo.figures.plot import rendered
 from tgo.io import atomic_dir, run_stage, write_json
 from tgo.page import render_html
 from tgo.params import load
 from tgo.runs import Run, results
 
-OUT, VERDICTS = Path("reports/compare"), "reports/metrics/zoo_verdicts.json"
+OUT, VERDICTS = Path("reports/compare"), Run().metrics("zoo_verdicts")
 OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio", "img_size")  # of a zoo entry
 
 
@@ -21,14 +22,11 @@ def main():
     res = {m: results(Run(m)) for m in zoo}
     judged = {m: claims.judge(r, params["ci"]["level"]) for m, r in res.items()}
     write_json(VERDICTS, {m: claims.metrics(v) for m, v in judged.items()})
+    pngs = {}
     if not zoo:
         sections = [{"title": "No models", "text": "The zoo is empty: list models under `zoo` in conf/config.yaml "
                      "or a conf/zoo/ preset (README: Analysing pretrained models), then dvc repro."}]
-        pngs = {}
     else:
-        figures = {f"spectral_{role}": F.fig_zoo_spectral(res, role) for role in F.ZOO_ROLES}
-        figures.update(tokens=F.fig_zoo_tokens(res), mi=F.fig_zoo_mi(res), qk=F.fig_zoo_qk(res))
-        pngs = {name: F.png_bytes(fig) for name, fig in figures.items()}
         sections = [
             {"title": "Models", "table": models_table(zoo, res),
              "text": "Each model's own preprocessing (timm's pretrained config) on the same probe images; "
@@ -43,15 +41,9 @@ def main():
                      "column says what it is) with its interval and the rule it is held to, and the same on the "
                      "untrained network with the difference; for a model without a class token, what stood in "
                      "for it. Claims about training need more than the one checkpoint."},
-            {"title": f"Spectral geometry — {claims.PAPERS['tgo1']}", "figures": [
-                (f"Every spectral metric across depth: {title}", pngs[f"spectral_{role}"])
-                for role, title in F.ZOO_ROLES.items()]},
-            {"title": f"Token geometry — {claims.PAPERS['info_geom']}", "figures": [
-                ("Alpha of the patch tokens and of each prefix group; inter-token correlation", pngs["tokens"])]},
-            {"title": f"Neuron statistics and attention — {claims.PAPERS['probing']}", "figures": [
-                ("MI at distance 1, MI decay rate (share of the nearest distance's MI lost per patch), excess "
-                 "kurtosis", pngs["mi"]),
-                ("QK structure (heads together) and angle vs attention", pngs["qk"])]},
+            *({"title": f"{title} — {claims.PAPERS[paper]}",
+               "figures": rendered([f for family in families for f in family.zoo(res)], pngs)}
+              for title, paper, families in SECTIONS),
         ]
     with atomic_dir(OUT) as tmp:
         for name, png in pngs.items():
@@ -76,7 +68,7 @@ def models_table(zoo, res):
                      lay["head_input"] or "CLS token",
                      f"{inp['input_size'][-1]} px, crop_pct {inp['crop_pct']:.3f}, {inp['interpolation']}, "
                      f"mean {tuple(round(v, 3) for v in inp['mean'])}, std {tuple(round(v, 3) for v in inp['std'])}",
-                     r["qk"].get("skipped", "analysed")])
+                     r["metrics"]["qk"].get("skipped", "analysed")])
     return columns, rows
 
 

@@ -28,15 +28,15 @@ def main():
     idx = probe_indices(len(labels), cfg["probe_size"], cfg["seed"])
     probe = np.asarray(images[idx])
     model = create_model(**config["model_kwargs"])
-    shape, preprocessing = layout(model), input_config(model)
+    model_layout, preprocessing = layout(model), input_config(model)
     stored, side = probe.shape[1], resize_target(preprocessing)
     resize = f"resized {stored} -> {side} px ({resize_mode(preprocessing)})" if side != stored else "not resized"
     if side > stored:
         print(f"note: the stored {stored} px images are upsampled to {side} px for this model; prepare larger "
               "images (prepare.image_size) to give it its native detail")
     # float16 sites: embed and final norm, residual, attn, mlp per block (and the head's input per site)
-    sites = 2 + len(PER_BLOCK) * shape["n_blocks"]
-    per_checkpoint = sites * len(idx) * shape["num_tokens"] * shape["dim"] * 2
+    sites = 2 + len(PER_BLOCK) * model_layout["n_blocks"]
+    per_checkpoint = sites * len(idx) * model_layout["num_tokens"] * model_layout["dim"] * 2
     # (where its activations go, its checkpoint directory, epoch): every checkpoint, then the untrained
     # network of pretrained weights (a checkpoint directory of its own, init/).
     checkpoints = [(f"epoch_{e:03d}", run.checkpoints, e) for e in config["checkpoints"]]
@@ -68,19 +68,21 @@ def main():
             write_json(out / "meta.json", {
                 "epoch": epoch, "checkpoint": str((ckpt / checkpoint_name(epoch)).relative_to(run.checkpoints)),
                 "probe_indices": idx.tolist(),
-                "n_images": len(idx), **shape, "input": {**preprocessing, "stored_size": stored, "resize": resize},
+                "n_images": len(idx), **model_layout,
+                "input": {**preprocessing, "stored_size": stored, "resize": resize},
                 "precision": cfg["precision"], "device": device.type,
                 "sites": {"embed": "tokens entering block 1 (patch + position embedding, prefix tokens)",
                           **{s: f"per block, shape (blocks, N, tokens, D): {s}" for s in PER_BLOCK},
                           "final_norm": "output of the final norm",
-                          **({"pooled": f"the head's input at every site: {shape['head_input']}"}
-                             if shape["head_input"] else {})},
+                          **({"pooled": f"the head's input at every site: {model_layout['head_input']}"}
+                             if model_layout["head_input"] else {})},
                 "token_layout": "prefix tokens in the order of prefix_tokens, then patches row-major on the grid",
             })
     publish_extraction(run.extract_work, run.activations)
     untrained = " and its untrained network" if len(checkpoints) > len(config["checkpoints"]) else ""
     print(f"extracted {len(idx)} probe images x {len(config['checkpoints'])} checkpoints{untrained} of "
-          f"{model.create_kwargs['name']} ({shape['n_blocks']} blocks, D={shape['dim']}; {tokens_used(shape)}) on "
+          f"{model.create_kwargs['name']} ({model_layout['n_blocks']} blocks, D={model_layout['dim']}; "
+          f"{tokens_used(model_layout)}) on "
           f"{device_name(device)} in {cfg['precision']}; input "
           f"{preprocessing['input_size'][-1]} px, {resize}, mean {preprocessing['mean']}, std {preprocessing['std']} "
           f"-> {run.activations}")

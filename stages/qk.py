@@ -14,8 +14,8 @@ from tgo.io import TGOError, atomic_dir, progress, run_stage, write_csv, write_j
 from tgo.params import load
 from tgo.runs import INIT, from_argv
 
-SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
-           "top10pct_sv_energy_share")
+HEAD_STATISTICS = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
+                   "top10pct_sv_energy_share")
 ANGLE = ("spearman", "share_obtuse")
 
 
@@ -49,7 +49,7 @@ def main():
     summary = {"epoch": last, "ci_level": ci["level"], "heads_together": {}, "angle": {}}
     for r in heads:
         if r["epoch"] == last and r["head"] == "all":
-            summary["heads_together"][r["site"]] = {k: r[k] for k in SUMMARY}
+            summary["heads_together"][r["site"]] = {k: r[k] for k in HEAD_STATISTICS}
     for r in angles:
         if r["epoch"] == last:
             summary["angle"][r["site"]] = {f"{k}{vec}{end}": r[f"{k}{vec}{end}"] for vec in ("", "_with_beta")
@@ -86,11 +86,11 @@ def analyse(checkpoints, ckpt_dir, cfg, ci, n, groups, out):
             w_q, w_k = head_projections(w[pre + "attn.qkv.weight"], num_heads)
             for h in range(num_heads):
                 d = decompose(w_q[h], w_k[h])
-                heads.append({**at, "head": h, **{k: d[k] for k in SUMMARY}})
+                heads.append({**at, "head": h, **{k: d[k] for k in HEAD_STATISTICS}})
             together = heads_together(w_q, w_k)
-            heads.append({**at, "head": "all", **{k: together[k] for k in SUMMARY}})
+            heads.append({**at, "head": "all", **{k: together[k] for k in HEAD_STATISTICS}})
             if num_heads >= 2:
-                head_reps += [{**at, "group": h, **{k: d[k] for k in SUMMARY}}
+                head_reps += [{**at, "group": h, **{k: d[k] for k in HEAD_STATISTICS}}
                               for h, d in enumerate(heads_together_leave_one_out(w_q, w_k))]
             for kind in ("sym_eigenvalues", "asym_magnitudes", "singular_values"):
                 spectra += [{**at, "kind": kind, "index": i + 1, "value": v} for i, v in enumerate(together[kind])]
@@ -129,7 +129,7 @@ def analyse(checkpoints, ckpt_dir, cfg, ci, n, groups, out):
         write_csv(out / "head_replicates.csv", head_reps)
     write_csv(out / "attention_by_angle.csv", binned)
     # DVC plot data: across depth at the last checkpoint
-    write_csv(out / "depth.csv", [{**a, **{k: h[k] for k in SUMMARY}} for a in angles if a["epoch"] == last
+    write_csv(out / "depth.csv", [{**a, **{k: h[k] for k in HEAD_STATISTICS}} for a in angles if a["epoch"] == last
                                   for h in heads if h["epoch"] == last and h["head"] == "all"
                                   and h["depth"] == a["depth"]])
     write_tokens_used(out, meta, used_text(meta))

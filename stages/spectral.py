@@ -118,7 +118,7 @@ def still_moving_rows(rows, sample_size, sizes, last):
     at_n = {(r["sample_set"], r["site"]): r for r in rows if r["epoch"] == last}
     value = {(r["sample_set"], r["site"], r["n_images"]): r for r in sample_size}
     out = []
-    for name in sorted({r["sample_set"] for r in sample_size}, key=[r["sample_set"] for r in sample_size].index):
+    for name in dict.fromkeys(r["sample_set"] for r in sample_size):
         sites = [s for _, s in sorted({(r["depth"], r["site"]) for r in sample_size if r["sample_set"] == name})
                  if (name, s) in at_n]
         for k in HEADLINE_METRICS:

@@ -10,7 +10,7 @@ import torch
 from dvclive import Live
 
 from tgo import distributed
-from tgo.checkpoints import TRAIN_LOCK, TRAIN_WORK, import_weights, publish
+from tgo.checkpoints import import_weights, publish
 from tgo.data import load_prepared
 from tgo.io import TGOError, atomic_dir, run_stage, single_writer, write_json
 from tgo.models import ARCH_KEYS, check_name, create_model, model_kwargs
@@ -19,7 +19,6 @@ from tgo.runs import PREPARED, Run
 from tgo.evaluation import evaluate, head_classes, no_accuracy
 from tgo.training import train, weights_hash
 
-LIVE = "reports/train"
 RUN = Run()
 
 
@@ -37,7 +36,7 @@ def main():
         raise TGOError(f"train.batch_size={tcfg['batch_size']} exceeds the train split ({len(train_labels)} "
                        "images); lower it")
     # One trainer at a time (torchrun's workers run under their launcher's lock).
-    with single_writer(TRAIN_LOCK, TRAIN_WORK) if "LOCAL_RANK" not in os.environ else nullcontext():
+    with single_writer(RUN.train_lock, RUN.train_work) if "LOCAL_RANK" not in os.environ else nullcontext():
         return run(mcfg, tcfg, kwargs, manifest, (train_images, train_labels), (val_images, val_labels))
 
 
@@ -50,17 +49,17 @@ def run(mcfg, tcfg, kwargs, manifest, train_data, val_data):
     torch.manual_seed(tcfg["seed"])
     model = create_model(**kwargs).to(distributed.pick_device())
     this_run = weights_hash(kwargs, tcfg, manifest["splits"])
-    TRAIN_WORK.mkdir(parents=True, exist_ok=True)
+    RUN.train_work.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
     if rank > 0:  # a worker of a distributed run: rank 0 logs and writes
-        train(model, train_data, val_data, tcfg, TRAIN_WORK, this_run, lambda row: None)
+        train(model, train_data, val_data, tcfg, RUN.train_work, this_run, lambda row: None)
         return
     print(f"training {mcfg['name']} ({n_params / 1e6:.2f} M params) for {tcfg['epochs']} epochs "
           f"on {len(train_data[1])} images" + (f", {n_procs} processes" if n_procs > 1 else ""))
 
     # DVCLive logs into a temporary directory that replaces reports/train when training finishes: a
     # run that fails or is stopped leaves the last run's curves (a resumed run replays its epochs).
-    with atomic_dir(LIVE) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
+    with atomic_dir(RUN.plots("train")) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         def log_epoch(row):
             live.step = row["epoch"]
             live.log_metric("train/loss", row["train_loss"])
@@ -70,8 +69,8 @@ def run(mcfg, tcfg, kwargs, manifest, train_data, val_data):
             live.log_metric("lr", row["lr"])
             live.next_step()
 
-        history, schedule = train(model, train_data, val_data, tcfg, TRAIN_WORK, this_run, log_epoch)
-    publish(TRAIN_WORK, RUN.checkpoints, kwargs, schedule, manifest["classes"], this_run)
+        history, schedule = train(model, train_data, val_data, tcfg, RUN.train_work, this_run, log_epoch)
+    publish(RUN.train_work, RUN.checkpoints, kwargs, schedule, manifest["classes"], this_run)
     last = history[-1]
     write_json(RUN.metrics("train"), {"val_top1": last["val_top1"], "val_top5": last["val_top5"],
                          "val_loss": last["val_loss"], "train_loss": last["train_loss"],
@@ -87,7 +86,7 @@ def use_weights(model, weights, tcfg, manifest, val_data):
     n_params = import_weights(model, weights, RUN.checkpoints, manifest["classes"], (untrained, tcfg["seed"]))
     metrics = {"weights": str(weights), "epochs": 0, "params_M": round(n_params / 1e6, 3)}
     classes = head_classes(model, manifest["classes"])
-    with atomic_dir(LIVE) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
+    with atomic_dir(RUN.plots("train")) as live_dir, Live(str(live_dir), save_dvc_exp=False, dvcyaml=False) as live:
         if classes is not None:  # accuracy only when the head's classes are the data's
             res = evaluate(model, *val_data, tcfg["eval_batch_size"], classes=classes)
             metrics.update(val_top1=res["top1"], val_top5=res["top5"], val_loss=res["loss"])
@@ -101,4 +100,4 @@ def use_weights(model, weights, tcfg, manifest, val_data):
 
 
 if __name__ == "__main__":
-    run_stage("train", main, scratch=lambda: TRAIN_WORK)
+    run_stage("train", main, scratch=lambda: RUN.train_work)

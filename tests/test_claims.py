@@ -21,7 +21,7 @@ from tgo.geometry import stats
 from tgo.geometry.information import mi_decay_rate
 from tgo.geometry.correlation import intertoken_correlation
 from tgo.geometry.tokens import alpha_signatures, jackknife_alpha_signatures, spatial_coherence
-from tgo.runs import ROWS
+from tgo.runs import ROWS, STAGES
 
 BLOCKS = 6
 SITES = ["embed"] + [f"block_{b}" for b in range(1, BLOCKS + 1)] + ["final_norm"]
@@ -31,7 +31,7 @@ INIT, TRAINED = 0, 8
 def results(**rows):
     """A run's results with only the given rows (every claim without its rows is not computable)."""
     out = {key: [] for key in ROWS}
-    out.update(train={}, spectral={}, tokens={}, mi={}, qk={}, layout={}, tokens_used={})
+    out.update(train={}, metrics={stage: {} for stage in STAGES}, layout={}, tokens_used={})
     for key, value in rows.items():
         out[key] = value
     return out
@@ -457,7 +457,7 @@ def test_the_lowest_block_carries_its_interval_over_heads():
 
 def test_a_skipped_qk_stage_is_not_computable():
     res = results(bowtie=[{"epoch": INIT}, {"epoch": TRAINED}])
-    res["qk"] = {"skipped": "rotary position embeddings"}
+    res["metrics"]["qk"] = {"skipped": "rotary position embeddings"}
     v = record(res, "probing.msym_pd")
     assert v["verdict"] == "not computable" and "rotary" in v["evidence"]
 

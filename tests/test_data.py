@@ -1,5 +1,6 @@
 """The prepare stage, run as a subprocess in a temporary directory: the synthetic default,
-image-folder trees and probe folders, checked through what it writes to data/prepared/."""
+image-folder trees and probe folders, checked through what it writes to data/prepared/; the table
+of sources and the one decoder of image files (its resume)."""
 import hashlib
 import json
 import os
@@ -12,9 +13,11 @@ import pytest
 from PIL import Image
 
 from micro import micro_config, run_stage, stage_error, stage_ok
-from tgo.data import list_probe_folder, load_image, load_prepared, write_prepared
-from tgo.imagenet import decode_split
+from tgo import data
+from tgo.data import decode_split, list_imagefolder, list_probe_folder, load_image, load_prepared, write_prepared
 from tgo.io import TGOError
+from tgo.params import SCHEMA, validate
+from tgo.sources import SOURCES, list_source
 
 SPLITS = ("train", "val")
 SIZE = 16
@@ -200,6 +203,18 @@ def test_imagefolder_labels_match_image_content(imagefolder):
         assert dominant.tolist() == [channel[int(y)] for y in labels]
 
 
+def test_imagefolder_pixels_are_load_image_of_each_file(tree, imagefolder):
+    # The stage decodes in worker processes into a memory map; each row must be what load_image
+    # gives for that file here, in the order of the sorted class folders and file names.
+    arrays, _ = imagefolder
+    for split in SPLITS:
+        files = [(p, i) for i, cls in enumerate(sorted(COLOURS)) for p in sorted((tree / split / cls).iterdir())
+                 if p.suffix != ".txt"]
+        images, labels = arrays[split]
+        assert labels.tolist() == [i for _, i in files]
+        np.testing.assert_array_equal(images, np.stack([load_image(p, SIZE) for p, _ in files]))
+
+
 def test_imagefolder_resizes_shorter_side_then_centre_crops(tmp_path):
     # Black | white | black thirds along the long side: a centre crop keeps the white third,
     # a squash to SIZE x SIZE would keep the black thirds too (mean ~85).
@@ -254,7 +269,39 @@ def test_corrupt_image_with_on_bad_image_error_fails(tmp_path, corrupt_tree):
     root, bad = corrupt_tree
     proc = run_stage("prepare", tmp_path, imagefolder_params(root, on_bad_image="error"))
     stage_error(proc, "prepare", str(bad), "prepare.on_bad_image")
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "data" / "prepared").exists()  # data/prepare-work keeps what was decoded
+
+
+def test_a_split_without_one_readable_image_is_an_error(tmp_path):
+    items = [(tmp_path / f"{i}.png", None) for i in range(3)]
+    for path, _ in items:
+        path.write_bytes(b"not a png")
+    with pytest.raises(TGOError, match="prepare.path: no readable images in the val split"):
+        decode_split(items, [], SIZE, None, tmp_path / "work", "val", 2, "skip")
+
+
+def test_decoding_resumes_from_saved_chunks(tmp_path, monkeypatch, tree):
+    monkeypatch.setattr(data, "CHUNK", 2)
+    items = list_imagefolder(tree)[0]["train"]  # 9 images, 5 chunks, all readable
+    classes = sorted(COLOURS)
+    work = tmp_path / "work"
+    npy, labels, bad = decode_split(items, classes, SIZE, None, work, "train", 2, "skip")
+    full = np.load(npy).copy()
+    assert bad == [] and len(labels) == len(items)
+    # As if killed after the first chunk: rows 0-1 marked done (and set to a marker that a
+    # re-decode would overwrite), the rest not done.
+    state = json.loads((work / "train_state.json").read_text())
+    state["done"] = [0]
+    (work / "train_state.json").write_text(json.dumps(state))
+    images = np.load(npy, mmap_mode="r+")
+    images[:2], images[2:] = 7, 0
+    images.flush()
+    del images
+    npy, labels2, _ = decode_split(items, classes, SIZE, None, work, "train", 2, "skip")
+    again = np.load(npy)
+    assert (again[:2] == 7).all()  # the saved chunk was not decoded again
+    np.testing.assert_array_equal(again[2:], full[2:])
+    np.testing.assert_array_equal(labels2, labels)
 
 
 # --- probe folders: a val split alone, labelled by subfolders or unlabelled -------------------------
@@ -345,3 +392,23 @@ def test_probe_folder_without_images_is_an_error(tmp_path, case):
     with pytest.raises(TGOError, match="prepare.path") as e:
         list_probe_folder(root)
     assert str(root) in str(e.value) and "\n" not in str(e.value)
+
+
+# --- the table of sources -----------------------------------------------------------------------
+
+def test_every_source_is_a_choice_of_prepare_source():
+    base = micro_config()["prepare"]
+    assert SCHEMA["prepare"]["source"].choices == ("synthetic", *SOURCES)
+    for name in ("synthetic", *SOURCES):
+        assert validate("prepare", {**base, "source": name})["source"] == name
+    with pytest.raises(TGOError) as e:
+        validate("prepare", {**base, "source": "imagenet_train"})
+    assert str(e.value).startswith("prepare.source=imagenet_train: must be one of synthetic, ")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_source_without_a_path_names_what_it_must_point_at(name):
+    with pytest.raises(TGOError) as e:
+        list_source({**micro_config()["prepare"], "source": name, "path": None})
+    assert str(e.value) == f"prepare.path is not set; point it at {SOURCES[name].path_help}"

@@ -184,3 +184,11 @@ def test_every_output_persists(stage):
     for out in outputs:
         path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
         assert options.get("persist") is True, f"{stage}: {path} has no persist: true"
+
+
+def test_the_analysis_stages_are_those_of_tgo_runs():
+    """dvc.yaml runs, for the pipeline's model and for each zoo model, the analysis stages of
+    tgo.runs.STAGES (the list the report, the claims and the tests read), in its order."""
+    from tgo.runs import STAGES as ANALYSIS
+    assert list(DVC_YAML["stages"]) == ["prepare", "train", "extract", *ANALYSIS, "report", "zoo_model",
+                                        "zoo_extract", *(f"zoo_{s}" for s in ANALYSIS), "compare"]

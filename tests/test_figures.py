@@ -6,8 +6,9 @@ import math
 import matplotlib.pyplot as plt
 import pytest
 
-from tgo import figures as F
 from tgo.activations import site_name
+from tgo.figures import correlation, spectral as F
+from tgo.runs import SPECTRAL_METRICS
 
 
 def sites(n_blocks):
@@ -17,7 +18,7 @@ def sites(n_blocks):
 def spectral_rows(n_blocks):
     """The CLS token's rows: at the embedding one vector for every image, so every metric missing."""
     return [{"epoch": e, "site": s, "depth": d, "sample_set": "cls",
-             **{m: d + e if d else math.nan for m in F.SPECTRAL_METRICS}}
+             **{m: d + e if d else math.nan for m in SPECTRAL_METRICS}}
             for e in (0, 1) for d, s in sites(n_blocks)]
 
 
@@ -27,8 +28,8 @@ def correlation_rows(n_blocks):
 
 
 # Each figure, and how many of its axes (the first ones) run across depth.
-FIGURES = {"across_depth": (lambda n: F.fig_across_depth(spectral_rows(n), "cls", "CLS"), len(F.SPECTRAL_METRICS)),
-           "correlation": (lambda n: F.fig_correlation(correlation_rows(n)), 2)}
+FIGURES = {"across_depth": (lambda n: F.fig_across_depth(spectral_rows(n), "cls", "CLS"), len(SPECTRAL_METRICS)),
+           "correlation": (lambda n: correlation.fig_correlation(correlation_rows(n)), 2)}
 
 
 def shown_labels(ax):
@@ -73,9 +74,23 @@ def test_the_zoo_figure_shows_the_set_the_claims_judge(family, expected):
     from tgo.activations import image_set, sample_set_names
     layout = LAYOUTS[family]
     names = sample_set_names(layout)
-    rows = [{"epoch": 0, "site": s, "depth": d, "sample_set": name, **{m: 1.0 + d for m in F.SPECTRAL_METRICS}}
+    rows = [{"epoch": 0, "site": s, "depth": d, "sample_set": name, **{m: 1.0 + d for m in SPECTRAL_METRICS}}
             for d, s in sites(2) for name in names]
     assert image_set({r["sample_set"] for r in rows}) == image_set(names) == expected
     fig = F.fig_zoo_spectral({family: {"layout": layout, "spectral_rows": rows}}, "image")
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [f"{family} ({expected})"]
     plt.close(fig)
+
+
+def test_the_figures_mirror_the_metric_families():
+    """One figures module per metric family of tgo/geometry (stats holds the interval helpers), each
+    in one section of the pages with its report part and its zoo part, and a section for each
+    paper's claims: a family without figures, or figures the pages never place, fails here."""
+    from micro import REPO
+    from tgo.claims import PAPERS
+    from tgo.figures import SECTIONS
+    families = [f for _, _, modules in SECTIONS for f in modules]
+    geometry = {p.stem for p in (REPO / "tgo/geometry").glob("*.py")} - {"__init__", "stats"}
+    assert sorted(f.__name__.rsplit(".", 1)[1] for f in families) == sorted(geometry)
+    assert all(callable(f.report) and callable(f.zoo) for f in families)
+    assert [paper for _, paper, _ in SECTIONS] == list(PAPERS)

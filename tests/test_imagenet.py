@@ -1,6 +1,7 @@
 """prepare sources imagenet100 and imagenet_val on a small fake ImageNet-1k tree of real JPEGs:
 three CMC wnids (plus one class that is not listed), both val layouts, a corrupt file, a missing
-class, resume; imagenet_val without train/."""
+class; imagenet_val without train/. (The decoder they share with every source of image files, and
+its resume, are tested in test_data.py.)"""
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ from PIL import Image
 
 from micro import compose, micro_config, run_stage, stage_error, stage_ok
 from tgo import imagenet
+from tgo.data import decode_split
 from tgo.params import validate
 
 SIZE = 16
@@ -137,31 +139,6 @@ def test_shipped_class_list_is_imagenet100():
     assert all(re.fullmatch(r"n\d{8}", w) for w in wnids)
 
 
-def test_decoding_resumes_from_saved_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(imagenet, "CHUNK", 2)
-    root = build(tmp_path / "tree", flat_val=False)
-    items = imagenet.list_imagenet(root, WNIDS)["val"]  # 6 images, 3 chunks, all readable
-    classes = sorted(WNIDS)
-    work = tmp_path / "work"
-    npy, labels, bad = imagenet.decode_split(items, classes, SIZE, None, work, "val", 2, "skip")
-    full = np.load(npy).copy()
-    assert bad == [] and len(labels) == len(items)
-    # As if killed after the first chunk: rows 0-1 marked done (and set to a marker that a
-    # re-decode would overwrite), the rest not done.
-    state = json.loads((work / "val_state.json").read_text())
-    state["done"] = [0]
-    (work / "val_state.json").write_text(json.dumps(state))
-    images = np.load(npy, mmap_mode="r+")
-    images[:2], images[2:] = 7, 0
-    images.flush()
-    del images
-    npy, labels2, _ = imagenet.decode_split(items, classes, SIZE, None, work, "val", 2, "skip")
-    again = np.load(npy)
-    assert (again[:2] == 7).all()  # the saved chunk was not decoded again
-    np.testing.assert_array_equal(again[2:], full[2:])
-    np.testing.assert_array_equal(labels2, labels)
-
-
 # --- imagenet_val: the val split alone, for probe images -----------------------------------------
 
 ALL = sorted(VAL)  # every class of the fake val/, OTHER included
@@ -215,7 +192,7 @@ def test_imagenet_val_listed_class_without_images_is_an_error(tmp_path, flat):
 def test_imagenet_val_decodes_labels_that_match_pixels(tmp_path):
     root = val_only(tmp_path / "tree", flat_val=True)
     items, classes = imagenet.list_imagenet_val(root, sorted(WNIDS))  # OTHER is grey: no dominant channel
-    npy, labels, bad = imagenet.decode_split(items, classes, SIZE, 24, tmp_path / "work", "val", 2, "skip")
+    npy, labels, bad = decode_split(items, classes, SIZE, 24, tmp_path / "work", "val", 2, "skip")
     images = np.load(npy)
     assert bad == [] and images.shape == (sum(VAL[w] for w in WNIDS), SIZE, SIZE, 3)
     assert pixel_classes(images) == [int(np.argmax(COLOURS[classes[y]])) for y in labels]

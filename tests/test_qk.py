@@ -147,8 +147,8 @@ def test_head_projections_and_heads_together():
     np.testing.assert_array_equal(tq, w_q)
 
 
-SUMMARY = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
-           "top10pct_sv_energy_share")
+HEAD_STATISTICS = ("sym_fraction_positive", "sym_mass_positive", "asym_sym_norm_ratio", "sv1_energy_share",
+                   "top10pct_sv_energy_share")
 
 
 def test_heads_together_leave_one_out_is_the_other_heads():
@@ -160,7 +160,7 @@ def test_heads_together_leave_one_out_is_the_other_heads():
     assert len(reps) == heads
     for h, rep in enumerate(reps):
         direct = qk.heads_together(np.delete(w_q, h, axis=0), np.delete(w_k, h, axis=0))
-        for k in SUMMARY:
+        for k in HEAD_STATISTICS:
             assert rep[k] == direct[k]
         # Dense: the full score matrix less head h's.
         m = full - w_q[h] @ w_k[h].T
@@ -182,7 +182,7 @@ def test_heads_together_leave_one_out_of_identical_heads_changes_nothing():
     stack_q, stack_k = np.stack([w_q] * 3), np.stack([w_k] * 3)
     full = qk.heads_together(stack_q, stack_k)
     for rep in qk.heads_together_leave_one_out(stack_q, stack_k):
-        for k in SUMMARY:
+        for k in HEAD_STATISTICS:
             assert rep[k] == pytest.approx(full[k], rel=1e-9)
         np.testing.assert_allclose(rep["singular_values"][:4], full["singular_values"][:4] * 2 / 3, rtol=1e-9)
 
@@ -454,12 +454,12 @@ def test_qk_stage_head_replicates_leave_one_head_out(workspace):
     # With 2 heads, leaving one out leaves the other alone: its own decomposition in heads.csv.
     plots = workspace / "reports/qk"
     heads, reps = read_csv(plots / "heads.csv"), read_csv(plots / "head_replicates.csv")
-    assert list(reps[0]) == ["epoch", "site", "depth", "group", *SUMMARY]
+    assert list(reps[0]) == ["epoch", "site", "depth", "group", *HEAD_STATISTICS]
     per_head = [r for r in heads if r["head"] != "all"]
     assert {r["head"] for r in per_head} == {0.0, 1.0}
     assert len(reps) == len(per_head)
     for r in reps:
         other = next(h for h in per_head if h["epoch"] == r["epoch"] and h["depth"] == r["depth"]
                      and h["head"] == 1 - r["group"])
-        for k in SUMMARY:
+        for k in HEAD_STATISTICS:
             assert r[k] == pytest.approx(other[k], rel=1e-12)

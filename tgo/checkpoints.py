@@ -27,8 +27,6 @@ from safetensors.numpy import load_file, save
 from tgo.io import TGOError, atomic_dir, atomic_file, read_json, write_json
 from tgo.runs import INIT
 
-TRAIN_WORK, TRAIN_LOCK = Path("data/train-work"), Path("data/.train.lock")
-
 
 def checkpoint_name(epoch):
     return f"epoch_{epoch:03d}.safetensors"

@@ -1,5 +1,12 @@
-"""Data sets: the embedded synthetic default, image-folder trees, probe folders, and the prepared
-on-disk format.
+"""Data sets: the embedded synthetic default, the listers of image-folder trees and probe folders,
+the one decoder of image files, and the prepared on-disk format.
+
+Every source of image files (tgo/sources.py: SOURCES) lists its files, [(path, class name or
+None)] per split, and `decode_split` decodes them: each image once, its shorter side resized and
+centre-cropped (`load_image`), into a memory-mappable uint8 array, by a pool of worker processes
+that write their rows straight into the array. Progress (the rows done) is saved after every chunk
+in a work directory, so a killed run resumes where it stopped; unreadable images are skipped (and
+listed) or stop the stage.
 
 A prepared data set is a directory with, per split, `<split>_images.npy` (uint8, N×H×W×3,
 memory-mappable) and `<split>_labels.npy` (int64; -1 = unlabelled), plus `manifest.json` (source,
@@ -7,7 +14,9 @@ classes, counts per class and split, a SHA-256 per split, skipped images). Probe
 (imagenet_val, probe_folder) hold a val split alone.
 """
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -145,34 +154,6 @@ def make_synthetic(num_classes, per_class, size, seed, workers=1):
 # Image folders: root/train/<class>/*, root/val/<class>/*
 # ---------------------------------------------------------------------------------------------
 
-def load_image(path, size, resize=None):
-    """Decode, resize the shorter side to `resize` (default `size`) and centre-crop to size×size
-    RGB uint8. JPEGs are decoded at the smallest DCT scale that stays at or above that size
-    (PIL's draft mode), which is several times faster for large photos."""
-    resize = resize or size
-    with Image.open(path) as im:
-        w, h = im.size
-        scale = resize / min(w, h)
-        target = (max(resize, round(w * scale)), max(resize, round(h * scale)))
-        im.draft("RGB", target)
-        im = _rgb(im)
-        w, h = im.size
-        scale = resize / min(w, h)
-        im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BICUBIC)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-def _rgb(im):
-    """An image as 8-bit RGB. 16-bit grayscale (PNG, TIFF; PIL modes I;16 and I) is scaled from 0..65535 to 0..255:
-    PIL's convert("RGB") clips it, so that anything above 255 of 65535 would turn white."""
-    if im.mode.startswith("I;16") or im.mode == "I":
-        scaled = np.clip(np.asarray(im, dtype=np.float64) / 257.0, 0, 255)
-        im = Image.fromarray(np.rint(scaled).astype(np.uint8))
-    return im.convert("RGB")
-
-
 def list_imagefolder(root):
     """{split: [(path, class_name), ...]} for an image-folder tree; validates the layout."""
     root = Path(root)
@@ -207,26 +188,6 @@ def list_imagefolder(root):
     return listing, classes
 
 
-def load_imagefolder_split(items, classes, size, on_bad_image, resize=None):
-    """Decode one split (see `load_image`). Returns images, labels and the list of unreadable files
-    (skipped)."""
-    index = {c: i for i, c in enumerate(classes)}
-    images, labels, bad = [], [], []
-    for path, name in tqdm(items, desc="decoding", unit="img", leave=False):
-        try:
-            images.append(load_image(path, size, resize))
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            if on_bad_image == "error":
-                raise TGOError(f"{path}: unreadable image ({type(e).__name__}); fix or remove it, "
-                               "or set prepare.on_bad_image: skip") from None
-            bad.append({"path": str(path), "reason": str(e).splitlines()[0]})
-            continue
-        labels.append(index[name])
-    if not images:
-        raise TGOError("prepare.path: no readable images in a split")
-    return np.stack(images), np.asarray(labels, dtype=np.int64), bad
-
-
 # ---------------------------------------------------------------------------------------------
 # Probe folders: root/<class>/* (labelled) or root/* (unlabelled)
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +220,111 @@ def list_probe_folder(root):
             raise TGOError(f"prepare.path: class folder '{folder}' has no images; add images or remove the folder")
         items += [(p, folder.name) for p in images]
     return items, [f.name for f in folders]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: the one decoder of every image source (a listing of files, from SOURCES in
+# tgo/sources.py) into the prepared format's arrays
+# ---------------------------------------------------------------------------------------------
+
+CHUNK = 256  # images per work item; progress is saved after each
+
+
+def load_image(path, size, resize=None):
+    """Decode, resize the shorter side to `resize` (default `size`) and centre-crop to size×size
+    RGB uint8. JPEGs are decoded at the smallest DCT scale that stays at or above that size
+    (PIL's draft mode), which is several times faster for large photos."""
+    resize = resize or size
+    with Image.open(path) as im:
+        w, h = im.size
+        scale = resize / min(w, h)
+        target = (max(resize, round(w * scale)), max(resize, round(h * scale)))
+        im.draft("RGB", target)
+        im = _rgb(im)
+        w, h = im.size
+        scale = resize / min(w, h)
+        im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BICUBIC)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def _rgb(im):
+    """An image as 8-bit RGB. 16-bit grayscale (PNG, TIFF; PIL modes I;16 and I) is scaled from 0..65535 to 0..255:
+    PIL's convert("RGB") clips it, so that anything above 255 of 65535 would turn white."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        scaled = np.clip(np.asarray(im, dtype=np.float64) / 257.0, 0, 255)
+        im = Image.fromarray(np.rint(scaled).astype(np.uint8))
+    return im.convert("RGB")
+
+
+def _decode_chunk(args):
+    """Worker: decode images[start:start+len(paths)] into the memmap. Returns (start, bad)."""
+    npy, start, paths, size, resize = args
+    images = np.load(npy, mmap_mode="r+")
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            images[start + i] = load_image(path, size, resize)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            bad.append((start + i, str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
+    images.flush()
+    return start, bad
+
+
+def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_image):
+    """Decode one split of items [(path, class name, or None for an unlabelled image: label -1)]
+    into work_dir/<split>_decoding.npy, resuming saved progress.
+
+    Returns (path of the images file with only readable images, labels, bad images). A listing that
+    differs from the saved one (other files or sizes) starts the split over.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    npy, state_path = work_dir / f"{split}_decoding.npy", work_dir / f"{split}_state.json"
+    key = hashlib.sha256(json.dumps([[str(p) for p, _ in items], size, resize]).encode()).hexdigest()
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("key") != key or not npy.exists():
+        state = {"key": key, "done": [], "bad": []}
+        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3)).flush()
+        write_json(state_path, state)
+    done = set(state["done"])
+    todo = [s for s in range(0, len(items), CHUNK) if s not in done]
+    if done:
+        print(f"{split}: resuming, {len(done)} of {len(done) + len(todo)} chunks already decoded")
+    jobs = [(str(npy), s, [str(p) for p, _ in items[s:s + CHUNK]], size, resize) for s in todo]
+    pool = ProcessPoolExecutor(workers)
+    try:
+        with tqdm(total=len(items), initial=len(items) - sum(len(j[2]) for j in jobs),
+                  desc=f"decoding {split}", unit="img", leave=False) as bar:
+            for start, bad in pool.map(_decode_chunk, jobs):
+                if bad and on_bad_image == "error":
+                    raise TGOError(f"{bad[0][1]}: unreadable image ({bad[0][2]}); fix or remove it, or "
+                                   "set prepare.on_bad_image: skip")
+                state["done"].append(start)
+                state["bad"] += bad
+                write_json(state_path, state)
+                bar.update(len(items[start:start + CHUNK]))
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([-1 if c is None else index[c] for _, c in items], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(items)), [b[0] for b in state["bad"]])
+    if not len(keep):
+        raise TGOError(f"prepare.path: no readable images in the {split} split; fix or replace them")
+    if len(keep) < len(items) and not state.get("compacted"):  # copy the readable rows out
+        src = np.load(npy, mmap_mode="r")
+        compact = work_dir / f"{split}_compact.npy"
+        dst = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
+        for s in range(0, len(keep), 4096):
+            dst[s:s + 4096] = src[keep[s:s + 4096]]
+        dst.flush()
+        del src, dst
+        os.replace(compact, npy)
+        state["compacted"] = True
+        write_json(state_path, state)
+    return npy, labels[keep], [{"path": p, "reason": r} for _, p, r in state["bad"]]
 
 
 # ---------------------------------------------------------------------------------------------

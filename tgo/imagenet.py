@@ -3,35 +3,22 @@ directory.
 
 ImageNet-100 is the 100-class subset of Tian, Krishnan & Isola, "Contrastive Multiview Coding"
 (CMC), listed in imagenet100_cmc.txt next to this file. The imagenet_val source reads val/ alone
-(all classes, or those of a class list). Accepted layouts of the ImageNet root:
+(all classes, or those of a class list). This module lists their files and reads class lists;
+tgo.data.decode_split decodes them. Accepted layouts of the ImageNet root:
 
     train/<wnid>/*.JPEG
     val/<wnid>/*.JPEG                          (class folders), or
     val/*.JPEG + LOC_val_solution.csv          (flat, with Kaggle's ground-truth CSV:
                                                 ImageId,PredictionString = "<wnid> x0 y0 x1 y1 ...")
-
-Each image is decoded once, its shorter side resized and centre-cropped, into a memory-mappable
-uint8 array, by a pool of worker processes that write their rows straight into the array.
-Progress (the rows done) is saved after every chunk in a work directory next to the output, so a
-killed run resumes where it stopped.
 """
 import csv
-import hashlib
-import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
-
-from tgo.data import IMAGE_SUFFIXES, SPLITS, load_image
-from tgo.io import TGOError, write_json
+from tgo.data import IMAGE_SUFFIXES, SPLITS
+from tgo.io import TGOError
 
 CMC_CLASSES = Path(__file__).with_name("imagenet100_cmc.txt")
 VAL_CSV = "LOC_val_solution.csv"
-CHUNK = 256  # images per work item; progress is saved after each
 
 
 def read_class_list(path=None):
@@ -120,70 +107,3 @@ def list_imagenet_val(root, wnids=None, val_csv=None):
     """([(path, wnid), ...], classes) of the val split alone (train/ may be missing), in either val
     layout; wnids None = every class present, sorted (all 1000: timm's ImageNet-1k order)."""
     return _list_split(_imagenet_root(root, ("val",)), "val", wnids, val_csv)
-
-
-def _decode_chunk(args):
-    """Worker: decode images[start:start+len(paths)] into the memmap. Returns (start, bad)."""
-    npy, start, paths, size, resize = args
-    images = np.load(npy, mmap_mode="r+")
-    bad = []
-    for i, path in enumerate(paths):
-        try:
-            images[start + i] = load_image(path, size, resize)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            bad.append((start + i, str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
-    images.flush()
-    return start, bad
-
-
-def decode_split(items, classes, size, resize, work_dir, split, workers, on_bad_image):
-    """Decode one split of items [(path, class name, or None for an unlabelled image: label -1)]
-    into work_dir/<split>_decoding.npy, resuming saved progress.
-
-    Returns (path of the images file with only readable images, labels, bad images). A listing that
-    differs from the saved one (other files or sizes) starts the split over.
-    """
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    npy, state_path = work_dir / f"{split}_decoding.npy", work_dir / f"{split}_state.json"
-    key = hashlib.sha256(json.dumps([[str(p) for p, _ in items], size, resize]).encode()).hexdigest()
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state.get("key") != key or not npy.exists():
-        state = {"key": key, "done": [], "bad": []}
-        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3)).flush()
-        write_json(state_path, state)
-    done = set(state["done"])
-    todo = [s for s in range(0, len(items), CHUNK) if s not in done]
-    if done:
-        print(f"{split}: resuming, {len(done)} of {len(done) + len(todo)} chunks already decoded")
-    jobs = [(str(npy), s, [str(p) for p, _ in items[s:s + CHUNK]], size, resize) for s in todo]
-    pool = ProcessPoolExecutor(workers)
-    try:
-        with tqdm(total=len(items), initial=len(items) - sum(len(j[2]) for j in jobs),
-                  desc=f"decoding {split}", unit="img", leave=False) as bar:
-            for start, bad in pool.map(_decode_chunk, jobs):
-                if bad and on_bad_image == "error":
-                    raise TGOError(f"{bad[0][1]}: unreadable image ({bad[0][2]}); fix or remove it, or "
-                                   "set prepare.on_bad_image: skip")
-                state["done"].append(start)
-                state["bad"] += bad
-                write_json(state_path, state)
-                bar.update(len(items[start:start + CHUNK]))
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([-1 if c is None else index[c] for _, c in items], dtype=np.int64)
-    keep = np.setdiff1d(np.arange(len(items)), [b[0] for b in state["bad"]])
-    if len(keep) < len(items) and not state.get("compacted"):  # copy the readable rows out
-        src = np.load(npy, mmap_mode="r")
-        compact = work_dir / f"{split}_compact.npy"
-        dst = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3))
-        for s in range(0, len(keep), 4096):
-            dst[s:s + 4096] = src[keep[s:s + 4096]]
-        dst.flush()
-        del src, dst
-        os.replace(compact, npy)
-        state["compacted"] = True
-        write_json(state_path, state)
-    return npy, labels[keep], [{"path": p, "reason": r} for _, p, r in state["bad"]]

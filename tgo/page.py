@@ -32,7 +32,7 @@ def _null_cell(v):
 
 def _stand_in(v, layout):
     """Where a claim's words name the CLS token and the model has none, what stood in for it (the
-    sample set tgo.claims.tgo1.image_set picks: the head's input), on its own line."""
+    sample set tgo.activations.image_set picks: the head's input), on its own line."""
     if "CLS" not in v["claim"] or "cls" in layout["prefix_tokens"]:
         return ""
     words = f"no class token: the head's input ({layout['head_input']}) stands in for CLS"

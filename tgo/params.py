@@ -90,6 +90,7 @@ def _splits_over_processes(batch, group):
 
 SCHEMA = {
     "prepare": {
+        # synthetic, then the names of tgo.sources.SOURCES (a test keeps them equal)
         "source": Param(str, "where the images come from; imagenet_val and probe_folder hold probe images "
                              "only (a val split, for analysing model.weights or a zoo)",
                         choices=("synthetic", "imagefolder", "imagenet100", "imagenet_val", "probe_folder")),
@@ -102,8 +103,8 @@ SCHEMA = {
                               "`<path>/LOC_val_solution.csv`", null=True),
         "resize": Param(int, "image files: shorter side before the centre crop; null = image_size",
                         at_least(1), null=True, check=_resize_covers_crop),
-        "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); imagenet100, "
-                              "imagenet_val, probe_folder: decoding processes; null = all usable CPU cores",
+        "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); image files: "
+                              "decoding processes; null = all usable CPU cores",
                          at_least(1), null=True),
         "num_classes": Param(int, "synthetic: number of classes (up to 100: an ImageNet-100-shaped set)", (2, 100, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),

@@ -1,12 +1,12 @@
 """Where a model's artifacts live. The pipeline's own model (trained here, or model.weights) keeps
 them at the top level; each model of the zoo (params group `zoo`) under its id:
 
-                  the pipeline's model        zoo model <id>
-  checkpoints     data/checkpoints            data/zoo/<id>/checkpoints
-  activations     data/activations            data/zoo/<id>/activations
-  (in progress)   data/extract-work           data/zoo/<id>/extract-work
-  plot data       reports/<stage>/            reports/zoo/<id>/<stage>/
-  metrics         reports/metrics/<stage>.json  reports/zoo/<id>/metrics/<stage>.json
+                  the pipeline's model           zoo model <id>
+  checkpoints     data/checkpoints               data/zoo/<id>/checkpoints
+  activations     data/activations               data/zoo/<id>/activations
+  (in progress)   data/train-work, extract-work  data/zoo/<id>/extract-work
+  plot data       reports/<stage>/               reports/zoo/<id>/<stage>/
+  metrics         reports/metrics/<stage>.json   reports/zoo/<id>/metrics/<stage>.json
 
 Every model reads the same prepared data, PREPARED (data/prepared, the prepare stage's output).
 
@@ -51,6 +51,16 @@ class Run:
     @property
     def activations(self):
         return self.data / "activations"
+
+    @property
+    def train_work(self):
+        """Where train writes until a run is finished (no DVC output, so a killed run resumes from it),
+        and the lock (a PID) that keeps a second trainer out of it."""
+        return self.data / "train-work"
+
+    @property
+    def train_lock(self):
+        return self.data / ".train.lock"
 
     @property
     def extract_work(self):
@@ -105,10 +115,10 @@ def results(run):
         return found
 
     out = {"train": read_json(run.metrics("train" if run.zoo_id is None else "model")),
-           **{stage: read_json(run.metrics(stage)) for stage in ("spectral", "tokens", "mi", "qk")},
+           "metrics": {stage: read_json(run.metrics(stage)) for stage in STAGES},
            "tokens_used": {s: read_json(run.plots(s) / "tokens_used.json") for s in STAGES}, **rows(run.plots)}
     out["layout"] = out["tokens_used"]["spectral"]["layout"]
     if (run.plots("spectral") / INIT).is_dir():
-        same = ("train", "spectral", "tokens", "mi", "qk", "tokens_used", "layout")
+        same = ("train", "metrics", "tokens_used", "layout")
         out["init"] = {**{k: out[k] for k in same}, **rows(lambda stage: run.plots(stage) / INIT)}
     return out

@@ -170,7 +170,7 @@ def at(rows, epoch, **where):
     return [r for r in rows if r["epoch"] == epoch and all(r[k] == v for k, v in where.items())]
 
 
-def replicates(rows, keys, metric):
+def stored_replicates(rows, keys, metric):
     """{(values of `keys`): the metric's replicates, array (G,) in group order}."""
     out = {}
     group = "half" if rows and "half" in rows[0] else "group"

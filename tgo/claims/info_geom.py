@@ -10,7 +10,7 @@ correlation stage (reports/correlation/correlation.csv, replicates.csv).
 """
 import numpy as np
 
-from tgo.claims.core import Estimate, at, claim, decide, fmt, fmt_ci, missing, replicates, side, slope
+from tgo.claims.core import Estimate, at, claim, decide, fmt, fmt_ci, missing, side, slope, stored_replicates
 from tgo.geometry.stats import interval
 
 # Spatially coherent clusters: the neighbour share lies 3 permutation-null standard deviations
@@ -29,7 +29,7 @@ def alpha_falls(r, epoch, level):
     if len(rows) < 2 or not np.all(np.isfinite(alphas)):
         return missing("alpha missing (see tokens.json)")
     depths = [x["depth"] for x in rows]
-    reps = replicates(at(r["token_replicates"], epoch), ("depth",), "patch_alpha_mean")
+    reps = stored_replicates(at(r["token_replicates"], epoch), ("depth",), "patch_alpha_mean")
     if any((d,) not in reps for d in depths):
         return missing(f"no jackknife replicates of alpha at epoch {int(epoch)}")
     b = slope(depths, alphas)
@@ -98,11 +98,12 @@ def u_shape(r, epoch, level):
     rows = [x for x in at(r["correlation"], epoch, tokens="patches") if x["site"].startswith("block_")]
     if len(rows) < 3:
         return missing(f"only {len(rows)} blocks")
-    reps = replicates(at(r["correlation_replicates"], epoch, tokens="patches"), ("site",), "mean_r")
+    reps = stored_replicates(at(r["correlation_replicates"], epoch, tokens="patches"), ("site",), "mean_r")
     (value, ci, rep), label, words = u_statistic(rows, reps, level)
     centred = [x for x in at(r["correlation"], epoch, tokens="patches_mean_removed") if x["site"].startswith("block_")]
     if centred:
-        reps_c = replicates(at(r["correlation_replicates"], epoch, tokens="patches_mean_removed"), ("site",), "mean_r")
+        reps_c = stored_replicates(at(r["correlation_replicates"], epoch, tokens="patches_mean_removed"), ("site",),
+                                   "mean_r")
         _, label_c, words_c = u_statistic(centred, reps_c, level)
         words += f". With the mean patch token removed: {words_c}: {label_c}"
     return Estimate(value, label, f"epoch {int(epoch)}, patch tokens: {words}", ci, rep)

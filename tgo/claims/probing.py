@@ -17,8 +17,8 @@ The blocks' "first half" and "later half": depth <= B/2 and depth > B/2.
 """
 import numpy as np
 
-from tgo.claims.core import (Estimate, all_hold, at, claim, decide, fmt, fmt_ci, margins, missing, replicates,
-                             side, slope)
+from tgo.claims.core import (Estimate, all_hold, at, claim, decide, fmt, fmt_ci, margins, missing, side, slope,
+                             stored_replicates)
 from tgo.geometry.stats import half_sample_interval, interval
 
 # "Most angles exceed 90 degrees": more than half of the patch pairs (beyond the interval).
@@ -40,7 +40,7 @@ _HEADS = "delete-one-head jackknife interval (the same head left out of every bl
 def mi_curves(r, epoch):
     """{(sublayer, depth): (distances, MI curve, half-sample replicates (R, distances))} at a
     checkpoint; None where the mi stage wrote no curves or no replicates for it."""
-    reps = replicates(at(r["mi_replicates"], epoch), ("sublayer", "depth", "distance"), "mi")
+    reps = stored_replicates(at(r["mi_replicates"], epoch), ("sublayer", "depth", "distance"), "mi")
     out = {}
     for sub, depth in sorted({(x["sublayer"], x["depth"]) for x in at(r["mi_distance"], epoch)}):
         c = sorted((x["distance"], x["mi"]) for x in at(r["mi_distance"], epoch, sublayer=sub, depth=depth))
@@ -54,7 +54,7 @@ def mi_curves(r, epoch):
 def mi_decay(r, epoch):
     """{(sublayer, depth): (MI decay rate, its half-sample replicates (R,))} at a checkpoint, as the
     mi stage computed them (decay.csv); None where it wrote no replicates for that checkpoint."""
-    reps = replicates(at(r["mi_decay_replicates"], epoch), ("sublayer", "depth"), "mi_decay_rate")
+    reps = stored_replicates(at(r["mi_decay_replicates"], epoch), ("sublayer", "depth"), "mi_decay_rate")
     rows = {(x["sublayer"], x["depth"]): x["mi_decay_rate"] for x in at(r["mi_decay"], epoch)}
     if not rows or any(k not in reps for k in rows):
         return None
@@ -161,7 +161,7 @@ def first_block_min_mi(r, epoch, level):
                  f"lowest; {_HALF}")
 def first_block_most_kurtotic(r, epoch, level):
     rows = at(r["kurtosis"], epoch)
-    reps = replicates(at(r["kurtosis_replicates"], epoch), ("sublayer", "depth"), "kurtosis_mean")
+    reps = stored_replicates(at(r["kurtosis_replicates"], epoch), ("sublayer", "depth"), "kurtosis_mean")
     if not rows or any((x["sublayer"], x["depth"]) not in reps for x in rows):
         return missing(f"no half-sample replicates of kurtosis at epoch {int(epoch)} (mi stage)")
     blocks = sorted({x["depth"] for x in rows})
@@ -175,12 +175,12 @@ def first_block_most_kurtotic(r, epoch, level):
 def qk_blocks(r, epoch, key):
     """({depth: heads-together value}, {depth: delete-one-head replicates}) at a checkpoint."""
     heads = {x["depth"]: x[key] for x in at(r["qk_heads"], epoch) if x["head"] == "all"}
-    reps = replicates(at(r["qk_head_replicates"], epoch), ("depth",), key)
+    reps = stored_replicates(at(r["qk_head_replicates"], epoch), ("depth",), key)
     return heads, {d: reps.get((d,)) for d in heads}
 
 
 def _skipped(r):
-    return r["qk"].get("skipped")
+    return r["metrics"]["qk"].get("skipped")
 
 
 def _lowest(r, epoch, key, depths, threshold, level, what):
@@ -253,7 +253,7 @@ _VECTORS = ("patch vectors entering attention: norm1's output without its bias b
 
 def _angles(r, epoch, key):
     rows = sorted(at(r["qk_angles"], epoch), key=lambda x: x["depth"])
-    reps = replicates(at(r["qk_replicates"], epoch), ("depth",), key)
+    reps = stored_replicates(at(r["qk_replicates"], epoch), ("depth",), key)
     return rows, reps
 
 

@@ -13,8 +13,10 @@ import sys
 import textwrap
 
 from tgo.claims.core import NOT_APPLICABLE, REGISTRY
+from tgo.runs import Run
 
-VERDICTS, ZOO_VERDICTS = "reports/metrics/verdicts.json", "reports/metrics/zoo_verdicts.json"
+# The keys of `dvc exp show --json`'s metrics: the files the report and compare stages write.
+VERDICTS, ZOO_VERDICTS = (Run().metrics(name).as_posix() for name in ("verdicts", "zoo_verdicts"))
 WORDS = {"observed": "yes", "partly observed": "part", "not observed": "no", "inconclusive": "?",
          NOT_APPLICABLE: "n/a", "not computable": "n/c"}
 LEGEND = ("yes = observed, part = partly observed, no = not observed, ? = inconclusive, n/a = not applicable "

@@ -13,7 +13,7 @@ import numpy as np
 
 from tgo.activations import image_set
 from tgo.claims.core import (NOT_APPLICABLE, Estimate, at, claim, fmt, fmt_ci, margins, missing,
-                             replicates, share_interval_verdict, side, slope)
+                             share_interval_verdict, side, slope, stored_replicates)
 from tgo.geometry.stats import bonferroni, interval
 
 _TREND = ("per (site, sample set) after the embedding: the least-squares slope of the {metric} on the checkpoint's "
@@ -28,7 +28,8 @@ _OVER_TRAINING = "none: a change over the checkpoints of this run (the first is 
 def trend(r, metric, sign, level):
     """A metric moving the `sign` way over training at every (site, sample set) after the embedding,
     read from every checkpoint (see _TREND)."""
-    rows, reps = r["spectral_rows"], replicates(r["spectral_replicates"], ("epoch", "site", "sample_set"), metric)
+    rows = r["spectral_rows"]
+    reps = stored_replicates(r["spectral_replicates"], ("epoch", "site", "sample_set"), metric)
     epochs = sorted({x["epoch"] for x in rows})
     if len(epochs) < 2:
         return Estimate(np.nan, NOT_APPLICABLE, "one checkpoint: nothing to follow over training")
@@ -118,7 +119,7 @@ def final_cls(r, epoch, metric, sign, level):
                     key=lambda s: cls[s]["depth"])
     if len(blocks) < 2:
         return missing(f"{len(blocks)} block(s) with a value{stand_in}")
-    reps = replicates(at(r["spectral_replicates"], epoch, sample_set=head), ("site",), metric)
+    reps = stored_replicates(at(r["spectral_replicates"], epoch, sample_set=head), ("site",), metric)
     values = {s: cls[s][metric] for s in blocks}
     (site, margin, ci, rep), label, out, per_case = margins(values, {s: reps[(s,)] for s in blocks}, blocks[-1],
                                                             blocks[:-1], sign, level)
