@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test params verdicts gpu-check
+.PHONY: install demo test params verdicts robustness gpu-check
 
 install: $(VENV)/.installed .dvc/plots_template.html
 
@@ -30,6 +30,16 @@ params: install
 # options after ARGS=, e.g. make verdicts ARGS="-A".
 verdicts: install
 	python -m tgo.claims.table $(ARGS)
+
+# Each claim across SEEDS more training seeds and every analysis variant of conf/variants.yaml, as
+# DVC experiments, then their aggregate in reports/robustness/ (README: Seeds and analysis variants).
+SEEDS ?= 1 2
+robustness: install
+	python -m tgo.claims.robustness queue seeds $(SEEDS)
+	python -m tgo.claims.robustness queue variants
+	dvc exp run --run-all
+	python -m tgo.claims.robustness
+	dvc repro report
 
 # The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker.
 test: install

@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 from tgo import claims
+from tgo.claims import robustness
 from tgo.figures import SECTIONS, training
 from tgo.figures.plot import rendered
 from tgo.io import atomic_dir, atomic_file, run_stage, write_json
@@ -38,7 +39,7 @@ def main():
     over_training = len({x["epoch"] for x in r["spectral_rows"]}) > 1
     model = training.report(r, read_curves() if over_training else {})  # weights analysed: no curves
     sections = [{"title": "Model and training", "text": model["text"], "figures": rendered(model["figures"], pngs)},
-                {"title": "Reading the verdicts", "subsection": True, "text": reading_text(r, level)}]
+                {"title": "Reading the verdicts", "subsection": True, **reading(r, level, params)}]
     for title, paper, families in SECTIONS:
         parts = [family.report(r, params) for family in families]
         sections.append({"title": f"{title} — {claims.PAPERS[paper]}", "text": " ".join(p["text"] for p in parts),
@@ -54,18 +55,31 @@ def main():
     print(f"report with {len(pngs)} figures and {len(records)} verdicts -> {HTML}, {FIGURES}/, {VERDICTS}")
 
 
-def reading_text(r, level):
-    """How a verdict and its origin are decided, in words (README: Claims checked)."""
+def reading(r, level, params):
+    """How a verdict and its origin are decided, in words (README: Claims checked), and how far it
+    was checked beyond this run: across training seeds and analysis variants, when
+    `python -m tgo.claims.robustness` aggregated them for these params (a link to its page)."""
     null = claims.untrained(r)
     against = (f"on the untrained network ({null[2]})" if null else
                "on the untrained network, which this run lacks (extract again: dvc repro -f -s extract)")
-    return (f"Each claim is decided at the last checkpoint by where the {100 * level:g}% interval of its statistic "
+    text = (f"Each claim is decided at the last checkpoint by where the {100 * level:g}% interval of its statistic "
             f"lies against its rule, and by the same function {against}. An observed claim is credited to "
             "training only when the difference from the untrained network lies surely in the claimed direction; "
             "when the untrained network shows it too, it is said to be already there; otherwise it is observed but "
             "not decided against the untrained network. Claims about change over training read every checkpoint "
             "and need more than one. The untrained network's value, and the difference with its interval, are "
-            "in the fourth column.")
+            "in the fourth column. ")
+    across = robustness.for_params(params)
+    if across is None:
+        return {"text": text + f"One seed (train.seed={params['train']['seed']}): whether another training seed or "
+                "another reasonable analysis choice gives the same verdicts is not checked here (README: Seeds and "
+                "analysis variants).", "links": []}
+    seeds, variants = list(across["seeds"]), list(across["variants"])
+    return {"text": text + f"These params ran with {len(seeds)} training seeds ({', '.join(seeds)}) and "
+                           f"{len(variants)} analysis variants ({', '.join(variants) or 'none'}), aggregated at "
+                           f"commit {across['commit'][:7]}:",
+            "links": [(f"{robustness.OUT.relative_to(HTML.parent)}/index.html",
+                       "each claim across training seeds and analysis variants")]}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from tgo.runs import STAGES
 
 PIPELINE = ("prepare", "train", "extract", *STAGES)  # every stage of one model, in order
 # The longest files first, so that with one worker per core (make test) the workers finish together.
-LONGEST = ("test_zoo.py", "test_pipeline.py")
+LONGEST = ("test_zoo.py", "test_pipeline.py", "test_robustness.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -75,7 +75,7 @@ def copy_project(dst):
     into a fresh git repository at dst."""
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for rel in files:
-        if rel == "dvc.lock" or rel.startswith(("reports/", "data/", "tests/")) and rel != "reports/zoo/README.md":
+        if rel == "dvc.lock" or rel.startswith(("reports/", "data/", "tests/")) and not rel.endswith("/README.md"):
             continue
         if (REPO / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)

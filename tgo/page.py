@@ -91,15 +91,18 @@ def _table(columns, rows):
 
 
 def render_html(title, summary, sections, params):
-    """sections: [{"title", "subsection", "text", "table": (columns, rows), "verdicts" with the model's
-    "layout", "zoo_verdicts" ({model id: records}) with "layouts" ({model id: layout}), "figures":
-    [(caption, png bytes)]}]; a subsection (true) continues the section before it."""
+    """sections: [{"title", "subsection", "text", "links": [(href, words)], "table": (columns, rows),
+    "verdicts" with the model's "layout", "zoo_verdicts" ({model id: records}) with "layouts" ({model
+    id: layout}), "figures": [(caption, png bytes)]}]; a subsection (true) continues the section
+    before it."""
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(summary)}</p>"]
     for s in sections:
         tag = "h3" if s.get("subsection") else "h2"
         parts.append(f"<{tag}>{html.escape(s['title'])}</{tag}>")
         if s.get("text"):
             parts.append(f"<p>{html.escape(s['text'])}</p>")
+        for href, words in s.get("links", []):
+            parts.append(f"<p><a href='{html.escape(href)}'>{html.escape(words)}</a></p>")
         if s.get("table"):
             parts.append(_table(*s["table"]))
         if s.get("verdicts"):

@@ -50,14 +50,34 @@ def flat(tree, prefix=""):
     return out
 
 
+def experiments(exp_show):
+    """(name, params, metrics, baseline) of every row of `dvc exp show --json`: the workspace, each
+    commit, and each commit's experiments after it. params: flattened ("group.key": value);
+    metrics: {file: its data}; baseline: the params the row is compared with (the first commit's for
+    the workspace, its commit's for an experiment, None for a commit)."""
+    def read(data):
+        return (flat((data.get("params") or {}).get("params.yaml", {}).get("data", {})),
+                {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()})
+
+    commits = [c for c in exp_show if c["rev"] != "workspace"]
+    head = read(commits[0].get("data") or {})[0] if commits else None
+    out = []
+    for commit in exp_show:
+        workspace = commit["rev"] == "workspace"
+        params, metrics = read(commit.get("data") or {})
+        out.append(("workspace" if workspace else commit.get("name") or commit["rev"][:7], params, metrics,
+                    head if workspace else None))
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                out.append((rev.get("name") or rev["rev"][:7], *read(rev.get("data") or {}), params))
+    return out
+
+
 def runs(exp_show):
     """(label, description, {claim id: record}) per model of each row of `dvc exp show --json`:
     the workspace and each commit, each commit's experiments after it, each with its zoo models."""
     out = []
-
-    def add(name, data, baseline):
-        metrics = {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()}
-        params = flat((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
+    for name, params, metrics, baseline in experiments(exp_show):
         if baseline is None:
             what = "the committed params"
         else:
@@ -67,18 +87,6 @@ def runs(exp_show):
             out.append((name, what, records(metrics[VERDICTS])))
         for zoo_id, verdicts in metrics.get(ZOO_VERDICTS, {}).items():
             out.append((f"{name}:{zoo_id}", f"zoo model {zoo_id} of {name}", records(verdicts)))
-        return params
-
-    commits = [c for c in exp_show if c["rev"] != "workspace"]
-    head = flat(((commits[0].get("data") or {}).get("params") or {}).get("params.yaml", {}).get("data", {})) \
-        if commits else None
-    for commit in exp_show:
-        workspace = commit["rev"] == "workspace"
-        name = "workspace" if workspace else commit.get("name") or commit["rev"][:7]
-        baseline = add(name, commit.get("data") or {}, head if workspace else None)
-        for exp in commit.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                add(rev.get("name") or rev["rev"][:7], rev.get("data") or {}, baseline)
     return out
 
 
@@ -108,11 +116,20 @@ def render(found, width):
     return "\n".join(lines)
 
 
-def main(argv):
-    proc = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+def exp_show(argv=(), who="tgo.claims.table"):
+    """`dvc exp show --json` with these options, parsed."""
+    try:
+        proc = subprocess.run(["dvc", "exp", "show", "--json", *argv], capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit(f"{who}: dvc is not on PATH; run it through make, or activate the project's environment "
+                 "(. .venv/bin/activate)")
     if proc.returncode:
-        sys.exit(f"tgo.claims.table: dvc exp show failed: {proc.stderr.strip()}")
-    found = runs(json.loads(proc.stdout))
+        sys.exit(f"{who}: dvc exp show failed: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def main(argv):
+    found = runs(exp_show(argv))
     if not found:
         sys.exit("tgo.claims.table: no run has reports/metrics/verdicts.json yet; run the pipeline (make demo)")
     print(render(found, shutil.get_terminal_size().columns))
