@@ -41,9 +41,10 @@ robustness: install
 	python -m tgo.claims.robustness
 	dvc repro report
 
-# The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker.
+# The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker,
+# the longest files first (tests/conftest.py; xdist would otherwise order files by their number of tests).
 test: install
-	pytest -n auto --dist loadfile
+	pytest -n auto --dist loadfile --no-loadscope-reorder
 
 # A GPU machine's check: throughput, one epoch of the DeiT preset and every stage -> gpu_check.json
 # (without a GPU: a tiny version of the same, bench/gpu_check.py).

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from micro import rendered_lines, run_stage
+from micro import micro_config, rendered_lines, run_stage
 from tgo.io import progress
 
 
@@ -39,8 +39,8 @@ INNER = {"spectral": "sites", "correlation": "sites", "tokens": "alpha intervals
 def test_a_stage_logged_to_a_pipe_has_no_escapes(stage, workspace, tmp_path):
     """stderr to a pipe, as in a log: the nested bars are there, without cursor-up escapes."""
     shutil.copytree(workspace / "data", tmp_path / "data")
-    shutil.copy(workspace / "params.yaml", tmp_path)
-    proc = run_stage(stage, tmp_path)
+    # The micro params, not the workspace's params.yaml: other tests leave theirs there.
+    proc = run_stage(stage, tmp_path, micro_config())
     assert proc.returncode == 0, proc.stderr
     assert "checkpoints" in proc.stderr and INNER[stage] in proc.stderr, proc.stderr
     assert "\x1b" not in proc.stderr, repr(proc.stderr)

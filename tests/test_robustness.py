@@ -72,6 +72,10 @@ def test_three_seeds_and_three_variants_in_one_sequence(project):
     assert ran.count("Running stage 'train'") == 2, ran
     assert ran.count("Running stage 'extract'") == 2, ran
 
+    # Run again, the sequence queues nothing that has run.
+    again = run(ROBUSTNESS + ["queue", "seeds", "1", "2"], project).stdout
+    assert "seed 2: already run" in again and "--queue" not in again, again
+
     # The report links to the aggregate once it is made for its params.
     out = run(["dvc", "repro"], project).stdout
     assert "Running stage 'report'" in out

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-import yaml
 
+from micro import micro_config
 from tgo import activations
 from tgo.geometry import spectral as sp
 from tgo.geometry import tokens as tk
@@ -191,7 +191,7 @@ def test_cluster_signatures_rejects_bad_input():
 def test_tokens_stage_intervals_at_the_first_and_last_checkpoint(workspace):
     plots = workspace / "reports/tokens"
     depth, reps = read_csv(plots / "depth_all.csv"), read_csv(plots / "replicates.csv")
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params = micro_config()  # what the workspace ran with (tests may leave another params.yaml there)
     found = activations.checkpoints(workspace / "data/activations")
     epochs = [m["epoch"] for _, m in found]
     assert len(epochs) >= 3

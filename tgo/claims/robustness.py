@@ -57,20 +57,27 @@ def read_variants(path=VARIANTS):
 
 
 def queue(kind, args, variants_path=VARIANTS):
-    """Queue one DVC experiment per seed in args, or per variant (those named in args, or all)."""
+    """Queue one DVC experiment per seed in args, or per variant (those named in args, or all),
+    leaving out those HEAD's experiments already hold (so the sequence can be run again)."""
+    variants = read_variants(variants_path)
+    _, seeds, found = sort_runs(exp_show(who="tgo.claims.robustness"), variants)
     if kind == "seeds":
         if not args or not all(a.isdigit() for a in args):
             raise TGOError("queue seeds: give the training seeds to add, e.g. queue seeds 1 2")
-        runs = [[f"{SEED}={a}"] for a in args]
+        done = {str(s): name for s, (name, _) in seeds.items()}
+        todo = [(f"seed {a}", a, [f"{SEED}={a}"]) for a in args]
     elif kind == "variants":
-        variants = read_variants(variants_path)
         unknown = sorted(set(args) - set(variants))
         if unknown:
             raise TGOError(f"queue variants: {', '.join(unknown)} not in {variants_path} ({', '.join(variants)})")
-        runs = [[f"{k}={json.dumps(v)}" for k, v in variants[vid].items()] for vid in args or variants]
+        done = {v: name for v, (name, _) in found.items()}
+        todo = [(vid, vid, [f"{k}={json.dumps(v)}" for k, v in variants[vid].items()]) for vid in args or variants]
     else:
         raise TGOError(f"queue {kind}: queue seeds N ... or queue variants [id ...]")
-    for overrides in runs:
+    for label, key, overrides in todo:
+        if key in done:
+            print(f"{label}: already run ({done[key]}), not queued again")
+            continue
         cmd = ["dvc", "exp", "run", "--queue", *(a for o in overrides for a in ("-S", o))]
         print(" ".join(cmd))
         try:
