@@ -247,7 +247,8 @@ def main(argv):
         f.write(page(agg))
     (seed_cols, seed_rows), (var_cols, var_rows) = tables(agg)
     print(text_table(seed_cols, seed_rows) + "\n\n" + text_table(var_cols, var_rows))
-    print(f"\n{len(seeds)} seeds, {len(found)} of {len(variants)} variants -> {OUT}/index.html, {OUT}/robustness.json")
+    seeds_words = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    print(f"\n{seeds_words}, {len(found)} of {len(variants)} variants -> {OUT}/index.html, {OUT}/robustness.json")
 
 
 if __name__ == "__main__":
