@@ -35,10 +35,10 @@ verdicts: install
 # DVC experiments, then their aggregate in reports/robustness/ (README: Seeds and analysis variants).
 SEEDS ?= 1 2
 robustness: install
-	python -m tgo.claims.robustness queue seeds $(SEEDS)
-	python -m tgo.claims.robustness queue variants
+	python -m tgo.robustness queue seeds $(SEEDS)
+	python -m tgo.robustness queue variants
 	dvc exp run --run-all
-	python -m tgo.claims.robustness
+	python -m tgo.robustness
 	dvc repro report
 
 # The tests wait mostly on stage subprocesses of one thread each: one worker per core, a file per worker,

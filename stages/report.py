@@ -3,8 +3,7 @@
 import csv
 from pathlib import Path
 
-from tgo import claims
-from tgo.claims import robustness
+from tgo import claims, robustness
 from tgo.figures import SECTIONS, training
 from tgo.figures.plot import rendered
 from tgo.io import atomic_dir, atomic_file, run_stage, write_json
@@ -58,7 +57,7 @@ def main():
 def reading(r, level, params):
     """How a verdict and its origin are decided, in words (README: Claims checked), and how far it
     was checked beyond this run: across training seeds and analysis variants, when
-    `python -m tgo.claims.robustness` aggregated them for these params (a link to its page)."""
+    `python -m tgo.robustness` aggregated them for these params (a link to its page)."""
     null = claims.untrained(r)
     against = (f"on the untrained network ({null[2]})" if null else
                "on the untrained network, which this run lacks (extract again: dvc repro -f -s extract)")

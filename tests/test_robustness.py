@@ -1,4 +1,4 @@
-"""Each claim across training seeds and analysis variants (tgo.claims.robustness), end to end on a
+"""Each claim across training seeds and analysis variants (tgo.robustness), end to end on a
 micro project: README's sequence of commands, and the aggregate's JSON read back against each
 experiment's own verdicts.json as `dvc exp show` reports it."""
 import json
@@ -11,10 +11,10 @@ import yaml
 
 from micro import REPO, compose, copy_project, git_commit, micro_config, run, write_params
 from tgo.claims import REGISTRY
-from tgo.claims.robustness import read_variants
+from tgo.robustness import read_variants
 from tgo.params import SCHEMA, validate
 
-ROBUSTNESS = [sys.executable, "-m", "tgo.claims.robustness"]
+ROBUSTNESS = [sys.executable, "-m", "tgo.robustness"]
 VARIANTS = ("alpha-5-50", "clusters-6", "mi-k-5")  # of conf/variants.yaml, valid at the micro scale
 
 

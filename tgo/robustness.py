@@ -6,10 +6,10 @@ reviewer asks two more questions: does a claim hold for another training seed, a
 the analysis choices a reasonable person might have made instead? Each answer is a DVC experiment
 one -S away from the committed params:
 
-  python -m tgo.claims.robustness queue seeds 1 2   queue train.seed=1 and =2 (the whole pipeline each)
-  python -m tgo.claims.robustness queue variants    queue every variant of conf/variants.yaml
-  dvc exp run --run-all                             run what is queued
-  python -m tgo.claims.robustness                   aggregate -> reports/robustness/
+  python -m tgo.robustness queue seeds 1 2   queue train.seed=1 and =2 (the whole pipeline each)
+  python -m tgo.robustness queue variants    queue every variant of conf/variants.yaml
+  dvc exp run --run-all                      run what is queued
+  python -m tgo.robustness                   aggregate -> reports/robustness/
 
 The aggregate reads `dvc exp show --json` (the workspace, HEAD and HEAD's experiments) and sorts the
 runs by their params against HEAD's: a seed differs in train.seed alone, a variant in exactly one
@@ -60,7 +60,7 @@ def queue(kind, args, variants_path=VARIANTS):
     """Queue one DVC experiment per seed in args, or per variant (those named in args, or all),
     leaving out those HEAD's experiments already hold (so the sequence can be run again)."""
     variants = read_variants(variants_path)
-    _, seeds, found = sort_runs(exp_show(who="tgo.claims.robustness"), variants)
+    _, seeds, found = sort_runs(exp_show(who="tgo.robustness"), variants)
     if kind == "seeds":
         if not args or not all(a.isdigit() for a in args):
             raise TGOError("queue seeds: give the training seeds to add, e.g. queue seeds 1 2")
@@ -215,15 +215,15 @@ def page(agg):
                   "between seeds, beside the mean half-width of one run's interval over the probe images: a "
                   "between-seed spread larger than the within-run interval means the seed, not the probe images, "
                   "dominates the uncertainty." if n > 1 else
-                  "One seed: queue more with python -m tgo.claims.robustness queue seeds 1 2, then dvc exp run "
-                  "--run-all and python -m tgo.claims.robustness (README: Seeds and analysis variants).")
+                  "One seed: queue more with python -m tgo.robustness queue seeds 1 2, then dvc exp run "
+                  "--run-all and python -m tgo.robustness (README: Seeds and analysis variants).")
     variants_text = ("Each claim's verdict with the committed params (seed " + str(agg["committed_seed"]) + ") and "
                      "under each analysis variant (the same trained network, one analysis choice changed), and in "
                      "how many variants it stays the same (verdict and origin). Variants: "
                      + "; ".join(f"{v}: {', '.join(f'{k}={json.dumps(x)}' for k, x in d['overrides'].items())}"
                                  for v, d in agg["variants"].items()) + "."
-                     if agg["variants"] else "No analysis variant has run: python -m tgo.claims.robustness queue "
-                     "variants, then dvc exp run --run-all and python -m tgo.claims.robustness.")
+                     if agg["variants"] else "No analysis variant has run: python -m tgo.robustness queue "
+                     "variants, then dvc exp run --run-all and python -m tgo.robustness.")
     sections = [{"title": "Across training seeds", "text": seeds_text, "table": (seed_cols, seed_rows)},
                 {"title": "Across analysis variants", "text": variants_text, "table": (var_cols, var_rows)},
                 {"title": "Reading the cells", "subsection": True, "text": LEGEND}]
@@ -237,7 +237,7 @@ def main(argv):
         queue(argv[1] if len(argv) > 1 else "", argv[2:])
         return
     variants = read_variants()
-    head, seeds, found = sort_runs(exp_show(who="tgo.claims.robustness"), variants)
+    head, seeds, found = sort_runs(exp_show(who="tgo.robustness"), variants)
     if not seeds:
         raise TGOError("no run of the committed params has verdicts yet; run the pipeline (make demo)")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
