@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from tgo.claims.core import REGISTRY
-from tgo.claims.table import LEGEND, cell, exp_show, experiments, flat, records
+from tgo.claims.table import LEGEND, VERDICTS, cell, exp_show, experiments, flat, records
 from tgo.io import TGOError, atomic_file, read_json, run_stage, write_json
 from tgo.page import render_html
 
@@ -103,11 +103,11 @@ def sort_runs(exp_rows, variants):
         raise TGOError("no commit with params: commit the baseline first (git commit, README: Everyday use)")
     head = commits[0][1]
     order = [commits[0]] + [r for r in rows if r[3] is head] + [r for r in rows if r[0] == "workspace"]
-    order = [r for r in order if "reports/metrics/verdicts.json" in r[2]]
+    order = [r for r in order if VERDICTS in r[2]]
     seeds, found = {}, {}
     for name, params, metrics, _ in order:
         changed = {k: params.get(k) for k in set(params) | set(head) if not _same(params.get(k), head.get(k))}
-        verdicts = records(metrics["reports/metrics/verdicts.json"])
+        verdicts = records(metrics[VERDICTS])
         if set(changed) <= {SEED}:
             seeds.setdefault(params[SEED], (name, verdicts))
         for vid, overrides in variants.items():
@@ -120,20 +120,14 @@ def _finite(values):
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def _spread(records, key):
+def _spread(records, key, low, high):
     """Mean over the runs, between-run standard deviation (n - 1), and the mean half-width of the
-    within-run (probe-image) interval, of `key` (value or effect); None where missing."""
+    within-run (probe-image) interval [low, high], of `key` (value or effect); None where missing."""
     values = _finite(r.get(key) for r in records)
-    halves = _finite((r[f"{key}_ci_high"] - r[f"{key}_ci_low"]) / 2 for r in records
-                     if r.get(f"{key}_ci_low") is not None and r.get(f"{key}_ci_high") is not None)
+    halves = _finite((r[high] - r[low]) / 2 for r in records if r.get(low) is not None and r.get(high) is not None)
     return {"mean": float(np.mean(values)) if values else None,
             "between_seed_sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
             "within_run_half_width": float(np.mean(halves)) if halves else None}
-
-
-def _ci_keys(record):
-    """verdicts.json names the value's interval ci_low/ci_high: as value_ci_* for `_spread`."""
-    return {**record, "value_ci_low": record.get("ci_low"), "value_ci_high": record.get("ci_high")}
 
 
 def aggregate(head, seeds, found, variants, commit):
@@ -141,13 +135,14 @@ def aggregate(head, seeds, found, variants, commit):
     committed = seeds.get(head[SEED])
     claims = {}
     for cid in REGISTRY:
-        per_seed = [_ci_keys(r[cid]) for _, r in seeds.values() if cid in r]
+        per_seed = [r[cid] for _, r in seeds.values() if cid in r]
         claims[cid] = {
             "seeds": {str(s): {"verdict": r[cid]["verdict"], "origin": r[cid].get("origin")}
                       for s, (_, r) in seeds.items() if cid in r},
             "observed_in": sum(r["verdict"] == "observed" for r in per_seed),
             "produced_by_training_in": sum(r.get("origin") == "training" for r in per_seed),
-            "value": _spread(per_seed, "value"), "effect": _spread(per_seed, "effect"),
+            "value": _spread(per_seed, "value", "ci_low", "ci_high"),
+            "effect": _spread(per_seed, "effect", "effect_ci_low", "effect_ci_high"),
             "variants": {v: {"verdict": r[cid]["verdict"], "origin": r[cid].get("origin")}
                          for v, (_, r) in found.items() if cid in r},
         }
