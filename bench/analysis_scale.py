@@ -12,8 +12,12 @@ pages of the memory-mapped activations it touched.
     python bench/analysis_scale.py                         # build the workspace in a temp dir, run all
     python bench/analysis_scale.py --workdir /tmp/scale    # keep it; a second call reuses its activations
     python bench/analysis_scale.py --workdir /tmp/scale --stages correlation
+    python bench/analysis_scale.py --baseline 323adc3      # each stage also as that commit runs it, before
+                                                           # this code, in the same run: the ratio
     python bench/analysis_scale.py --earlier       # also a checkpoint before the last (twice as long),
                                                    # and the time per checkpoint over the preset's schedule
+
+Stages run one after another on an otherwise idle machine: run nothing else meanwhile.
 """
 import argparse
 import contextlib
@@ -26,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from dvc.utils.hydra import compose_and_dump
 
@@ -38,8 +43,8 @@ from tgo.io import usable_cpus  # noqa: E402
 from tgo.models import create_model, model_kwargs  # noqa: E402
 from tgo.params import load  # noqa: E402
 
-# The issue's goals per checkpoint on 2 cores: seconds, and 6 GB peak for every stage.
-GOALS = {"spectral": 40, "tokens": 30, "correlation": 20, "mi": 60, "qk": 30}
+# The goals per checkpoint on 2 cores: seconds (None: no time goal), and 6 GB peak for every stage.
+GOALS = {"extract": None, "spectral": 40, "tokens": 60, "correlation": 20, "mi": 60, "qk": 30}
 MEMORY_GOAL_GB = 6.0
 PRESET = ["data=imagenet100", "model=vit_small_patch16", "prepare.source=synthetic", "prepare.num_classes=10",
           "prepare.train_per_class=1", "prepare.val_per_class=100"]
@@ -56,14 +61,18 @@ def build(work):
     import_weights(create_model(**kwargs), "random initialisation", work / "data/checkpoints", manifest["classes"])
 
 
-def stage(work, name):
-    """Run stages/<name>.py in the workspace: (seconds, peak resident GB, peak anonymous GB). The
-    resident set also counts the pages of memory-mapped activations read (file-backed, which the
-    kernel can drop); the anonymous part, sampled every 0.1 s, is the memory the stage allocated."""
+def stage(work, name, code=ROOT):
+    """Run stages/<name>.py of the code in `code` (this checkout, or a baseline's) in the workspace:
+    (seconds, peak resident GB, peak anonymous GB). The resident set also counts the pages of
+    memory-mapped activations read (file-backed, which the kernel can drop); the anonymous part,
+    sampled every 0.1 s, is the memory the stage allocated."""
+    if name == "extract":  # from scratch: the last extraction's output would be taken as done
+        shutil.rmtree(work / "data/activations", ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}  # ahead of the installed (editable) tgo
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=work, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen([sys.executable, str(code / "stages" / f"{name}.py")], cwd=work, stdout=log,
+                                stderr=subprocess.STDOUT, text=True, env=env)
         anon, pid = 0, 0
         while not pid:  # wait4, not Popen.poll: it reaps the child with its resource usage
             anon = max(anon, rss_anon(proc.pid))
@@ -98,6 +107,22 @@ def second_checkpoint(work):
         (ckpts / "config.json").write_text(config)
 
 
+@contextlib.contextmanager
+def baseline_code(rev):
+    """The stages and tgo of commit `rev`, unpacked in a temporary directory (None: none asked for)."""
+    if rev is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "stages", "tgo"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        found = subprocess.run([sys.executable, "-c", "import tgo; print(tgo.__file__)"], capture_output=True,
+                               text=True, check=True, env={**os.environ, "PYTHONPATH": tmp}, cwd="/").stdout
+        assert found.startswith(tmp), f"the baseline's stages would import {found}"
+        yield Path(tmp)
+
+
 def rss_anon(pid):
     """The process's anonymous resident memory in kB (0 once it has exited)."""
     try:
@@ -110,45 +135,95 @@ def rss_anon(pid):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, help="keep the workspace here (reused when it has activations)")
-    ap.add_argument("--stages", nargs="+", default=list(GOALS), choices=list(GOALS))
+    ap.add_argument("--stages", nargs="+", default=list(GOALS), choices=list(GOALS),
+                    help="extract runs when named or when the workspace has no activations")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run each stage as commit REV does (its stages/ and tgo/), just before this code's")
     ap.add_argument("--earlier", action="store_true",
                     help="also time a checkpoint before the last (no intervals or sample-size curves): each "
                          "stage again on two checkpoints, the difference")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, baseline_code(args.baseline) as before:
         work = args.workdir.resolve() if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = {}
-        if not (work / "data/activations").exists():
+        names = [n for n in GOALS if n in args.stages or (n == "extract" and not (work / "data/activations").exists())]
+        if not (work / "data/prepared").exists():
             build(work)
-            results["extract"] = stage(work, "extract")
-        cpus = usable_cpus()
-        device = device_name(pick_device())
         print(f"ImageNet-100 preset shape (ViT-S/16, 1000 probe images x 197 tokens x 384, 38 sites), one "
-              f"checkpoint, {cpus} CPUs, on {device}; workspace {work}")
-        for name in args.stages:
+              f"checkpoint, {usable_cpus()} CPUs, on {device_name(pick_device())}; workspace {work}"
+              + (f"; baseline {args.baseline}" if before else ""))
+        results, baseline = {}, {}
+        for name in names:
+            if before:
+                baseline[name] = stage(work, name, before)
             results[name] = stage(work, name)
             print(f"  {name} done", flush=True)
         if args.earlier:
             with second_checkpoint(work):
-                for name in args.stages:
+                for name in [n for n in names if n != "extract"]:
                     two = stage(work, name)
                     results[f"{name} (earlier)"] = (two[0] - results[name][0], two[1], two[2])
                     print(f"  {name} on two checkpoints done", flush=True)
-        print(f"{'stage':<22} {'time s':>8} {'goal s':>7} {'peak GB':>8} {'anon GB':>8}  goal met (time, memory)")
-        for name, (seconds, gb, anon) in results.items():
-            goal = GOALS.get(name.split()[0])
-            met = "-" if goal is None else ", ".join(
-                "yes" if ok else "NO" for ok in (seconds <= goal, gb <= MEMORY_GOAL_GB))
-            print(f"{name:<22} {seconds:8.1f} {goal or '-':>7} {gb:8.2f} {anon:8.2f}  {met}")
+        report(results, baseline, args.baseline)
+        if "tokens" in names:
+            tolerance(work)
         if args.earlier:
             # Intervals and sample-size curves are computed at the last checkpoint only.
             n = len(load("train", path=work / "params.yaml")["checkpoint_epochs"])
             print(f"per checkpoint over the preset's {n} checkpoints ({n - 1} earlier ones and the last, "
                   f"divided by {n}):")
-            for name in args.stages:
+            for name in [n for n in names if GOALS[n]]:
                 seconds = (results[name][0] + (n - 1) * results[f"{name} (earlier)"][0]) / n
                 print(f"{name:<22} {seconds:8.1f} {GOALS[name]:>7}  {'yes' if seconds <= GOALS[name] else 'NO'}")
+
+
+def tolerance(work, block=6):
+    """The tokens jackknife's approximation on this data: one block's replicate alphas from
+    spectral.leading_jackknife_eigenspectra against full float64 eigendecompositions of every replicate."""
+    from tgo import activations
+    from tgo.geometry import spectral
+    from tgo.geometry.stats import image_groups, standard_error
+
+    params = load("tokens", "ci", path=work / "params.yaml")
+    act_dir, meta = activations.checkpoints(work / "data/activations")[-1]
+    labels = image_groups(meta["n_images"], params["ci"]["groups"], params["ci"]["seed"])
+    ranks = tuple(params["tokens"]["alpha_ranks"])
+    X = np.moveaxis(np.asarray(activations.load(act_dir, "residual")[block]), 1, 0)  # (tokens, N, D)
+    ritz, full, point = [], [], []
+    for part in np.array_split(X, len(X) // 8):  # the exact replicates' covariances: 9 MB a token each
+        eigs, reps = spectral.leading_jackknife_eigenspectra(part, labels, ranks[1])
+        ritz.append(spectral.batched_alpha(reps, ranks)[0])
+        full.append(spectral.batched_alpha(spectral.jackknife_eigenspectra(part, labels), ranks)[0])
+        point.append(spectral.batched_alpha(eigs, ranks)[0]
+                     - spectral.batched_alpha(spectral.batched_eigenspectra(part), ranks)[0])
+    ritz, full, point = np.concatenate(ritz, axis=1), np.concatenate(full, axis=1), np.concatenate(point)
+    se = standard_error(np.moveaxis(full, 0, -1))
+    print(f"tokens' jackknife at block {block + 1} ({X.shape[0]} tokens, {len(reps)} replicates, {reps.shape[-1]} "
+          f"of {X.shape[-1]} eigenvalues): replicate alphas within {np.abs(ritz - full).max():.1e} of full "
+          f"eigendecompositions (standard error {se.mean():.1e}); standard errors within "
+          f"{np.abs(standard_error(np.moveaxis(ritz, 0, -1)) / se - 1).max():.2%}; point alphas within "
+          f"{np.abs(point).max():.0e}")
+
+
+def report(results, baseline, rev):
+    """One table: each stage's time and peak memory, the baseline's beside them when it was measured."""
+    before = bool(baseline)
+    print(f"{'stage':<20}" + (f"{'before s':>9}{'after s':>9}{'ratio':>7}{'before GB':>10}{'after GB':>9}" if before
+                              else f"{'time s':>9}{'peak GB':>9}") + f"{'anon GB':>9}{'goal s':>8}  goal met (time, memory)")
+    for name, (seconds, gb, anon) in results.items():
+        goal = GOALS.get(name.split()[0])
+        met = ", ".join(["-" if goal is None else "yes" if seconds <= goal else "NO",
+                         "yes" if gb <= MEMORY_GOAL_GB else "NO"])
+        if name in baseline:
+            old = baseline[name]
+            row = f"{old[0]:9.1f}{seconds:9.1f}{old[0] / seconds:6.2f}x{old[1]:10.2f}{gb:9.2f}"
+        else:
+            row = f"{'-':>9}{seconds:9.1f}{'-':>7}{'-':>10}{gb:9.2f}" if before else f"{seconds:9.1f}{gb:9.2f}"
+        print(f"{name:<20}{row}{anon:9.2f}{goal or '-':>8}  {met}")
+    print("peak GB: the largest resident set (it counts the pages of memory-mapped activations read); anon GB: "
+          "this code's allocated memory" + (f"; before: commit {rev}, ratio: its time over this code's, both "
+                                             "measured in this run" if before else ""))
+
 
 if __name__ == "__main__":
     main()

@@ -69,8 +69,10 @@ def analyse(checkpoints, cfg, ci, prefix, out):
     for act_dir, meta in each_checkpoint(checkpoints):
         p0, (gh, gw), n_blocks = meta["num_prefix_tokens"], meta["grid"], meta["n_blocks"]
         residual = activations.load(act_dir, "residual")
-        alphas, r2 = alpha_signatures(residual, ranks)
-        reps = jackknife_alpha_signatures(residual, groups, ranks) if act_dir in with_ci else None
+        if act_dir in with_ci:
+            alphas, r2, reps = jackknife_alpha_signatures(residual, groups, ranks)
+        else:
+            (alphas, r2), reps = alpha_signatures(residual, ranks), None
         patch_sig = alphas[:, p0:].T  # (patches, blocks): prefix tokens are never clustered
         labels = np.full(len(patch_sig), -1)
         if np.all(np.isfinite(patch_sig)):

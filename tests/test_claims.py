@@ -20,7 +20,7 @@ from tgo.geometry import spectral as sp
 from tgo.geometry import stats
 from tgo.geometry.information import mi_decay_rate
 from tgo.geometry.correlation import intertoken_correlation
-from tgo.geometry.tokens import alpha_signatures, jackknife_alpha_signatures, spatial_coherence
+from tgo.geometry.tokens import jackknife_alpha_signatures, spatial_coherence
 from tgo.runs import ROWS, STAGES
 
 BLOCKS = 6
@@ -145,8 +145,7 @@ def token_rows(exponents, epoch, n=150, tokens=4, dim=48, seed=0):
     k = np.arange(1, dim + 1, dtype=float)
     images = rng.standard_normal((n, tokens, dim))
     acts = np.stack([(0.8 * images + 0.6 * rng.standard_normal(images.shape)) * k ** (-a / 2) for a in exponents])
-    alphas, _ = alpha_signatures(acts, (3, 30))
-    reps = jackknife_alpha_signatures(acts, stats.image_groups(n), (3, 30))
+    alphas, _, reps = jackknife_alpha_signatures(acts, stats.image_groups(n), (3, 30))
     rows = [{"epoch": epoch, "site": f"block_{b + 1}", "depth": b + 1, "patch_alpha_mean": alphas[b].mean()}
             for b in range(len(exponents))]
     rep_rows = [{**{k: r[k] for k in ("epoch", "site", "depth")}, "group": g, "patch_alpha_mean": reps[g, b].mean()}

@@ -100,6 +100,25 @@ def test_constant_token_is_nan_and_bad_input_raises():
         broken[0, 3, 2, 5] = bad
         with pytest.raises(ValueError, match="non-finite"):
             tk.alpha_signatures(broken, (2, 10))
+        with pytest.raises(ValueError, match="non-finite"):
+            tk.jackknife_alpha_signatures(broken, np.arange(40) % 4, (2, 10))
+
+
+def test_jackknife_alpha_signatures_against_alpha_without_each_group():
+    """Where the replicates' eigenvalues are approximated (D=160 > 2 x (38 directions + 30 rows)): the
+    alphas equal alpha_signatures', each replicate alpha_signatures of the images less its group."""
+    rng = _rng(3)
+    n, d = 600, 160
+    k = np.arange(1, d + 1)
+    acts = np.stack([[rng.standard_normal((n, d)) * k ** (-a / 2) @ _orthogonal(d, rng) for a in (0.9, 1.6)]
+                     for _ in range(2)]).transpose(0, 2, 1, 3)  # (blocks, N, tokens, D)
+    labels = np.arange(n) % 20
+    alphas, r2, reps = tk.jackknife_alpha_signatures(acts, labels, (3, 30))
+    point = tk.alpha_signatures(acts, (3, 30))
+    np.testing.assert_allclose(alphas, point[0], rtol=1e-10)
+    np.testing.assert_allclose(r2, point[1], rtol=1e-10)
+    exact = np.stack([tk.alpha_signatures(acts[:, labels != g], (3, 30))[0] for g in range(20)])
+    np.testing.assert_allclose(reps, exact, atol=1e-3)  # spectral.leading_jackknife_eigenspectra's tolerance
 
 
 # --- spatial coherence --------------------------------------------------------------

@@ -30,8 +30,9 @@ def _as_float64(X, batched=False):
         raise ValueError(f"expected an array of shape {expected}, got {X.shape}")
     if X.shape[-2] < 2:
         raise ValueError(f"need at least 2 samples (N >= 2), got shape {X.shape}")
-    # Converting copies (and reads a memmap once); all arithmetic is float64.
-    return X.astype(np.float64)
+    # Converting copies (and reads a memmap once); all arithmetic is float64. float16 goes through
+    # float32 (exact: every float16 is a float32), which numpy converts with SIMD, 4x faster.
+    return (X.astype(np.float32) if X.dtype == np.float16 else X).astype(np.float64)
 
 
 def _centred_eigs(X):
@@ -487,6 +488,66 @@ def jackknife_eigenspectra(X, labels):
     if labels.shape != (X64.shape[-2],):
         raise ValueError(f"expected {X64.shape[-2]} group labels, got shape {labels.shape}")
     return _jackknife_eigs(_centred(X64), labels)
+
+
+# Leading principal directions kept per rank a replicate's spectrum is needed to
+# (``leading_jackknife_eigenspectra``; its error at this margin is measured in its docstring).
+_RITZ_MARGIN = 1.25
+
+
+def leading_jackknife_eigenspectra(X, labels, top):
+    """(eigs, reps): the covariance eigenvalues of X (..., N, D), shape (..., D), and the leading
+    eigenvalues of every delete-a-group replicate, shape (G, ..., L) with L >= top, approximating
+    ``jackknife_eigenspectra(X, labels)[..., :L]``; the window of an alpha fit up to rank `top`
+    needs no more.
+
+    Rayleigh-Ritz (Parlett, "The Symmetric Eigenvalue Problem", 1998, ch. 11). Without group g
+    the centred scatter is S_g = S - X_g^T X_g - s_g s_g^T / n_(g), a downdate of rank m_g (the
+    group's rows) of the full S = V Lambda V^T. Its eigenvalues are approximated by those of S_g
+    restricted to span(V_k, Z_g): the k = ceil(1.25 top) leading eigenvectors of S, and Z_g, an
+    orthonormal basis of the left-out rows' part outside them, the only directions through which
+    the downdate couples the leading subspace to the rest. In the eigenbasis of S that is a
+    (k + m_g)-square matrix, diag(Lambda_k) (+) Z_g^T Lambda_rest Z_g less the downdate, so each
+    replicate costs an eigendecomposition of k + m_g instead of D. Ritz values are lower bounds of
+    the eigenvalues (Cauchy interlacing) and exact when S_g's leading eigenvectors lie in the
+    subspace. Measured against ``jackknife_eigenspectra`` on ViT-S/16 activations (1,000 images,
+    D=384, 20 groups, alpha over ranks 11-100, bench/analysis_scale.py's workspace): every replicate's
+    alpha within 2e-4 (the jackknife standard error is 1.7e-2), the standard error within 0.5%; on
+    a planted power-law spectrum see tests/test_spectral.py.
+
+    eigs come from the same float64 eigendecomposition of S (with its eigenvectors), equal to
+    ``batched_eigenspectra(X)`` to round-off. The approximation is used only where it pays, N >= D
+    and k + m <= D / 2; otherwise both are computed exactly (L = D).
+    """
+    labels = np.asarray(labels)
+    X64 = _as_float64(X, batched=True)
+    n, d = X64.shape[-2:]
+    if labels.shape != (n,):
+        raise ValueError(f"expected {n} group labels, got shape {labels.shape}")
+    k = int(np.ceil(_RITZ_MARGIN * operator.index(top)))
+    rows = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
+    if n < d or k + max(map(len, rows)) > d // 2:
+        Xc = _centred(X64)
+        return _centred_eigs(X64), _jackknife_eigs(Xc, labels)
+    Xc = _centred(X64)
+    lam, V = np.linalg.eigh(np.swapaxes(Xc, -1, -2) @ Xc)
+    lam, V = np.maximum(lam[..., ::-1], 0.0), V[..., ::-1]
+    # The rows in S's eigenbasis (where S is diag(lam)), grouped: each group's rows a contiguous slice.
+    coords = Xc[..., np.concatenate(rows), :] @ V
+    ends = np.cumsum([len(idx) for idx in rows])
+    reps = []
+    for end, idx in zip(ends, rows):
+        left = n - idx.size
+        Xg = coords[..., end - idx.size:end, :]
+        # Z R = the rows' trailing coordinates (D - k x m), so in the basis Z those rows are R^T.
+        Z, R = np.linalg.qr(np.swapaxes(Xg[..., k:], -1, -2))
+        A = np.concatenate([Xg[..., :k], np.swapaxes(R, -1, -2)], axis=-1)  # the group's rows in the subspace
+        s = A.sum(axis=-2)
+        M = -(np.swapaxes(A, -1, -2) @ A) - s[..., :, None] * s[..., None, :] / left
+        M[..., range(k), range(k)] += lam[..., :k]
+        M[..., k:, k:] += np.swapaxes(Z, -1, -2) @ (lam[..., k:, None] * Z)
+        reps.append(np.maximum(np.linalg.eigvalsh(M / (left - 1))[..., ::-1], 0.0))
+    return np.ascontiguousarray(lam / (n - 1)), np.stack(reps)
 
 
 def row_scatter(X, labels, rows=()):

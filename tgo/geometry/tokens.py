@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_limits
 from tgo.geometry import spectral
 from tgo.io import progress, usable_cpus
 
-# Tokens per batched eigendecomposition: small batches keep the float64 copies
-# (three per batch inside spectral) cache- and memory-friendly; capped by bytes for large N and D.
+# Tokens per batched eigendecomposition: small batches keep the float64 copies cache- and
+# memory-friendly; capped by bytes for large N and D.
 _MAX_TOKENS_PER_CHUNK = 8
 _CHUNK_BYTES = 64 * 2**20
 
@@ -44,11 +44,6 @@ def alpha_signatures(acts, ranks=(11, 100)):
     nan; ``spectral.alpha_window_error(ranks, N, D)`` gives the reason. A single token whose
     spectrum is numerically zero in the window (e.g. constant over images) is nan too.
     Raises ValueError if acts is not 4-D or contains non-finite values.
-
-    One block is read at a time; its tokens are split into small batches that are
-    diagonalised in parallel threads, each with single-threaded BLAS (many small
-    eigendecompositions scale better across cores this way than through a threaded
-    BLAS, see bench/alpha_signatures.py).
     """
     if getattr(acts, "ndim", None) != 4:
         acts = np.asarray(acts)
@@ -60,69 +55,81 @@ def alpha_signatures(acts, ranks=(11, 100)):
     if spectral.alpha_window_error(ranks, n, dim) is not None or n_tokens == 0:
         return alphas, r2
 
-    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (n * dim * 8))))
-    starts = range(0, n_tokens, chunk)
+    def fit(part, b, s):
+        return spectral.batched_alpha(_finite(spectral.batched_eigenspectra, part, b, s), ranks)
 
-    def fit(block, b, s):
-        part = np.moveaxis(block[:, s:s + chunk, :], 1, 0)  # (chunk, N, D)
-        # Non-finite input makes the covariance nan, which LAPACK reports as a convergence
-        # failure or nan eigenvalues; checking the output spares a pass over the data.
-        try:
-            with np.errstate(invalid="ignore"):  # reported below as a ValueError instead
-                eigs = spectral.batched_eigenspectra(part)
-        except np.linalg.LinAlgError:
-            if np.all(np.isfinite(part)):
-                raise
-            eigs = None
-        if eigs is None or not np.all(np.isfinite(eigs)):
-            raise ValueError(f"non-finite covariance: acts has non-finite (or overflowing) values "
-                             f"in block {b}, tokens {s}..{s + len(part) - 1}")
-        return spectral.batched_alpha(eigs, ranks)
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
-        for b in progress(range(n_blocks), desc="alpha signatures", unit="block", leave=False):
-            block = acts[b]
-            if isinstance(block, np.memmap):
-                block = np.array(block)  # one sequential read instead of strided ones per batch
-            for s, (a, q) in zip(starts, pool.map(lambda s: fit(block, b, s), starts)):
-                alphas[b, s:s + chunk] = a
-                r2[b, s:s + chunk] = q
+    for b, s, (a, q) in _each_token_batch(acts, 2 * n * dim, fit, "alpha signatures"):
+        alphas[b, s:s + len(a)], r2[b, s:s + len(a)] = a, q
     return alphas, r2
 
 
 def jackknife_alpha_signatures(acts, labels, ranks=(11, 100)):
-    """``alpha_signatures`` of acts (blocks, N, tokens, D) without each group of images: alphas of
-    shape (G, blocks, tokens), entry g equal to alpha_signatures(acts[:, labels != g])[0].
+    """``alpha_signatures`` of acts (blocks, N, tokens, D) and its delete-a-group jackknife
+    replicates: (alphas, r2, reps), reps of shape (G, blocks, tokens) with entry g
+    alpha_signatures(acts[:, labels != g])[0].
 
-    labels (N,) are the images' groups (``tgo.geometry.stats.image_groups``); the eigenvalues of
-    every replicate come from ``spectral.jackknife_eigenspectra`` (one pass over each token's
-    images), so the cost is G + 1 eigendecompositions per token. All nan when the window does not
-    fit inside the rank of the smallest replicate (``spectral.alpha_window_error``).
+    labels (N,) are the images' groups (``tgo.geometry.stats.image_groups``). Every token's
+    eigenvalues and its replicates' come from ``spectral.leading_jackknife_eigenspectra``: one
+    eigendecomposition of the token's covariance gives alphas and r2 (equal to
+    ``alpha_signatures``' to round-off) and the subspace in which each replicate's leading
+    eigenvalues are found (Rayleigh-Ritz, exact where it would not pay; its docstring states the
+    error). The replicates are all nan when the window does not fit inside the rank of the smallest
+    replicate (``spectral.alpha_window_error``).
     """
     labels = np.asarray(labels)
     n_blocks, n, n_tokens, dim = acts.shape
     g = labels.max() + 1
-    out = np.full((g, n_blocks, n_tokens), np.nan)
-    smallest = n - np.bincount(labels).max()
-    if spectral.alpha_window_error(ranks, smallest, dim) is not None or n_tokens == 0:
-        return out
-    # Per token: its float64 rows twice, and G covariances three times (pieces, replicates, eigvalsh's
-    # copy); at ViT-S/16's 384 dims one token's 80 MB already exceeds the cache, so one at a time.
-    per_token = 8 * (2 * n * dim + 3 * g * dim * dim)
-    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // per_token)))
-    starts = range(0, n_tokens, chunk)
+    reps = np.full((g, n_blocks, n_tokens), np.nan)
+    if spectral.alpha_window_error(ranks, n - np.bincount(labels).max(), dim) is not None or n_tokens == 0:
+        return *alpha_signatures(acts, ranks), reps
+    alphas, r2 = np.full((2, n_blocks, n_tokens), np.nan)
 
-    def fit(block, s):
-        eigs = spectral.jackknife_eigenspectra(np.moveaxis(block[:, s:s + chunk], 1, 0), labels)
-        return spectral.batched_alpha(eigs, ranks)[0]
+    def fit(part, b, s):
+        eigs, rep_eigs = _finite(lambda p: spectral.leading_jackknife_eigenspectra(p, labels, ranks[1]), part, b, s)
+        return *spectral.batched_alpha(eigs, ranks), spectral.batched_alpha(rep_eigs, ranks)[0]
 
-    # As alpha_signatures: batches of tokens in parallel threads, each with single-threaded BLAS.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool:
-        for b in progress(range(n_blocks), desc="alpha intervals", unit="block", leave=False):
-            block = np.array(acts[b])  # one sequential read of a memmap
-            for s, a in zip(starts, pool.map(lambda s: fit(block, s), starts)):
-                out[:, b, s:s + chunk] = a
+    # Per token: its float64 rows three times (copy, centred, in the eigenbasis).
+    for b, s, (a, q, rep) in _each_token_batch(acts, 3 * n * dim, fit, "alpha intervals"):
+        alphas[b, s:s + len(a)], r2[b, s:s + len(a)], reps[:, b, s:s + len(a)] = a, q, rep
+    return alphas, r2, reps
+
+
+def _finite(eigenvalues, part, b, s):
+    """eigenvalues(part), or a ValueError naming the block and tokens when part has non-finite values.
+    Non-finite input makes the covariance nan, which LAPACK reports as a convergence failure or nan
+    eigenvalues; checking the output spares a pass over the data."""
+    try:
+        with np.errstate(invalid="ignore"):  # reported below as a ValueError instead
+            out = eigenvalues(part)
+    except np.linalg.LinAlgError:
+        if np.all(np.isfinite(part)):
+            raise
+        out = None
+    if out is None or not all(np.all(np.isfinite(e)) for e in (out if isinstance(out, tuple) else [out])):
+        raise ValueError(f"non-finite covariance: acts has non-finite (or overflowing) values "
+                         f"in block {b}, tokens {s}..{s + len(part) - 1}")
     return out
+
+
+def _each_token_batch(acts, floats_per_token, fit, desc):
+    """(block, first token, fit(part, block, first token)) for every batch of tokens of every block,
+    part of shape (tokens, N, D). One block is held at a time, token-major (contiguous batches), the
+    next read while it is fitted; its batches are fitted in parallel threads, each with
+    single-threaded BLAS (many small eigendecompositions scale better across cores this way than
+    through a threaded BLAS, see bench/alpha_signatures.py)."""
+    n_blocks, _, n_tokens, _ = acts.shape
+    chunk = int(max(1, min(_MAX_TOKENS_PER_CHUNK, _CHUNK_BYTES // (8 * floats_per_token))))
+    starts = range(0, n_tokens, chunk)
+    read = lambda b: np.ascontiguousarray(np.moveaxis(acts[b], 1, 0))  # noqa: E731
+    with (threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(usable_cpus()) as pool,
+          ThreadPoolExecutor(1) as reader):
+        following = reader.submit(read, 0)
+        for b in progress(range(n_blocks), desc=desc, unit="block", leave=False):
+            block = following.result()
+            if b + 1 < n_blocks:
+                following = reader.submit(read, b + 1)
+            for s, out in zip(starts, pool.map(lambda s: fit(block[s:s + chunk], b, s), starts)):
+                yield b, s, out
 
 
 def cluster_signatures(signatures, n_clusters, method="kmeans", seed=0):
