@@ -7,7 +7,8 @@ stage scripts in it, one process each: extract (1,000 images x 197 tokens x 384 
 5.8 GB of float16), spectral, tokens, correlation, mi, qk. One checkpoint is the last one, so
 every stage also does its last-checkpoint work (intervals, sample-size curves): the most a
 checkpoint costs. Peak memory is each process's maximum resident set (os.wait4), which counts the
-pages of the memory-mapped activations it touched.
+pages of the memory-mapped activations it touched. With tokens it also prints the error of the
+tokens jackknife's approximation on this data (one block against full eigendecompositions).
 
     python bench/analysis_scale.py                         # build the workspace in a temp dir, run all
     python bench/analysis_scale.py --workdir /tmp/scale    # keep it; a second call reuses its activations

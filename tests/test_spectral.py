@@ -277,6 +277,17 @@ def test_batched_pipeline_matches_eigenspectrum_alpha():
         np.testing.assert_allclose([a[i], r2[i]], sp.alpha(sp.eigenspectrum(X[i]), (5, 50)), rtol=1e-9)
 
 
+@pytest.mark.parametrize("n", [120, 30])  # the covariance path (N >= D) and the Gram path (N < D)
+def test_jackknife_eigenspectra_are_the_spectra_without_each_group(n):
+    X = _rng(43).standard_normal((2, n, 40)) * np.arange(1, 41) ** -0.5 + 3.0
+    labels = np.arange(n) % 6
+    reps = sp.jackknife_eigenspectra(X, labels)
+    assert reps.shape == (6, 2, 40)
+    for g in range(6):
+        ref = sp.batched_eigenspectra(X[:, labels != g])
+        np.testing.assert_allclose(reps[g], ref, rtol=1e-9, atol=1e-12 * ref.max())
+
+
 @pytest.fixture(scope="module")
 def leading_jackknife():
     """Three planted power laws (600 images, D=160, 20 groups of 30), the approximated leading replicate
