@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tgo.geometry import spectral as sp
+from tgo.io import TGOError
 from tgo.runs import SPECTRAL_METRICS
 
 
@@ -286,6 +287,31 @@ def test_jackknife_eigenspectra_are_the_spectra_without_each_group(n):
     for g in range(6):
         ref = sp.batched_eigenspectra(X[:, labels != g])
         np.testing.assert_allclose(reps[g], ref, rtol=1e-9, atol=1e-12 * ref.max())
+
+
+def test_row_scatter_is_each_cells_scatter_about_the_first_row():
+    X = (_rng(44).standard_normal((30, 4)) + 5.0).astype(np.float16)
+    labels, rows = np.arange(30) % 3, [np.arange(8), np.arange(20)]
+    out = sp.row_scatter(X, labels, rows)
+    x0 = X[0].astype(np.float64)
+    cell = np.select([np.arange(30) < 8, np.arange(30) < 20], [0, 1], 2)
+    for g in range(3):
+        for c in range(3):
+            P = X[(labels == g) & (cell == c)].astype(np.float64) - x0
+            np.testing.assert_allclose(out["scatter"][g, c], P.T @ P, rtol=1e-12)
+            np.testing.assert_allclose(out["sums"][g, c], P.sum(axis=0), rtol=1e-12, atol=1e-12)
+            assert out["counts"][g, c] == len(P)
+    with pytest.raises(ValueError, match="nested"):
+        sp.row_scatter(X, labels, [np.arange(8), np.arange(1, 20)])
+
+
+def test_stage_alpha_window_comes_down_with_a_note_or_names_the_param(capsys):
+    assert sp.stage_alpha_window("tokens.alpha_ranks", (11, 100), 1000, 384, 20) == (11, 100)
+    assert capsys.readouterr().out == ""
+    assert sp.stage_alpha_window("tokens.alpha_ranks", (11, 100), 60, 384, 20) == (11, 56)
+    assert "note: tokens.alpha_ranks=[11, 100] does not fit" in capsys.readouterr().out
+    with pytest.raises(TGOError, match=r"^tokens.alpha_ranks=\[11, 100\]: .*extract.probe_size"):
+        sp.stage_alpha_window("tokens.alpha_ranks", (11, 100), 14, 384, 20)
 
 
 @pytest.fixture(scope="module")

@@ -350,3 +350,30 @@ def test_a_metric_converging_as_one_over_n_moves_at_small_n_only():
         assert not stats.still_moving(1 + 1 / n, 1 + 2 / n, 1 + 1 / n - half, 1 + 1 / n + half)
         biased = stats.still_moving(1 + 10 / n, 1 + 20 / n, 1 + 10 / n - half, 1 + 10 / n + half)
         assert biased == (10 / n > half)
+
+
+def test_replicates_leave_each_group_of_images_out_with_all_their_rows():
+    rng = np.random.default_rng(7)
+    units = np.repeat(np.arange(12), 3)  # 3 rows per image
+    X = rng.standard_normal((36, 2))
+    est, reps = stats.replicates(lambda x: x[:, 0].sum(), X, groups=4, seed=1, units=units)
+    image_group = stats.image_groups(12, 4, 1)
+    labels = stats.row_groups(image_group, units)
+    np.testing.assert_array_equal(labels, [image_group[u] for u in units])
+    assert est == pytest.approx(X[:, 0].sum(), rel=1e-12)
+    np.testing.assert_allclose(reps, [X[labels != g, 0].sum() for g in range(4)], rtol=1e-12)
+
+
+def test_standard_error_of_delete_one_means_is_s_over_sqrt_n():
+    x = np.random.default_rng(8).standard_normal((3, 25))
+    reps = (x.sum(axis=-1, keepdims=True) - x) / 24  # the mean without each value, per row
+    np.testing.assert_allclose(stats.standard_error(reps), x.std(axis=-1, ddof=1) / 5, rtol=1e-12)
+
+
+def test_nested_subsets_are_prefixes_of_one_reproducible_order():
+    assert stats.nested_sizes(100) == [12, 25, 50, 100]
+    assert stats.nested_sizes(10) == [2, 2, 5, 10]  # never fewer than 2 images
+    order = stats.subset_order(50, seed=3)
+    assert sorted(order) == list(range(50))
+    np.testing.assert_array_equal(order, stats.subset_order(50, seed=3))
+    assert not np.array_equal(order, stats.subset_order(50, seed=4))
