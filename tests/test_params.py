@@ -1,13 +1,17 @@
 """Bad params: every value below stops its stage with one line `tgo <stage>: error: ...` that names
 the key, the value and what is allowed, exit code 2, before the stage writes or deletes anything.
 The stages run in this process on a micro workspace whose every output exists (conftest.py)."""
+import csv
 import math
 import re
+import shutil
 
 import pytest
+import yaml
 
-from micro import REPO, fails_before_writing, micro_config
+from micro import REPO, fails_before_writing, micro_config, run_inprocess
 from tgo import params as P
+from tgo.runs import STAGES
 
 # (stage, {group: {key: value}}, words the error line must contain)
 BAD = [
@@ -113,3 +117,66 @@ def test_the_parameter_reference_reads_the_same_in_a_terminal_and_rendered():
         assert not re.search(r"<[A-Za-z/]", plain), line
         if line.startswith("| `"):
             assert plain.count("|") == 4, line
+
+
+# --- every param moves its stage's outputs --------------------------------------------------------
+
+def _stage_keys(stage):
+    """(group, key) of every param dvc.yaml gives the stage (a whole group, or group.key)."""
+    entries = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["params"]
+    return [(e.split(".")[0], k) for e in entries for k in ([e.split(".")[1]] if "." in e else P.SCHEMA[e])]
+
+
+ANALYSIS_KEYS = [(stage, group, key) for stage in STAGES for group, key in _stage_keys(stage)]
+
+
+def _other(param, value):
+    """A valid value other than `value` that moves the outputs on the micro config: the schema's
+    `other`, else another choice, the opposite bool, a pair's first item + 1, half a float, an int + 1."""
+    if param.other is not None:
+        return param.other
+    if param.choices:
+        return next(c for c in param.choices if c != value)
+    if param.kind is bool:
+        return not value
+    if param.kind == "pair":
+        return [value[0] + 1, value[1]]
+    return value / 2 if param.kind is float else value + 1
+
+
+def _results(root, stage):
+    """Every number the stage wrote to its plot data (reports/<stage>/**/*.csv), but the n_images
+    column, which repeats a param rather than computing with it."""
+    out = {}
+    for path in sorted((root / "reports" / stage).rglob("*.csv")):
+        with open(path, newline="") as f:  # as text: nan reads back equal to nan
+            rows = list(csv.DictReader(f))
+        out[str(path.relative_to(root))] = [{k: v for k, v in r.items() if k != "n_images"} for r in rows]
+    return out
+
+
+_BASELINES = {}
+
+
+@pytest.mark.parametrize("stage, group, key", ANALYSIS_KEYS, ids=[f"{s}-{g}.{k}" for s, g, k in ANALYSIS_KEYS])
+def test_every_param_of_an_analysis_stage_moves_its_outputs(workspace, tmp_path_factory, capsys, stage, group, key):
+    """DVC users trust that `-S group.key=value` is a different experiment: the stage reads the key and
+    computes with it. On a copy of the micro workspace, the stage alone reruns with the key changed."""
+    if stage not in _BASELINES:
+        root = tmp_path_factory.mktemp(f"moves-{stage}")
+        shutil.copytree(workspace, root, dirs_exist_ok=True)
+        stage_ok_inprocess(stage, root, micro_config(), capsys)
+        _BASELINES[stage] = root, _results(root, stage)
+    root, before = _BASELINES[stage]
+    param, value = P.SCHEMA[group][key], micro_config()[group][key]
+    other = _other(param, value)
+    stage_ok_inprocess(stage, root, micro_config(**{group: {key: other}}), capsys)
+    if param.inert:
+        assert _results(root, stage) == before, f"{group}.{key} is inert ({param.inert}), yet moved {stage}"
+    else:
+        assert _results(root, stage) != before, f"{group}.{key}: {value} -> {other} left {stage}'s outputs unchanged"
+
+
+def stage_ok_inprocess(stage, root, params, capsys):
+    proc = run_inprocess(stage, root, params, capsys)
+    assert proc.returncode in (0, None), f"{stage} failed:\n{proc.stdout}\n{proc.stderr}"

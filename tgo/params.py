@@ -29,7 +29,10 @@ class Param:
     """One parameter: kind is int, float, str, bool, list (of integers) or "pair" (a list of two
     numbers of `item` kind); `bounds` (low, high, low_open, high_open) applies to numbers and to each item of a pair;
     `choices` lists the allowed strings; `null` allows null; `check(value, group)` returns an error
-    text for what a range cannot say (relations between keys)."""
+    text for what a range cannot say (relations between keys). `other`: a valid value that must move
+    the stage's outputs on the micro config (tests/test_params.py), where the next one (another
+    choice, the value + 1, the pair's first + 1) would not; `inert`: why no value can move them on
+    the micro config (the test then asserts they stay the same)."""
     kind: object
     doc: str
     bounds: tuple = None
@@ -37,6 +40,8 @@ class Param:
     null: bool = False
     item: type = int
     check: Callable = None
+    other: object = None
+    inert: str = None
 
 
 def at_least(low):
@@ -183,32 +188,34 @@ SCHEMA = {
         "alpha_ranks": Param("pair", "alpha's 1-indexed inclusive rank window [lo, hi]", at_least(1),
                              check=_window),
         "cosine_max_samples": Param(int, "mean cosine similarity uses at most this many samples (a seeded "
-                                         "subsample); null = all", at_least(2), null=True),
+                                         "subsample); null = all", at_least(2), null=True, other=100),
     },
     "tokens": {
         "alpha_ranks": Param("pair", "alpha's 1-indexed inclusive rank window [lo, hi] per token", at_least(1),
                              check=_window),
         "n_clusters": Param(int, "clusters of patch tokens by alpha signature", at_least(2)),
-        "cluster_method": Param(str, "scikit-learn clustering of the signatures", choices=("kmeans", "agglomerative")),
+        "cluster_method": Param(str, "scikit-learn clustering of the signatures", choices=("kmeans", "agglomerative"),
+                                inert="the micro config's 16 patch signatures fall into 3 clusters that both methods "
+                                      "find alike"),
         "n_permutations": Param(int, "label permutations of the spatial-coherence null", at_least(2)),
         "seed": Param(int, "seed of k-means and of the permutations", at_least(0)),
     },
     "correlation": {
-        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2)),
+        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2), other=16),
     },
     "mi": {
         "n_channels": Param(int, "channels sampled per sublayer (the same for every block and checkpoint)",
                             at_least(1)),
         "reference": Param("pair", "[row, col] of the reference patch; null = the grid centre (1, 2 or 4 central "
-                                   "patches, MI averaged over them)", at_least(0), null=True),
+                                   "patches, MI averaged over them)", at_least(0), null=True, other=[0, 0]),
         "estimator": Param(str, "ksg: Kraskov k-NN minus a shuffle baseline; binned: a 2-D histogram",
                            choices=("ksg", "binned")),
         "k": Param(int, "ksg: neighbours", at_least(1)),
         "n_shuffles": Param(int, "ksg: shuffles averaged for the baseline", at_least(1)),
-        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2)),
+        "max_images": Param(int, "probe images used (the first ones of the probe set)", at_least(2), other=16),
         "half_samples": Param(int, "random halves of the images (complementary pairs, drawn with ci.seed) that MI and "
                                    "kurtosis are recomputed on for their intervals, at the first and last checkpoint",
-                              at_least(4), check=_even),
+                              at_least(4), check=_even, other=22),
         "bowtie_bins": Param(int, "bins per axis of the conditional histograms", at_least(2)),
         "seed": Param(int, "seed of the channel sample and the shuffles", at_least(0)),
     },
@@ -221,7 +228,7 @@ SCHEMA = {
                               "images, tgo.geometry.stats); a claim judged on m cases uses 1 - (1 - level) / m "
                               "per case", (0, 1, True, True)),
         "groups": Param(int, "groups of probe images the jackknife leaves out one at a time (at most the "
-                             "number of images)", at_least(2)),
+                             "number of images)", at_least(2), other=4),
         "seed": Param(int, "the random partition of the probe images into groups, and the order of the "
                            "nested subsets of the sample-size curves", at_least(0)),
     },
