@@ -121,60 +121,86 @@ def test_the_parameter_reference_reads_the_same_in_a_terminal_and_rendered():
 
 # --- every param moves its stage's outputs --------------------------------------------------------
 
+PIPELINE = ("prepare", "train", "extract", *STAGES)  # the stages of one model (the zoo's: below)
+DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
 def _stage_keys(stage):
     """(group, key) of every param dvc.yaml gives the stage (a whole group, or group.key)."""
-    entries = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["params"]
+    entries = DVC_STAGES[stage]["params"]
     return [(e.split(".")[0], k) for e in entries for k in ([e.split(".")[1]] if "." in e else P.SCHEMA[e])]
 
 
-ANALYSIS_KEYS = [(stage, group, key) for stage in STAGES for group, key in _stage_keys(stage)]
+KEYS = [(stage, group, key) for stage in PIPELINE for group, key in _stage_keys(stage)]
 
 
 def _other(param, value):
     """A valid value other than `value` that moves the outputs on the micro config: the schema's
-    `other`, else another choice, the opposite bool, a pair's first item + 1, half a float, an int + 1."""
+    `other`, else another choice, the opposite bool, a pair's first item + 1, half a float (0.5 for
+    0), an int + 1."""
     if param.other is not None:
         return param.other
     if param.choices:
-        return next(c for c in param.choices if c != value)
+        return next(c for c in [*param.choices, None] if c != value)
     if param.kind is bool:
         return not value
     if param.kind == "pair":
         return [value[0] + 1, value[1]]
-    return value / 2 if param.kind is float else value + 1
+    if param.kind is float:
+        return value / 2 if value else 0.5
+    return value + 1
 
 
 def _results(root, stage):
-    """Every number the stage wrote to its plot data (reports/<stage>/**/*.csv), but the n_images
-    column, which repeats a param rather than computing with it."""
+    """What the stage computed, from its DVC outputs: the rows of its tables (.csv, .tsv) but the
+    n_images column, which repeats a param; the bytes of its arrays (.npy) and of its checkpoints'
+    tensors (.safetensors, without the metadata). JSON files are left out: they repeat params too."""
+    from safetensors.numpy import load_file
     out = {}
-    for path in sorted((root / "reports" / stage).rglob("*.csv")):
-        with open(path, newline="") as f:  # as text: nan reads back equal to nan
-            rows = list(csv.DictReader(f))
-        out[str(path.relative_to(root))] = [{k: v for k, v in r.items() if k != "n_images"} for r in rows]
+    for entry in DVC_STAGES[stage].get("outs", []):
+        top = root / (next(iter(entry)) if isinstance(entry, dict) else entry)
+        for path in sorted(top.rglob("*") if top.is_dir() else [top]):
+            name = str(path.relative_to(root))
+            if path.suffix in (".csv", ".tsv"):
+                with open(path, newline="") as f:  # as text: nan reads back equal to nan
+                    rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+                out[name] = [{k: v for k, v in r.items() if k != "n_images"} for r in rows]
+            elif path.suffix == ".npy":
+                out[name] = path.read_bytes()
+            elif path.suffix == ".safetensors":
+                out[name] = {k: v.tobytes() for k, v in load_file(path).items()}
     return out
 
 
 _BASELINES = {}
 
 
-@pytest.mark.parametrize("stage, group, key", ANALYSIS_KEYS, ids=[f"{s}-{g}.{k}" for s, g, k in ANALYSIS_KEYS])
-def test_every_param_of_an_analysis_stage_moves_its_outputs(workspace, tmp_path_factory, capsys, stage, group, key):
+@pytest.mark.parametrize("stage, group, key", KEYS, ids=[f"{s}-{g}.{k}" for s, g, k in KEYS])
+def test_every_param_moves_its_stages_outputs(workspace, tmp_path_factory, capsys, stage, group, key):
     """DVC users trust that `-S group.key=value` is a different experiment: the stage reads the key and
-    computes with it. On a copy of the micro workspace, the stage alone reruns with the key changed."""
-    if stage not in _BASELINES:
+    computes with it. On a copy of the micro workspace the stage alone reruns with the key changed (its
+    inputs are the micro run's), and what it computed must differ; a speed knob's must not (Param.same)."""
+    param = P.SCHEMA[group][key]
+    if param.untested:
+        pytest.skip(param.untested)
+    given = {group: dict(param.given or {})}
+    cached = (stage, repr(given))
+    if cached not in _BASELINES:
         root = tmp_path_factory.mktemp(f"moves-{stage}")
         shutil.copytree(workspace, root, dirs_exist_ok=True)
-        stage_ok_inprocess(stage, root, micro_config(), capsys)
-        _BASELINES[stage] = root, _results(root, stage)
-    root, before = _BASELINES[stage]
-    param, value = P.SCHEMA[group][key], micro_config()[group][key]
+        stage_ok_inprocess(stage, root, micro_config(**given), capsys)
+        _BASELINES[cached] = root, _results(root, stage)
+    root, before = _BASELINES[cached]
+    value = micro_config()[group][key]
     other = _other(param, value)
-    stage_ok_inprocess(stage, root, micro_config(**{group: {key: other}}), capsys)
-    if param.inert:
-        assert _results(root, stage) == before, f"{group}.{key} is inert ({param.inert}), yet moved {stage}"
+    stage_ok_inprocess(stage, root, micro_config(**{group: {**given[group], key: other}}), capsys)
+    after = _results(root, stage)
+    assert after, f"{stage} wrote nothing this test compares"
+    if param.same or param.inert:
+        why = param.inert or "a speed knob"
+        assert after == before, f"{group}.{key}: {value} -> {other} moved {stage}'s outputs ({why})"
     else:
-        assert _results(root, stage) != before, f"{group}.{key}: {value} -> {other} left {stage}'s outputs unchanged"
+        assert after != before, f"{group}.{key}: {value} -> {other} left {stage}'s outputs unchanged"
 
 
 def stage_ok_inprocess(stage, root, params, capsys):

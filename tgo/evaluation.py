@@ -41,7 +41,7 @@ def evaluate(model, images, labels, batch_size, amp=None, classes=None):
     preprocessed as the model expects (tgo.models.input_config: centre crops for a model trained
     here). `classes`: the head outputs of the data's classes (`head_classes`), all if None."""
     model.eval()
-    total_loss, top1, top5, n = 0.0, 0.0, 0.0, len(labels)
+    losses, top1, top5, n = [], 0, 0, len(labels)
     k = min(5, len(classes) if classes is not None else model.num_classes)
     device, preprocessing = device_of(model), input_config(model)
     index = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
@@ -50,8 +50,10 @@ def evaluate(model, images, labels, batch_size, amp=None, classes=None):
             logits = model(preprocess(xb, preprocessing)).float()
         if classes is not None:
             logits = logits[:, classes]
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        # Per image and summed once, and counts rather than per-batch percentages: the results do
+        # not depend on how the split is batched (eval_batch_size is a speed knob).
+        losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         a1, a5 = accuracy(logits, y, topk=(1, k))
-        top1 += a1.item() * len(y)
-        top5 += a5.item() * len(y)
-    return {"loss": total_loss / n, "top1": top1 / n, "top5": top5 / n}
+        top1 += round(a1.item() * len(y) / 100)
+        top5 += round(a5.item() * len(y) / 100)
+    return {"loss": torch.cat(losses).sum().item() / n, "top1": 100 * top1 / n, "top5": 100 * top5 / n}

@@ -22,6 +22,8 @@ import yaml
 from tgo.io import TGOError
 
 INF = math.inf
+# Why a key of the image-file sources cannot move the micro config's outputs (tests/test_params.py).
+_FILES_ONLY = "read by the image-file sources only; the micro config draws synthetic images"
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,13 @@ class Param:
     """One parameter: kind is int, float, str, bool, list (of integers) or "pair" (a list of two
     numbers of `item` kind); `bounds` (low, high, low_open, high_open) applies to numbers and to each item of a pair;
     `choices` lists the allowed strings; `null` allows null; `check(value, group)` returns an error
-    text for what a range cannot say (relations between keys). `other`: a valid value that must move
-    the stage's outputs on the micro config (tests/test_params.py), where the next one (another
-    choice, the value + 1, the pair's first + 1) would not; `inert`: why no value can move them on
-    the micro config (the test then asserts they stay the same)."""
+    text for what a range cannot say (relations between keys).
+    For tests/test_params.py, which reruns the stage on the micro config with the key changed and
+    asserts its outputs move: `other`, a valid value that moves them where the next one (another
+    choice, the value + 1, half a float, the pair's first + 1) would not; `given`, values of the same
+    group both runs take (a key that only acts under another's setting); `same`, the outputs must
+    stay identical instead (a speed knob); `inert`, why no value can move them on the micro config
+    (they must stay identical); `untested`, why the test cannot run it, and what tests it instead."""
     kind: object
     doc: str
     bounds: tuple = None
@@ -41,7 +46,10 @@ class Param:
     item: type = int
     check: Callable = None
     other: object = None
+    given: dict = None
+    same: bool = False
     inert: str = None
+    untested: str = None
 
 
 def at_least(low):
@@ -98,51 +106,60 @@ SCHEMA = {
         # synthetic, then the names of tgo.sources.SOURCES (a test keeps them equal)
         "source": Param(str, "where the images come from; imagenet_val and probe_folder hold probe images "
                              "only (a val split, for analysing model.weights or a zoo)",
-                        choices=("synthetic", "imagefolder", "imagenet100", "imagenet_val", "probe_folder")),
+                        choices=("synthetic", "imagefolder", "imagenet100", "imagenet_val", "probe_folder"),
+                        untested="the other sources read image files: tests/test_data.py and tests/test_imagenet.py "
+                                 "build them"),
         "path": Param(str, "imagefolder: a tree with `train/<class>/` and `val/<class>/`; imagenet100: the "
                            "ImageNet-1k root; imagenet_val: the ImageNet-1k root (only val/ is read); "
-                           "probe_folder: a folder of images, in class subfolders for labels", null=True),
+                           "probe_folder: a folder of images, in class subfolders for labels", null=True,
+                 inert=_FILES_ONLY, other="unused"),
         "class_list": Param(str, "imagenet100, imagenet_val: a file of wnids, one per line; null = the CMC "
-                                 "ImageNet-100 list (imagenet100), every class (imagenet_val)", null=True),
+                                 "ImageNet-100 list (imagenet100), every class (imagenet_val)", null=True,
+                       inert=_FILES_ONLY, other="unused.txt"),
         "val_csv": Param(str, "imagenet100, imagenet_val with a flat val/: the ground-truth CSV; null = "
-                              "`<path>/LOC_val_solution.csv`", null=True),
+                              "`<path>/LOC_val_solution.csv`", null=True,
+                    inert=_FILES_ONLY, other="unused.csv"),
         "resize": Param(int, "image files: shorter side before the centre crop; null = image_size",
-                        at_least(1), null=True, check=_resize_covers_crop),
+                        at_least(1), null=True, check=_resize_covers_crop,
+                        inert=_FILES_ONLY, other=32),
         "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); image files: "
                               "decoding processes; null = all usable CPU cores",
-                         at_least(1), null=True),
+                         at_least(1), null=True, same=True, other=2),
         "num_classes": Param(int, "synthetic: number of classes (up to 100: an ImageNet-100-shaped set)", (2, 100, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),
         "val_per_class": Param(int, "synthetic: validation images per class", at_least(1)),
         "image_size": Param(int, "side of the stored square images (pixels)", at_least(1)),
         "on_bad_image": Param(str, "an unreadable image is skipped (and listed in the manifest) or stops "
-                                   "the stage", choices=("skip", "error")),
+                                   "the stage", choices=("skip", "error"),
+                              inert=_FILES_ONLY),
         "seed": Param(int, "synthetic: the random seed of the images", at_least(0)),
     },
     "model": {
         "name": Param(str, "a timm ViT, with or without a pretrained tag (vit_small_patch16_224.augreg_in1k); its "
-                           "architecture comes from timm's registry, the keys below override it"),
+                           "architecture comes from timm's registry, the keys below override it",
+                     other="vit_small_patch14_reg4_dinov2"),
         "weights": Param(str, "null: train the model here; else weights to analyse instead of training: a local "
                               ".safetensors, PyTorch state dict or .npz, a hub cache directory (models--timm--NAME) "
-                              "or one of its snapshots, a timm local-dir", null=True),
+                              "or one of its snapshots, a timm local-dir", null=True,
+                        untested="weights to analyse instead of training: tests/test_external.py loads every kind"),
         "patch_size": Param(int, "patch side (pixels); must divide the input size; null = the name's",
-                            at_least(1), null=True),
+                            at_least(1), null=True, other=2),
         "depth": Param(int, "number of blocks; null = the name's", at_least(1), null=True),
-        "embed_dim": Param(int, "width D; null = the name's", at_least(1), null=True),
+        "embed_dim": Param(int, "width D; null = the name's", at_least(1), null=True, other=48),
         "num_heads": Param(int, "attention heads (must divide embed_dim); null = the name's", at_least(1),
-                           null=True),
+                           null=True, other=4),
         "mlp_ratio": Param(float, "MLP hidden width / D; null = the name's", POSITIVE, null=True),
         "drop_path_rate": Param(float, "stochastic depth rate when training; null = timm's default",
                                 (0, 1, False, True), null=True),
         "img_size": Param(int, "the network's input size; null = prepare.image_size when training (larger stored "
                                "images are centre-cropped to it), the name's own with weights", at_least(1),
-                          null=True),
+                          null=True, other=8),
     },
     "train": {
         "epochs": Param(int, "training epochs", at_least(1)),
         "batch_size": Param(int, "global batch (split over train.nproc_per_node x train.nnodes processes)",
                             at_least(1), check=_splits_over_processes),
-        "eval_batch_size": Param(int, "batch of the validation pass", at_least(1)),
+        "eval_batch_size": Param(int, "batch of the validation pass", at_least(1), same=True, other=7),
         "lr": Param(float, "peak learning rate of AdamW (x batch_size / lr_base_batch if that is set)", POSITIVE),
         "min_lr_ratio": Param(float, "the cosine schedule's final and warmup-start lr, as a share of lr", UNIT),
         "weight_decay": Param(float, "AdamW weight decay (not on norms and biases)", at_least(0)),
@@ -153,32 +170,40 @@ SCHEMA = {
                          choices=("light", "deit")),
         "augment_pad": Param(int, "light: largest shift (pixels)", at_least(0)),
         "rrc_scale": Param("pair", "deit: random resized crop area range", (0, 1, True, False), item=float,
-                           check=_ordered),
-        "hflip": Param(float, "deit: probability of a horizontal flip", UNIT),
+                           check=_ordered, given={"augment": "deit"}, other=[0.5, 1.0]),
+        "hflip": Param(float, "deit: probability of a horizontal flip", UNIT, given={"augment": "deit"}),
         "randaug_ops": Param(int, "deit: RandAugment ops per image (a subset of timm's; tgo/augment.py)",
-                             at_least(0)),
-        "randaug_magnitude": Param(float, "deit: RandAugment magnitude", (0, 10, False, False)),
-        "randaug_std": Param(float, "deit: standard deviation of the magnitude per op", at_least(0)),
-        "mixup_alpha": Param(float, "deit: mixup Beta(alpha, alpha); 0 = off", at_least(0)),
-        "cutmix_alpha": Param(float, "deit: cutmix Beta(alpha, alpha); 0 = off", at_least(0)),
-        "random_erasing": Param(float, "deit: probability of random erasing", UNIT),
+                             at_least(0), given={"augment": "deit"}),
+        "randaug_magnitude": Param(float, "deit: RandAugment magnitude", (0, 10, False, False),
+                                   given={"augment": "deit"}),
+        "randaug_std": Param(float, "deit: standard deviation of the magnitude per op", at_least(0),
+                             given={"augment": "deit"}),
+        "mixup_alpha": Param(float, "deit: mixup Beta(alpha, alpha); 0 = off", at_least(0), given={"augment": "deit"}),
+        "cutmix_alpha": Param(float, "deit: cutmix Beta(alpha, alpha); 0 = off", at_least(0),
+                              given={"augment": "deit"}),
+        "random_erasing": Param(float, "deit: probability of random erasing", UNIT, given={"augment": "deit"}),
         "lr_base_batch": Param(int, "if set, the learning rate is lr x batch_size / lr_base_batch (DeiT: 512)",
-                               at_least(1), null=True),
+                               at_least(1), null=True, other=8),
         "amp": Param(str, "bf16: autocast in bfloat16; null: float32", choices=("bf16",), null=True),
-        "compile": Param(bool, "torch.compile the model"),
+        "compile": Param(bool, "torch.compile the model",
+                         untested="compiling takes minutes on 2 cores; make gpu-check times training with and "
+                                  "without it"),
         "checkpoint_epochs": Param(list, "epochs whose weights are kept (0 = initialisation; 0 and the last "
-                                         "epoch are always kept)", at_least(0), check=_checkpoints_within_epochs),
+                                         "epoch are always kept)", at_least(0),
+                                   check=_checkpoints_within_epochs, other=[0, 2]),
         "seed": Param(int, "seed of initialisation, shuffling and augmentation", at_least(0)),
         "nproc_per_node": Param(int, "> 1: DistributedDataParallel over this many processes (GPUs) via torchrun",
-                                at_least(1)),
+                                at_least(1),
+                                untested="several processes: tests/test_distributed.py trains with 2 on the CPU"),
         "nnodes": Param(int, "> 1: several machines; start the printed torchrun command on each other node",
-                        at_least(1)),
-        "rdzv_endpoint": Param(str, "host:port of the rendezvous when nnodes > 1", null=True, check=_rendezvous),
+                        at_least(1), untested="several machines"),
+        "rdzv_endpoint": Param(str, "host:port of the rendezvous when nnodes > 1", null=True, check=_rendezvous,
+                               untested="read only with train.nnodes > 1 (several machines)"),
     },
     "extract": {
         "probe_size": Param(int, "probe images (drawn from the val split, the same for every checkpoint); "
                                  "null = every image of the val split", at_least(2), null=True),
-        "batch_size": Param(int, "images per forward pass", at_least(1)),
+        "batch_size": Param(int, "images per forward pass", at_least(1), same=True, other=5),
         "precision": Param(str, "the forward pass on the GPU (or the CPU if there is none): fp32 (TF32 off), or "
                                 "bf16 autocast (each site within 3% relative error of fp32: tests/test_models.py)",
                            choices=("fp32", "bf16")),
