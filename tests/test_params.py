@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import yaml
+from safetensors.numpy import load_file
 
 from micro import REPO, fails_before_writing, micro_config, run_inprocess
 from tgo import params as P
@@ -155,7 +156,6 @@ def _results(root, stage):
     """What the stage computed, from its DVC outputs: the rows of its tables (.csv, .tsv) but the
     n_images column, which repeats a param; the bytes of its arrays (.npy) and of its checkpoints'
     tensors (.safetensors, without the metadata). JSON files are left out: they repeat params too."""
-    from safetensors.numpy import load_file
     out = {}
     for entry in DVC_STAGES[stage].get("outs", []):
         top = root / (next(iter(entry)) if isinstance(entry, dict) else entry)
@@ -203,6 +203,45 @@ def test_every_param_moves_its_stages_outputs(workspace, tmp_path_factory, capsy
         assert after != before, f"{group}.{key}: {value} -> {other} left {stage}'s outputs unchanged"
 
 
-def stage_ok_inprocess(stage, root, params, capsys):
-    proc = run_inprocess(stage, root, params, capsys)
+# A zoo model of the micro config's shape: its stages (zoo_model, and the zoo_ twins of extract and
+# the analysis stages, which take the same keys as the stages above) rerun with each key changed.
+ZOO = {"m": {"name": "vit_tiny_patch16_224", "weights": None, "patch_size": 4, "depth": 2, "embed_dim": 32,
+             "num_heads": 2, "mlp_ratio": None, "img_size": 16}}
+def _zoo_stage_keys(stage):
+    return [(e.split(".")[0], k) for e in DVC_STAGES[stage]["do"]["params"]
+            for k in ([e.split(".")[1]] if "." in e and "${key}" not in e else P.SCHEMA[e.split(".")[0]])]
+
+
+@pytest.mark.parametrize("group, key", _zoo_stage_keys("zoo_model"),
+                         ids=[f"{g}.{k}" for g, k in _zoo_stage_keys("zoo_model")])
+def test_every_zoo_param_moves_the_zoo_models_outputs(workspace, tmp_path_factory, capsys, group, key):
+    """As above for zoo model m: stages/zoo_model.py --zoo m, then extract --zoo m; its weights and
+    activations move with each key of its entry (the number of heads moves only the activations), and
+    not with extract.batch_size (a speed knob of both)."""
+    param = P.SCHEMA[group][key]
+    if param.untested:
+        pytest.skip(param.untested)
+
+    def run(root, params):
+        for stage in ("zoo_model", "extract"):
+            stage_ok_inprocess(stage, root, params, capsys, args=("--zoo", "m"))
+        return {str(p.relative_to(root)): {k: v.tobytes() for k, v in load_file(p).items()}
+                if p.suffix == ".safetensors" else p.read_bytes()
+                for p in sorted((root / "data/zoo/m").rglob("*")) if p.suffix in (".safetensors", ".npy")}
+
+    if "zoo" not in _BASELINES:
+        root = tmp_path_factory.mktemp("moves-zoo")
+        shutil.copytree(workspace, root, dirs_exist_ok=True)
+        _BASELINES["zoo"] = root, run(root, micro_config(zoo=ZOO))
+    root, before = _BASELINES["zoo"]
+    value = ZOO["m"][key] if group == "zoo" else micro_config()[group][key]
+    other = _other(param, value)
+    changed = {"zoo": {"m": {**ZOO["m"], key: other}}} if group == "zoo" else {"zoo": ZOO, group: {key: other}}
+    after = run(root, micro_config(**changed))
+    assert any(name.endswith(".npy") for name in after), "the zoo model's stages wrote no activations"
+    assert (after == before) == (param.same or bool(param.inert)), f"{group}.{key}: {value} -> {other}"
+
+
+def stage_ok_inprocess(stage, root, params, capsys, args=()):
+    proc = run_inprocess(stage, root, params, capsys, args)
     assert proc.returncode in (0, None), f"{stage} failed:\n{proc.stdout}\n{proc.stderr}"

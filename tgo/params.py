@@ -259,15 +259,18 @@ SCHEMA = {
     },
     # A mapping {id: entry}: the models analysed side by side (every key but name may be left out).
     "zoo": {
-        "name": Param(str, "a timm ViT, with or without a pretrained tag, as model.name"),
+        "name": Param(str, "a timm ViT, with or without a pretrained tag, as model.name",
+                      other="vit_small_patch14_reg4_dinov2"),
         "weights": Param(str, "its weights, any source model.weights takes; null = timm's random "
-                              "initialisation (seed 0), a baseline", null=True),
-        "patch_size": Param(int, "override of the name's patch side; null = the name's", at_least(1), null=True),
+                              "initialisation (seed 0), a baseline", null=True,
+                         untested="weights to analyse: tests/test_zoo.py and tests/test_external.py load them"),
+        "patch_size": Param(int, "override of the name's patch side; null = the name's", at_least(1), null=True,
+                            other=2),
         "depth": Param(int, "override of the name's number of blocks", at_least(1), null=True),
-        "embed_dim": Param(int, "override of the name's width", at_least(1), null=True),
-        "num_heads": Param(int, "override of the name's attention heads", at_least(1), null=True),
-        "mlp_ratio": Param(float, "override of the name's MLP ratio", POSITIVE, null=True),
-        "img_size": Param(int, "input size; null = the name's own", at_least(1), null=True),
+        "embed_dim": Param(int, "override of the name's width", at_least(1), null=True, other=48),
+        "num_heads": Param(int, "override of the name's attention heads", at_least(1), null=True, other=4),
+        "mlp_ratio": Param(float, "override of the name's MLP ratio", POSITIVE, null=True, other=2.0),
+        "img_size": Param(int, "input size; null = the name's own", at_least(1), null=True, other=8),
     },
 }
 # Groups that map ids (letters, digits, _ and -) to entries of their schema.
