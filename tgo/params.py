@@ -124,7 +124,7 @@ SCHEMA = {
                         inert=_FILES_ONLY, other=32),
         "workers": Param(int, "synthetic: drawing threads (the images do not depend on them); image files: "
                               "decoding processes; null = all usable CPU cores",
-                         at_least(1), null=True, same=True, other=2),
+                         at_least(1), null=True, same=True, other=1),
         "num_classes": Param(int, "synthetic: number of classes (up to 100: an ImageNet-100-shaped set)", (2, 100, False, False)),
         "train_per_class": Param(int, "synthetic: training images per class", at_least(1)),
         "val_per_class": Param(int, "synthetic: validation images per class", at_least(1)),
