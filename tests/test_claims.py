@@ -424,6 +424,49 @@ def test_the_rule_sits_just_inside_and_outside_its_threshold():
         assert record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")["verdict"] == expected
 
 
+def exact_angle_rows(share_obtuse, epoch, se, spearman=NO_RHO):
+    """angles.csv rows and 20 jackknife replicates per block whose standard error is exactly `se`
+    (half of them +d, half -d around the value: sqrt(19/20 * 20 d^2) = se)."""
+    rows, _ = angle_rows(spearman, share_obtuse, epoch)
+    d = se / np.sqrt(19)
+    reps = [{**{k: r[k] for k in ("epoch", "site", "depth")}, "group": g,
+             **{k: r[k] + (d if g % 2 else -d) for k in ("spearman", "share_obtuse")}}
+            for r in rows for g in range(20)]
+    return rows, reps
+
+
+def test_late_obtuse_reads_exactly_the_later_half_of_the_blocks():
+    """Blocks 4-6 of 6: a low block 3 changes nothing, a low block 4 or 6 decides against."""
+    for shares, expected in (([0.8, 0.8, 0.2, 0.8, 0.8, 0.8], "observed"), ([0.8, 0.8, 0.8, 0.2, 0.8, 0.8], "not observed"),
+                             ([0.8, 0.8, 0.8, 0.8, 0.8, 0.2], "not observed")):
+        rows, reps = exact_angle_rows(shares, TRAINED, se=0.01)
+        assert record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")["verdict"] == expected, shares
+
+
+def test_late_obtuse_judges_each_block_at_the_bonferroni_level():
+    """A share of 0.524 with standard error 0.01 in each of the 3 later blocks: its 95% interval
+    (t_19 2.093: low 0.503) clears one half, its 1 - 0.05/3 interval (t_19 2.625: low 0.498) does not."""
+    rows, reps = exact_angle_rows([0.3, 0.3, 0.3, 0.524, 0.524, 0.524], TRAINED, se=0.01)
+    v = record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")
+    assert v["verdict"] == "inconclusive" and v["ci"][0] < 0.5 < v["ci"][1]
+    assert stats.interval(0.524, [r["share_obtuse"] for r in reps if r["depth"] == 4], 0.95)[0] > 0.5
+    rows, reps = exact_angle_rows([0.3, 0.3, 0.3, 0.53, 0.53, 0.53], TRAINED, se=0.01)
+    assert record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")["verdict"] == "observed"
+
+
+@pytest.mark.parametrize("claim_id, sign, inside, outside", [("probing.early_attend_similar", -1, 3, 4),
+                                                              ("probing.late_attend_dissimilar", +1, 4, 3)])
+def test_the_attention_claims_read_their_own_half_of_the_blocks(claim_id, sign, inside, outside):
+    """rho of the claimed sign in the last block of the early half (the first of the later half)
+    decides; the same in the next block over, outside the half the claim reads, does not."""
+    for block, observed in ((inside, True), (outside, False)):
+        rho = [0.0] * BLOCKS
+        rho[block - 1] = sign * 0.6  # moves its half's mean by 0.2, twenty standard errors
+        rows, reps = exact_angle_rows(NO_OBTUSE, TRAINED, se=0.01, spearman=rho)
+        v = record(results(qk_angles=rows, qk_replicates=reps), claim_id)
+        assert (v["verdict"] == "observed") == observed, (block, v["evidence"])
+
+
 def test_the_weights_claims_need_more_than_the_chance_value():
     """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
     point value, because the spread over heads decides."""
