@@ -437,7 +437,8 @@ def exact_angle_rows(share_obtuse, epoch, se, spearman=NO_RHO):
 
 def test_late_obtuse_reads_exactly_the_later_half_of_the_blocks():
     """Blocks 4-6 of 6: a low block 3 changes nothing, a low block 4 or 6 decides against."""
-    for shares, expected in (([0.8, 0.8, 0.2, 0.8, 0.8, 0.8], "observed"), ([0.8, 0.8, 0.8, 0.2, 0.8, 0.8], "not observed"),
+    for shares, expected in (([0.8, 0.8, 0.2, 0.8, 0.8, 0.8], "observed"),
+                             ([0.8, 0.8, 0.8, 0.2, 0.8, 0.8], "not observed"),
                              ([0.8, 0.8, 0.8, 0.8, 0.8, 0.2], "not observed")):
         rows, reps = exact_angle_rows(shares, TRAINED, se=0.01)
         assert record(results(qk_angles=rows, qk_replicates=reps), "probing.late_obtuse")["verdict"] == expected, shares
@@ -465,6 +466,21 @@ def test_the_attention_claims_read_their_own_half_of_the_blocks(claim_id, sign, 
         rows, reps = exact_angle_rows(NO_OBTUSE, TRAINED, se=0.01, spearman=rho)
         v = record(results(qk_angles=rows, qk_replicates=reps), claim_id)
         assert (v["verdict"] == "observed") == observed, (block, v["evidence"])
+
+
+@pytest.mark.parametrize("margin, expected", [(0.025, "inconclusive"), (0.03, "observed"), (-0.03, "not observed")])
+def test_margins_compare_with_each_other_case_at_the_bonferroni_level(margin, expected):
+    """One case against 5 others, its difference with standard error 0.01 (exact): 0.025 clears zero at
+    95% (t_19 2.093) but not at 1 - 0.05/5 (t_19 2.861); 0.03 clears both."""
+    d = 0.01 / np.sqrt(19)
+    values = {b: 1.0 for b in range(1, 7)}
+    values[6] = 1.0 + margin
+    reps = {b: np.full(20, 1.0) for b in range(1, 6)}
+    reps[6] = values[6] + np.where(np.arange(20) % 2, d, -d)
+    (other, m, ci, _), label, out, per_case = core.margins(values, reps, 6, [1, 2, 3, 4, 5], +1, 0.95)
+    assert per_case == pytest.approx(0.99) and len(out) == 5
+    assert m == pytest.approx(margin) and label == expected
+    assert ci == pytest.approx(stats.interval(margin, reps[6] - 1.0, 0.99))
 
 
 def test_the_weights_claims_need_more_than_the_chance_value():
