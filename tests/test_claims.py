@@ -483,6 +483,33 @@ def test_margins_compare_with_each_other_case_at_the_bonferroni_level(margin, ex
     assert ci == pytest.approx(stats.interval(margin, reps[6] - 1.0, 0.99))
 
 
+def exact_alpha_rows(alphas, epoch, slope_se):
+    """tokens depth rows and 20 replicates per block whose slopes on depth are the slope -+ k
+    alternately, so the slope's jackknife standard error is exactly slope_se (sqrt(19) k)."""
+    k, centre = slope_se / np.sqrt(19), (BLOCKS + 1) / 2
+    rows = [{"epoch": epoch, "site": f"block_{b}", "depth": b, "patch_alpha_mean": a} for b, a in enumerate(alphas, 1)]
+    reps = [{**{key: r[key] for key in ("epoch", "site", "depth")}, "group": g,
+             "patch_alpha_mean": r["patch_alpha_mean"] + (k if g % 2 else -k) * (r["depth"] - centre)}
+            for r in rows for g in range(20)]
+    return rows, reps
+
+
+@pytest.mark.parametrize("slope, expected", [(-0.025, "observed"), (-0.02, "inconclusive"), (0.025, "not observed")])
+def test_alpha_falls_at_its_interval_boundary(slope, expected):
+    """Slope standard error 0.01: -0.025 keeps the whole 95% interval below 0 (high -0.004), -0.02 does
+    not (high +0.001)."""
+    rows, reps = exact_alpha_rows([1.5 + slope * (b - 3.5) for b in range(1, BLOCKS + 1)], TRAINED, 0.01)
+    v = record(results(token_depth=rows, token_replicates=reps), "info_geom.alpha_falls")
+    assert v["verdict"] == expected and v["value"] == pytest.approx(slope)
+
+
+@pytest.mark.parametrize("alphas", [[1.6, 1.5, 1.5, 1.5, 1.5, 1.5], [1.5, 1.5, 1.5, 1.5, 1.5, 1.4]])
+def test_alpha_falls_reads_the_first_and_the_last_block(alphas):
+    """Flat but for the first block (higher) or the last (lower): the slope falls only with both ends read."""
+    rows, reps = exact_alpha_rows(alphas, TRAINED, 0.001)
+    assert record(results(token_depth=rows, token_replicates=reps), "info_geom.alpha_falls")["verdict"] == "observed"
+
+
 def test_the_weights_claims_need_more_than_the_chance_value():
     """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
     point value, because the spread over heads decides."""
