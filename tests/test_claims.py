@@ -510,6 +510,154 @@ def test_alpha_falls_reads_the_first_and_the_last_block(alphas):
     assert record(results(token_depth=rows, token_replicates=reps), "info_geom.alpha_falls")["verdict"] == "observed"
 
 
+def test_share_verdicts_at_one_third_and_two_thirds():
+    """A claim about many cases: observed from two thirds of them on, partly from one third; a share
+    interval that spans a boundary is inconclusive."""
+    assert [core.share_verdict(s) for s in (2 / 3, 0.66, 1 / 3, 0.33)] == \
+        ["observed", "partly observed", "partly observed", "not observed"]
+    assert core.share_interval_verdict(2 / 3, 1.0) == "observed"
+    assert core.share_interval_verdict(0.4, 0.6) == "partly observed"
+    assert core.share_interval_verdict(0.6, 0.7) == core.share_interval_verdict(0.3, 0.4) == "inconclusive"
+
+
+def exact_trend_rows(slope_by_site, se, epochs=(INIT, 4, TRAINED)):
+    """spectral rows (every metric alike) at each site and sample set: value = slope x position in
+    the schedule, and 20 replicates per row whose slopes are slope -+ k alternately and whose steps
+    are step -+ k, so both have jackknife standard error exactly se (sqrt(19) k)."""
+    k = se / np.sqrt(19)
+    rows, reps = [], []
+    for site, b in slope_by_site.items():
+        for sset in SETS:
+            for pos, e in enumerate(epochs):
+                at = {"epoch": e, "site": site, "depth": SITES.index(site), "sample_set": sset}
+                rows.append({**at, **{key: 1.0 + b * pos for key in SPECTRAL_KEYS}})
+                reps += [{**at, "group": g, **{key: 1.0 + (b + (k if g % 2 else -k)) * pos for key in SPECTRAL_KEYS}}
+                         for g in range(20)]
+    return results(spectral_rows=rows, spectral_replicates=reps)
+
+
+def test_trend_slopes_are_judged_at_the_bonferroni_level_over_the_pairs():
+    """14 (site, sample set) pairs after the embedding, each slope with standard error 0.01: 0.025 clears
+    zero at 95% (t_19 2.093) but not at 1 - 0.05/14 (t_19 3.29), 0.035 clears both."""
+    for b, expected in ((0.025, "inconclusive"), (0.035, "observed"), (-0.035, "not observed")):
+        v = record(exact_trend_rows({s: b for s in SITES}, 0.01), "tgo1.erank_rises")
+        assert v["verdict"] == expected, (b, v["evidence"])
+    assert stats.interval(0.025, 0.025 + 0.01 / np.sqrt(19) * np.array([-1.0, 1.0] * 10), 0.95)[0] > 0
+
+
+@pytest.mark.parametrize("falling, expected", [
+    (("embed", "block_6", "final_norm"), "observed"),          # 10 of 14 pairs rise: the embedding is not read
+    (("block_1", "block_6", "final_norm"), "partly observed"),  # 8 of 14 (8 of 12 would be two thirds)
+    (("block_5", "block_6", "final_norm"), "partly observed"),
+    (("block_1", "block_2", "block_3", "block_4", "block_5"), "not observed")])  # 4 of 14
+def test_trend_shares_read_every_site_after_the_embedding(falling, expected):
+    """Each site rising or falling surely (slope +-0.1, standard error 0.01): the share of pairs
+    that rise against 1/3 and 2/3, over every site from the first block to the final norm."""
+    v = record(exact_trend_rows({s: -0.1 if s in falling else 0.1 for s in SITES}, 0.01), "tgo1.erank_rises")
+    assert v["verdict"] == expected, v["evidence"]
+
+
+@pytest.mark.parametrize("steps", [(INIT, INIT, TRAINED), (INIT, TRAINED, TRAINED)])
+def test_trends_read_the_first_and_the_last_checkpoint(steps):
+    """Flatter spectra in only the first step of the schedule, or only the last: a rise either way."""
+    flatter = {INIT: 2.0, TRAINED: 1.0}
+    out = trend_labels(spectral(lambda e, s: flatter[steps[(INIT, 4, TRAINED).index(e)]]))
+    assert out["tgo1.erank_rises"] == ("observed", "training")
+
+
+@pytest.mark.parametrize("excess, expected", [(0.31, "observed"), (0.29, "inconclusive"), (-0.31, "not observed")])
+def test_coherent_clusters_need_three_null_standard_deviations(excess, expected):
+    """Neighbour share minus its permutation null's mean, against 3 of the null's standard deviations (0.1)."""
+    row = {"epoch": TRAINED, "neighbour_share": 0.4 + excess, "null_mean": 0.4, "null_std": 0.1, "z": excess / 0.1}
+    v = record(results(coherence=[row]), "info_geom.coherent_clusters")
+    assert v["verdict"] == expected and v["ci"] == pytest.approx((excess - 0.3, excess + 0.3))
+
+
+def test_coherent_clusters_against_the_untrained_network_with_both_nulls():
+    """The difference of the two excess shares against 3 standard deviations of both nulls: 0.44 - 0
+    with null standard deviations 0.1 and 0.1 clears 3 x 0.141 = 0.424; 0.4 does not."""
+    for excess, origin in ((0.44, "training"), (0.40, None)):
+        rows = [{"epoch": e, "neighbour_share": 0.4 + x, "null_mean": 0.4, "null_std": 0.1, "z": x / 0.1}
+                for e, x in ((INIT, 0.0), (TRAINED, excess))]
+        v = record(results(coherence=rows), "info_geom.coherent_clusters")
+        assert v["verdict"] == "observed" and v["origin"] == origin
+        assert v["effect_ci"] == pytest.approx((excess - 0.3 * np.sqrt(2), excess + 0.3 * np.sqrt(2)))
+
+
+QK_KEYS = ("sym_mass_positive", "asym_sym_norm_ratio", "top10pct_sv_energy_share")
+
+
+def exact_head_rows(key, values, epoch, se):
+    """qk heads rows (heads together, and one head) per block, `key` = values[b] (the other keys the
+    claims read: 0), and 6 delete-one-head replicates whose jackknife standard error is exactly se
+    (alternately -+ se / sqrt(5))."""
+    d = se / np.sqrt(5)
+    rows, reps = [], []
+    for b, v in enumerate(values, 1):
+        at = {"epoch": epoch, "site": f"block_{b}", "depth": b, **dict.fromkeys(QK_KEYS, 0.0)}
+        rows += [{**at, "head": "all", key: v}, {**at, "head": 0, key: v}]
+        reps += [{**at, "group": g, key: v + (d if g % 2 else -d)} for g in range(HEADS)]
+    return results(qk_heads=rows, qk_head_replicates=reps)
+
+
+@pytest.mark.parametrize("claim_id, key, threshold", [
+    ("probing.msym_pd", "sym_mass_positive", 0.5),
+    ("probing.late_asym_dominates", "asym_sym_norm_ratio", 1.0)])
+@pytest.mark.parametrize("margin, expected", [(0.03, "observed"), (0.02, "inconclusive"), (-0.03, "not observed")])
+def test_the_weights_claims_at_their_thresholds(claim_id, key, threshold, margin, expected):
+    """Standard error 0.01 over 6 heads (t_5 2.571): 0.03 above the threshold clears it, 0.02 does not."""
+    v = record(exact_head_rows(key, [threshold + margin] * BLOCKS, TRAINED, 0.01), claim_id)
+    assert v["verdict"] == expected and v["value"] == pytest.approx(threshold + margin)
+
+
+@pytest.mark.parametrize("claim_id, key, blocks_read", [
+    ("probing.msym_pd", "sym_mass_positive", range(1, BLOCKS + 1)),
+    ("probing.late_asym_dominates", "asym_sym_norm_ratio", range(4, BLOCKS + 1))])
+def test_the_weights_claims_read_their_blocks(claim_id, key, blocks_read):
+    """One block far below the threshold decides against the claim exactly when the claim reads it
+    (msym_pd: every block; late_asym_dominates: blocks 4-6 of 6)."""
+    for low in range(1, BLOCKS + 1):
+        values = [1.5] * BLOCKS
+        values[low - 1] = 0.1
+        v = record(exact_head_rows(key, values, TRAINED, 0.01), claim_id)
+        assert v["verdict"] == ("not observed" if low in blocks_read else "observed"), (low, v["evidence"])
+
+
+def exact_decay_results(rates, epoch, se):
+    """The mi stage's decay rows, the same rate per block in both sublayers, and 20 half-sample
+    replicates whose half-sample standard error is exactly se, and whose slopes on depth (over
+    blocks 2-6) have half-sample standard error se too (rates -+ se (1 + depth - 4))."""
+    rows, reps = [], []
+    for sub in ("attn", "mlp"):
+        for b, v in enumerate(rates, 1):
+            at = {"epoch": epoch, "sublayer": sub, "depth": b}
+            rows.append({**at, "mi_decay_rate": v})
+            reps += [{**at, "half": h, "mi_decay_rate": v + (se if h % 2 else -se) * (b - 2.5)}
+                     for h in range(HALVES)]
+    return results(mi_decay=rows, mi_decay_replicates=reps)
+
+
+@pytest.mark.parametrize("rate, expected", [(0.025, "observed"), (0.02, "inconclusive"), (-0.025, "not observed")])
+def test_mi_falls_with_distance_at_its_half_sample_boundary(rate, expected):
+    """The mean decay rate with half-sample standard error 0.01 (t_10 2.228): 0.025 clears zero, 0.02
+    does not."""
+    rates = [rate] * BLOCKS
+    v = record(exact_decay_results(rates, TRAINED, 0.01), "probing.mi_falls_with_distance")
+    assert v["verdict"] == expected and v["value"] == pytest.approx(rate)
+    assert v["ci"] == pytest.approx((rate - 2.228 * 0.01, rate + 2.228 * 0.01), abs=1e-5)
+
+
+@pytest.mark.parametrize("rates, expected", [
+    ([0.0, 0.0, 0.025, 0.05, 0.075, 0.1], "observed"),      # slope 0.025 per block, standard error 0.01
+    ([0.0, 0.0, 0.02, 0.04, 0.06, 0.08], "inconclusive"),   # 0.02
+    ([5.0, 0.0, 0.025, 0.05, 0.075, 0.1], "observed"),      # block 1 is its own claim: not read
+    ([0.0, 0.0, 0.0, 0.0, 0.0, 0.5], "observed"),           # the last block is read
+    ([0.0, 0.5, 0.0, 0.0, 0.0, 0.0], "not observed")])      # ... and the second
+def test_mi_faster_decay_later_reads_blocks_two_to_the_last(rates, expected):
+    v = record(exact_decay_results(rates, TRAINED, 0.01), "probing.mi_faster_decay_later")
+    assert v["verdict"] == expected, v["evidence"]
+
+
 def test_the_weights_claims_need_more_than_the_chance_value():
     """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
     point value, because the spread over heads decides."""
