@@ -658,6 +658,72 @@ def test_mi_faster_decay_later_reads_blocks_two_to_the_last(rates, expected):
     assert v["verdict"] == expected, v["evidence"]
 
 
+@pytest.mark.parametrize("values, expected", [
+    ([0.5, 0.3, 0.45, 0.45, 0.45, 0.5], "observed"),    # the dip in the first interior block
+    ([0.5, 0.45, 0.45, 0.45, 0.3, 0.5], "observed"),    # ... in the last
+    ([0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "not observed"),   # rising: every interior block above the first
+    ([0.8, 0.7, 0.6, 0.5, 0.4, 0.3], "not observed")])  # falling: above the last
+def test_u_shape_reads_every_interior_block_against_both_ends(values, expected):
+    """Standard error 0.01 per block (independent): each interior block against the first and the
+    last block, never against each other."""
+    rows, reps = exact_correlation_rows(values, se=0.01)
+    v = record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")
+    assert v["verdict"] == expected, v["evidence"]
+
+
+def exact_correlation_rows(values, se, dipped=None):
+    """correlation rows (patch tokens) per block and 20 jackknife replicates: the blocks in `dipped`
+    (default: every block) wobble alternately by -+ se / sqrt(19) (standard error se), in opposite
+    phase in successive blocks, so a difference of two wobbling blocks has standard error 2 se."""
+    d = se / np.sqrt(19)
+    rows = [{"epoch": TRAINED, "site": f"block_{b}", "depth": b, "tokens": "patches", "mean_r": v}
+            for b, v in enumerate(values, 1)]
+    reps = [{**r, "group": g, "mean_r": r["mean_r"] + (d if (g + r["depth"]) % 2 else -d) *
+             (dipped is None or r["depth"] in dipped)} for r in rows for g in range(20)]
+    return rows, reps
+
+
+@pytest.mark.parametrize("below, expected", [(0.0315, "observed"), (0.0300, "inconclusive")])
+def test_u_shape_corrects_for_exactly_its_eight_comparisons(below, expected):
+    """A dip at block 3 with standard error 0.01 (the ends exact): t_19 at 1 - 0.05/8 is 3.07 (at
+    1 - 0.05/12 it would be 3.25, at 1 - 0.05/4 2.76); 0.0315 below both ends is observed with 8
+    comparisons and would not be with 12, 0.030 is not with 8 and would be with 4."""
+    rows, reps = exact_correlation_rows([0.5, 0.5, 0.5 - below, 0.5, 0.5, 0.5], se=0.01, dipped={3})
+    v = record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")
+    assert v["verdict"] == expected, v["evidence"]
+    if expected == "observed":  # else a flat block, whose interval reaches less high, is shown
+        assert v["value"] == pytest.approx(-below)
+        assert v["ci"][1] == pytest.approx(-below + 0.01 * stats.student_t.ppf(1 - 0.05 / 16, 19))
+
+
+def test_verdicts_json_carries_each_records_numbers():
+    """reports/metrics/verdicts.json holds each record's value, interval, untrained value and effect,
+    and null for what is not a finite number."""
+    records = claims.judge(final_cls_case(False, True))
+    m = claims.metrics(records)
+    for v in records:
+        paper, name = v["id"].split(".")
+        got = m[paper][name]
+        for key, want in (("value", v["value"]), ("ci_low", v["ci"][0]), ("ci_high", v["ci"][1]),
+                          ("init_value", v["init_value"]), ("effect", v["effect"]),
+                          ("effect_ci_low", v["effect_ci"][0]), ("effect_ci_high", v["effect_ci"][1])):
+            assert got[key] == (float(want) if want is not None and np.isfinite(want) else None), (v["id"], key)
+        assert (got["verdict"], got["init_verdict"], got["origin"]) == (v["verdict"], v["init_verdict"], v["origin"])
+    final = m["tgo1"]["final_cls_max_erank"]
+    assert final["ci_low"] < final["value"] < final["ci_high"] and final["effect_ci_low"] < final["effect_ci_high"]
+
+
+def test_a_registered_claim_keeps_what_it_was_registered_with(monkeypatch):
+    monkeypatch.setattr(core, "REGISTRY", {})
+    fn = core.claim("probing.example", text="t", statistic="s", rule="r", sign=-1, null="n",
+                    over_training=True)(lambda r, level: None)
+    assert core.REGISTRY == {"probing.example": core.Claim("probing.example", "t", "s", "r", -1, fn, "n", True)}
+    assert core.REGISTRY["probing.example"].paper == "probing"
+    for bad in ("nopaper.example", "probing.example"):  # an unknown paper; a second registration
+        with pytest.raises(ValueError, match=f"claim {bad}: unknown paper or registered twice"):
+            core.claim(bad, text="", statistic="", rule="", sign=1)(fn)
+
+
 def test_the_weights_claims_need_more_than_the_chance_value():
     """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
     point value, because the spread over heads decides."""
