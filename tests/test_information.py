@@ -62,6 +62,25 @@ def test_ksg_minus_shuffle_is_unbiased_over_samples(rho):
     assert abs(np.mean(errors)) < 0.015
 
 
+def test_binned_mi_is_the_plug_in_mi_of_equal_frequency_bins():
+    """The definition computed another way: each sample's bin from its position in sorted order
+    (distinct values) or its average rank (ties share a bin), and scikit-learn's plug-in MI of the
+    two labelings."""
+    from sklearn.metrics import mutual_info_score
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(103)
+    y = x + rng.standard_normal(103)
+    bins_x = np.argsort(np.argsort(x)) * 8 // 103
+    bins_y = np.argsort(np.argsort(y)) * 8 // 103
+    assert im.binned_mi(x, y, bins=8) == pytest.approx(mutual_info_score(bins_x, bins_y), rel=1e-12)
+    ties = np.repeat(np.arange(4.0), 25)  # 4 values, 25 each: average ranks 13, 38, 63, 88 -> bins 0, 2, 4, 6
+    y = ties + rng.standard_normal(100)
+    bins_y = np.argsort(np.argsort(y)) * 8 // 100
+    assert im.binned_mi(ties, y, bins=8) == pytest.approx(mutual_info_score(ties, bins_y), rel=1e-12)
+    assert im.binned_mi(np.arange(10.0), np.arange(10.0), bins=4) == pytest.approx(mutual_info_score(
+        np.arange(10) * 4 // 10, np.arange(10) * 4 // 10), rel=1e-12)
+
+
 def test_binned_mi_approaches_gaussian_truth():
     # 16 quantile bins, n = 200000: discretisation loses ~0.01-0.02 nats and the
     # plug-in bias adds (16-1)^2 / (2n) ~ 0.0006, so the tolerance is 0.04 nats.
@@ -262,6 +281,7 @@ def test_mi_decay_rate_is_vectorised_and_nan_where_undefined():
     for idx in np.ndindex(3, 5):
         assert rates[idx] == pytest.approx(-np.polyfit(d, curves[idx], 1)[0] / curves[idx][0], rel=1e-10)
     assert np.isnan(im.mi_decay_rate([1], [0.2]))  # one distance
+    assert im.mi_decay_rate([1], np.ones((3, 1))).shape == (3,)  # ... for each curve
     assert np.isnan(im.mi_decay_rate([1, 2], [0.0, -0.1]))  # nothing at the nearest distance to lose
     assert np.isnan(im.mi_decay_rate([1, 2], [-0.01, -0.02]))
     assert np.isnan(im.mi_decay_rate([1, 2], [0.2, np.nan]))

@@ -377,3 +377,13 @@ def test_nested_subsets_are_prefixes_of_one_reproducible_order():
     assert sorted(order) == list(range(50))
     np.testing.assert_array_equal(order, stats.subset_order(50, seed=3))
     assert not np.array_equal(order, stats.subset_order(50, seed=4))
+
+
+@pytest.mark.parametrize("shape", [(23,), (23, 3)])
+def test_mean_replicates_are_the_means_without_each_group(shape):
+    """By definition, over uneven groups: replicate g is the mean of the values outside group g."""
+    values = np.random.default_rng(5).standard_normal(shape)
+    labels = stats.image_groups(23, groups=5)
+    want = np.stack([values[labels != g].mean(axis=0) for g in range(5)])
+    assert np.bincount(labels).min() < np.bincount(labels).max()
+    np.testing.assert_allclose(stats.mean_replicates(values, labels), want, rtol=1e-12)
