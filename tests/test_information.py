@@ -309,6 +309,24 @@ def test_excess_kurtosis_equals_scipy_across_blocks_and_axes():
     assert np.isnan(im.excess_kurtosis(np.ones((10, 1)))[0])  # a constant neuron has no kurtosis
 
 
+def test_conditional_histogram_is_p_of_y_given_x_with_the_tails_in_the_edge_bins():
+    """The definition computed another way: each standardised sample's bin, values beyond +-range_sd
+    in the first or last bin, counted per x bin and divided by the row's total."""
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal(400), rng.standard_normal(400)
+    x[:4], y[:4] = [30.0, -30.0, 30.0, -30.0], [-30.0, 30.0, 30.0, -30.0]  # beyond 3 SD, every corner
+    edges, H = im.conditional_histogram(x, y, bins=6, range_sd=2)
+
+    def bin_of(v):
+        z = (v - v.mean()) / v.std()
+        return np.clip(np.floor((z + 2) / (4 / 6)).astype(int), 0, 5)
+    joint = np.zeros((6, 6))
+    np.add.at(joint, (bin_of(x), bin_of(y)), 1.0)
+    np.testing.assert_allclose(edges, np.linspace(-2, 2, 7))
+    np.testing.assert_allclose(H, joint / joint.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert H[5, 0] > 0 and H[0, 5] > 0 and H[5, 5] > 0 and H[0, 0] > 0
+
+
 def test_conditional_histogram_rows():
     x, y = _gaussian_pair(0.5, 5000, 9)
     edges, H = im.conditional_histogram(x, y, bins=21, range_sd=3)

@@ -302,6 +302,18 @@ def test_angles_orthogonal_exactly_90():
     assert np.isnan(st["spearman"])  # constant angle
 
 
+def test_identical_patches_are_at_0_degrees():
+    """Two copies of a vector whose unit vector's dot product with itself rounds to 1 + 4e-16: the
+    cosine is clipped to 1 (0 degrees), not an arccos of nan."""
+    v = np.array([0.36159505, 1.30400005, 0.94708096, -0.70373524, -1.26542147])
+    u = v / np.linalg.norm(v)
+    assert u @ u > 1.0
+    h = np.stack([np.ones(5), v, v])[None]
+    st = qk.angle_attention_stats(h, _uniform_attention(1, 3), num_prefix_tokens=1, bins=2)
+    assert st["share_obtuse"] == 0.0
+    np.testing.assert_allclose(st["attention_by_angle"], [1 / 3, np.nan])
+
+
 def test_angles_antipodal_and_obtuse_share():
     # Patches v, -v, w, -w with v ⟂ w: 4 antipodal ordered pairs (180°), 8 at 90°.
     v, w = np.array([1.0, 2.0, 0.0]), np.array([-2.0, 1.0, 0.0])
