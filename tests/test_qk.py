@@ -245,6 +245,19 @@ def test_attention_matches_timm(block):
     assert np.abs(ours16 - timm_attn).max() < 2e-3
 
 
+def test_attention_is_a_stable_softmax_of_large_scores():
+    """Scores in the thousands (exp overflows float64 above 709): each row still the softmax, the
+    largest score's token taking all of it."""
+    h = np.array([[[40.0, 0.0], [0.0, 40.0], [-40.0, 0.0]]])  # (1, 3, 2)
+    w = np.vstack([np.eye(2), np.eye(2), np.eye(2)])        # 1 head: q = k = v = h, d_head 2
+    a = qk.attention_from_inputs(h, w, None, 1)
+    scores = (h[0] @ h[0].T) / np.sqrt(2)
+    want = np.exp(scores - scores.max(axis=1, keepdims=True))
+    assert scores.max() > 709
+    np.testing.assert_allclose(a[0, 0], want / want.sum(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(a[0, 0].diagonal()[:2], 1.0)
+
+
 def test_attention_from_stored_inputs_of_a_checkpoint_equals_timm(tmp_path):
     # The qk stage's path: a safetensors checkpoint, activations written by tgo.capture (float16),
     # norm1 and qkv from the checkpoint's tensors -> the attention timm computes in every block.
