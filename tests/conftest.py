@@ -14,6 +14,9 @@ LONGEST = ("test_pipeline.py", "test_robustness.py", "test_gpu_check.py", "test_
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if "workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker("pipeline")  # `make mutation` leaves these out: they run the stages
     # A stable sort: files stay whole, the others in collection order.
     items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
 
