@@ -719,6 +719,8 @@ def test_a_registered_claim_keeps_what_it_was_registered_with(monkeypatch):
                     over_training=True)(lambda r, level: None)
     assert core.REGISTRY == {"probing.example": core.Claim("probing.example", "t", "s", "r", -1, fn, "n", True)}
     assert core.REGISTRY["probing.example"].paper == "probing"
+    core.claim("tgo1.example", text="t", statistic="s", rule="r", sign=1)(fn)  # the defaults
+    assert core.REGISTRY["tgo1.example"].null == core.UNTRAINED and not core.REGISTRY["tgo1.example"].over_training
     for bad in ("nopaper.example", "probing.example"):  # an unknown paper; a second registration
         with pytest.raises(ValueError, match=f"claim {bad}: unknown paper or registered twice"):
             core.claim(bad, text="", statistic="", rule="", sign=1)(fn)
@@ -814,6 +816,8 @@ def test_claims_import_no_figures():
 
 def test_readme_claims_table_is_generated_from_the_registry():
     from micro import REPO
+    lines = claims.markdown().splitlines()
+    assert lines[0].startswith("| id | paper |") and len(lines) == 2 + len(claims.REGISTRY)
     assert claims.markdown() in (REPO / "README.md").read_text(), \
         "README.md's claims table is stale: paste the output of `python -m tgo.claims`"
 

@@ -202,6 +202,7 @@ EDGES = [  # the smallest inputs each check lets through
     lambda: information.binned_mi(np.arange(2.0), np.arange(2.0)),
     lambda: information.mi_vs_distance(ACTS, (2, 2), [0], reference=(1, 1), min_patches=1,
                                        half_samples=np.array([[0, 9], [1, 8], [2, 7], [3, 6]])),
+    lambda: qk.head_projections(np.zeros((12, 4)), 2),  # 3 x 2 heads of width 2
     lambda: qk.heads_together_leave_one_out(np.ones((2, 4, 2)), np.ones((2, 4, 2))),
     lambda: qk.angle_attention_stats(H, ATTN, num_prefix_tokens=2, bins=1),
     lambda: tokens.cluster_signatures(np.arange(2.0)[:, None], 2),

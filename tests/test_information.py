@@ -337,3 +337,5 @@ def test_conditional_histogram_rows():
     _, Hc = im.conditional_histogram(np.r_[np.zeros(10), 1.0], np.arange(11.0), bins=5)
     assert np.all(np.isclose(Hc.sum(axis=1), 1.0) | (Hc.sum(axis=1) == 0))
     assert np.any(Hc.sum(axis=1) == 0)
+    assert Hc[-1].sum() == 1.0  # the one sample at x = 1 (clipped to 3 SD) is a row of its own
+    np.testing.assert_array_equal(im.conditional_histogram(x, y)[1], im.conditional_histogram(x, y, 21, 3)[1])

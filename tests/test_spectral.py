@@ -310,8 +310,20 @@ def test_stage_alpha_window_comes_down_with_a_note_or_names_the_param(capsys):
     assert capsys.readouterr().out == ""
     assert sp.stage_alpha_window("tokens.alpha_ranks", (11, 100), 60, 384, 20) == (11, 56)
     assert "note: tokens.alpha_ranks=[11, 100] does not fit" in capsys.readouterr().out
-    with pytest.raises(TGOError, match=r"^tokens.alpha_ranks=\[11, 100\]: .*extract.probe_size"):
+    with pytest.raises(TGOError) as info:
         sp.stage_alpha_window("tokens.alpha_ranks", (11, 100), 14, 384, 20)
+    assert str(info.value) == ("tokens.alpha_ranks=[11, 100]: 14 probe images (13 in a jackknife replicate) and D=384 "
+                               "hold ranks up to 12, fewer than 3 from rank 11; start the window lower or use more "
+                               "probe images (extract.probe_size)")
+
+
+def test_fitted_alpha_window_needs_three_ranks_exactly():
+    """5 images in 5 groups leave 4 per replicate: ranks up to 3, so a window from rank 1 holds
+    ranks 1..3 (three, the fewest a fit takes) and one from rank 2 does not."""
+    assert sp.fitted_alpha_window((1, 10), 5, 100, 5) == (
+        (1, 3), "5 probe images (4 in a jackknife replicate) and D=100 hold ranks up to 3: alpha is fitted over ranks 1..3")
+    with pytest.raises(ValueError, match=r"hold ranks up to 3, fewer than 3 from rank 2$"):
+        sp.fitted_alpha_window((2, 10), 5, 100, 5)
 
 
 @pytest.fixture(scope="module")
@@ -431,8 +443,9 @@ def test_nested_metrics_from_one_pass_equal_each_subset_alone():
         X = (rng.standard_normal((n_images * per_image, d)) * np.arange(1, d + 1) ** -0.7 + 3).astype(np.float16)
         order = rng.permutation(n_images)
         rows = [rows_of_images(n_images, len(X), order[:size]) for size in (20, 40, 80, n_images)]
-        for got, r in zip(sp.nested_spectral_metrics(X, rows, (2, 10), 50), rows):
-            want = sp.spectral_metrics(X[r], (2, 10), 50)
+        # 10 cosine rows: every subset subsampled, on both paths (N < D directly, N >= D from the scatter)
+        for got, r in zip(sp.nested_spectral_metrics(X, rows, (2, 10), 10), rows):
+            want = sp.spectral_metrics(X[r], (2, 10), 10)
             want.pop("eigenvalues")
             assert list(got) == list(want)
             np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-10)

@@ -339,6 +339,10 @@ def test_still_moving_is_a_step_beyond_the_half_width():
     # A statistic the images do not change: an interval of zero width (up to rounding) never flags.
     assert not stats.still_moving(5.0, 4.0, 5.0 - 1e-12, 5.0 + 1e-12)
     assert not stats.still_moving(float("nan"), 1.0, 0.9, 1.1) and not stats.still_moving(1.0, 0.5, float("nan"), 1.1)
+    # At the edges, exactly: a step of exactly the half-width does not move; a half-width of exactly
+    # the rounding (1e-9 of the value) is zero width.
+    assert not stats.still_moving(1.0, 1.5, 0.5, 1.5) and stats.still_moving(1.0, 1.5 + 1e-9, 0.5, 1.5)
+    assert not stats.still_moving(1e9, 0.0, 1e9 - 1.0, 1e9 + 1.0) and stats.still_moving(1e9, 0.0, 1e9 - 2.0, 1e9 + 2.0)
 
 
 def test_a_metric_converging_as_one_over_n_moves_at_small_n_only():
@@ -376,6 +380,7 @@ def test_nested_subsets_are_prefixes_of_one_reproducible_order():
     order = stats.subset_order(50, seed=3)
     assert sorted(order) == list(range(50))
     np.testing.assert_array_equal(order, stats.subset_order(50, seed=3))
+    np.testing.assert_array_equal(stats.subset_order(50), stats.subset_order(50, seed=0))  # the documented default
     assert not np.array_equal(order, stats.subset_order(50, seed=4))
 
 

@@ -173,6 +173,19 @@ def test_spatial_coherence_edge_cases():
         tk.spatial_coherence(np.zeros(1, dtype=int), (1, 1))
 
 
+def test_spatial_coherence_null_is_a_sample_standard_deviation():
+    """Two permutations of a 4x4 grid's labels: the null's standard deviation with ddof 1 is
+    |a - b| / sqrt(2) for their two neighbour shares a, b, each a multiple of 1/24 (24 neighbour
+    pairs); the defaults are 1000 permutations from seed 0."""
+    labels = np.repeat(np.arange(4), 4)
+    res = tk.spatial_coherence(labels, (4, 4), n_permutations=2, seed=0)
+    assert res["n_pairs"] == 24 and res["null_std"] > 0
+    a_minus_b = res["null_std"] * np.sqrt(2) * 24
+    assert a_minus_b == pytest.approx(round(a_minus_b), abs=1e-9)
+    assert 2 * res["null_mean"] * 24 == pytest.approx(round(2 * res["null_mean"] * 24), abs=1e-9)
+    assert tk.spatial_coherence(labels, (4, 4)) == tk.spatial_coherence(labels, (4, 4), 1000, 0)
+
+
 # --- clustering ---------------------------------------------------------------------
 
 
