@@ -315,6 +315,21 @@ def test_angles_orthogonal_exactly_90():
     assert np.isnan(st["spearman"])  # constant angle
 
 
+def test_spearman_of_hard_attention_is_scipys():
+    """One-hot attention rows (every attention 0 or 1): Spearman's rho of angle and attention over
+    every ordered patch pair is scipy's."""
+    rng = np.random.default_rng(8)
+    h = rng.standard_normal((2, 6, 4))
+    attn = np.zeros((2, 6, 6))
+    attn[:, np.arange(6), (np.arange(6) + 1) % 6] = 1.0
+    st = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=4)
+    u = h[:, 1:] / np.linalg.norm(h[:, 1:], axis=-1, keepdims=True)
+    off = ~np.eye(5, dtype=bool)
+    theta = np.degrees(np.arccos(np.clip(np.einsum("nid,njd->nij", u, u), -1, 1)))[:, off]
+    assert st["spearman"] == pytest.approx(scipy.stats.spearmanr(theta.ravel(), attn[:, 1:, 1:][:, off].ravel())
+                                           .statistic, rel=1e-12)
+
+
 def test_identical_patches_are_at_0_degrees():
     """Two copies of a vector whose unit vector's dot product with itself rounds to 1 + 4e-16: the
     cosine is clipped to 1 (0 degrees), not an arccos of nan."""

@@ -451,6 +451,14 @@ def test_nested_metrics_from_one_pass_equal_each_subset_alone():
             np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-10)
     with pytest.raises(ValueError, match="nested"):
         sp.nested_spectral_metrics(X, [rows[1], rows[0]], (2, 10))
+    # More cosine rows than mean_cosine_similarity's own default (2000), and the default itself.
+    X = rng.standard_normal((2100, 3))
+    rows = [np.arange(2050), np.arange(2100)]
+    for cosine_rows in (2100, 2000):
+        got = sp.nested_spectral_metrics(X, rows, (1, 3), cosine_rows)
+        for g, r in zip(got, rows):
+            assert g["mean_cosine_similarity"] == pytest.approx(sp.mean_cosine_similarity(X[r], cosine_rows), rel=1e-12)
+    assert sp.nested_spectral_metrics(X, rows, (1, 3)) == got
 
 
 def test_the_metric_table_names_what_the_spectral_functions_compute():
