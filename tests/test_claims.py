@@ -226,7 +226,7 @@ def mi_rows(amplitude, length, epoch, noise=0.002, seed=0):
     rng = np.random.default_rng(seed)
     rows, reps = [], []
     for sub in ("attn", "mlp"):
-        for b in range(BLOCKS):
+        for b in range(len(amplitude)):
             at = {"epoch": epoch, "sublayer": sub, "site": f"block_{b + 1}", "depth": b + 1}
             curve = amplitude[b] * np.exp(-DISTANCES / length[b])
             rows += [{**at, "distance": d, "mi": m} for d, m in zip(DISTANCES, curve)]
@@ -724,6 +724,73 @@ def test_a_registered_claim_keeps_what_it_was_registered_with(monkeypatch):
     for bad in ("nopaper.example", "probing.example"):  # an unknown paper; a second registration
         with pytest.raises(ValueError, match=f"claim {bad}: unknown paper or registered twice"):
             core.claim(bad, text="", statistic="", rule="", sign=1)(fn)
+
+
+@pytest.mark.parametrize("claim_id", [c for c in PLANTED if c != "info_geom.coherent_clusters"])
+def test_every_interval_is_taken_at_the_level_asked_for(claim_id):
+    """judge(results, level): each claim's interval, and its difference from the untrained network's,
+    widens from level 0.9 to 0.99 (around the same value, unless the deciding case changes with the
+    level; coherent_clusters decides at 3 null standard deviations, whatever the level)."""
+    res = PLANTED[claim_id](at_init=False, trained=True)
+    v90, v99 = record(res, claim_id, 0.9), record(res, claim_id, 0.99)
+    for key in ("ci", "effect_ci"):
+        assert v99[key][1] - v99[key][0] > v90[key][1] - v90[key][0] > 0, (key, v90[key], v99[key])
+    if v90["value"] == v99["value"]:
+        assert v99["ci"][0] < v90["ci"][0] and v90["ci"][1] < v99["ci"][1]
+
+
+def test_u_shape_pairs_the_blocks_over_images():
+    """Every block wobbling alike over the jackknife groups (the same images make every block's mean
+    r higher or lower): a dip of 0.001 at block 3, ten times smaller than each block's standard error,
+    is surely below both ends once the blocks are paired image group by image group."""
+    rows, reps = exact_correlation_rows([0.5, 0.5, 0.499, 0.5, 0.5, 0.5], se=0.01)
+    in_phase = [{**r, "mean_r": next(x["mean_r"] for x in rows if x["depth"] == r["depth"])
+                 + 0.01 / np.sqrt(19) * (1 if r["group"] % 2 else -1)} for r in reps]
+    v = record(results(correlation=rows, correlation_replicates=in_phase), "info_geom.u_shape")
+    assert v["verdict"] == "observed" and v["value"] == pytest.approx(-0.001)
+
+
+def test_u_statistic_returns_the_deciding_difference_with_its_replicates():
+    """Block 3 decides; of its two ends the worse is the one whose interval reaches higher: the first
+    block (-0.1, standard error 0.03), not the last (-0.08 exactly), though the last is the nearer."""
+    from tgo.claims.info_geom import u_statistic
+    rows, reps = exact_correlation_rows([0.5, 0.46, 0.4, 0.45, 0.47, 0.48], se=0.03, dipped={1})
+    by_site = core.stored_replicates(reps, ("site",), "mean_r")
+    (value, ci, rep), label, _ = u_statistic(rows, by_site, 0.95)
+    want = by_site["block_3",] - by_site["block_1",]
+    assert label == "observed" and value == pytest.approx(0.4 - 0.5)
+    np.testing.assert_allclose(rep, want)
+    assert ci == pytest.approx(stats.interval(0.4 - 0.5, want, 1 - 0.05 / 8))
+
+
+def test_the_mi_claims_need_only_two_blocks_after_the_first_or_two_blocks():
+    rows, reps = mi_rows([0.3, 0.2, 0.1], [2.0] * 3, TRAINED)
+    res = mi_results(rows, reps)
+    for claim_id in ("probing.mi_near_higher_later", "probing.mi_faster_decay_later", "probing.first_block_min_mi"):
+        assert record(res, claim_id)["verdict"] != "not computable", claim_id
+    rows, reps = kurtosis_rows([3.0, 0.5], TRAINED)
+    assert record(results(kurtosis=rows, kurtosis_replicates=reps),
+                  "probing.first_block_most_kurtotic")["verdict"] == "observed"
+
+
+def test_the_first_block_is_compared_with_the_second_too():
+    rows, reps = kurtosis_rows([3.0, 4.0, 0.5, 0.5, 0.5, 0.5], TRAINED)
+    v = record(results(kurtosis=rows, kurtosis_replicates=reps), "probing.first_block_most_kurtotic")
+    assert v["verdict"] == "not observed" and "deciding b2" in v["evidence"]
+
+
+@pytest.mark.parametrize("claim_id", ["probing.mi_falls_with_distance", "probing.mi_near_higher_later",
+                                      "probing.first_block_most_kurtotic"])
+def test_the_half_sample_claims_take_half_sample_intervals(claim_id):
+    """An MI or kurtosis claim's interval, and its difference from the untrained network's, are
+    half-sample intervals (t with count/2 degrees of freedom on complementary halves), not jackknife ones."""
+    res = PLANTED[claim_id](at_init=False, trained=True)
+    v = record(res, claim_id)
+    now, init = (claims.REGISTRY[claim_id].decide(res, e, 0.95) for e in (TRAINED, INIT))
+    assert now.method == "half"
+    per_case = 1 - 0.05 / 5 if claim_id.endswith("kurtotic") else 0.95
+    assert v["ci"] == pytest.approx(stats.half_sample_interval(now.value, now.reps, per_case))
+    assert v["effect_ci"] == pytest.approx(stats.half_sample_interval(now.value - init.value, now.reps - init.reps))
 
 
 def test_the_weights_claims_need_more_than_the_chance_value():
