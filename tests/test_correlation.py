@@ -81,6 +81,8 @@ def test_invariant_to_per_token_positive_affine_maps():
     x = _correlated_tokens(rng, n_tokens=25, d=40)
     y = rng.uniform(0.01, 100, (25, 1)) * x + rng.normal(0, 50, (25, 1))
     np.testing.assert_allclose(intertoken_correlation(y), intertoken_correlation(x), rtol=0, atol=1e-10)
+    # Tokens of norm far below 1 are tokens like any other.
+    np.testing.assert_allclose(intertoken_correlation(1e-3 * x), intertoken_correlation(x), rtol=0, atol=1e-10)
     # A negative scale flips the sign of that token's correlations but not |r|.
     z = x.copy()
     z[0] *= -1
@@ -98,6 +100,10 @@ def test_zero_variance_tokens_are_excluded():
     # Fewer than two tokens with variance: no pair is defined.
     r1, a1 = intertoken_correlation(np.vstack([x[:1], np.full((3, 32), 0.3)]))
     assert math.isnan(r1) and math.isnan(a1)
+    # ... in one image of a batch: nan there (float64), the others' values unchanged.
+    r2, a2 = intertoken_correlation(np.stack([x[:4], np.vstack([x[:1], np.full((3, 32), 0.3)])]))
+    assert r2.dtype == a2.dtype == np.float64 and np.isnan(r2[1]) and np.isnan(a2[1])
+    assert (r2[0], a2[0]) == pytest.approx(_direct(x[:4]), abs=1e-10)
 
 
 def test_bad_input():
