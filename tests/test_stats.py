@@ -254,6 +254,7 @@ def mi_trials():
     return res, np.array(sampling), np.array(intervals)
 
 
+@pytest.mark.slow_setup
 @pytest.mark.parametrize("index, name", list(enumerate(MI_STATISTICS)))
 def test_half_sample_interval_of_mi_is_calibrated(mi_trials, index, name):
     """Measured here: coverage 0.975, 0.950, 0.975 and half-width 1.02, 1.01, 1.05 x 1.96 sd (other
