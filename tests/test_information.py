@@ -81,6 +81,11 @@ def test_binned_mi_is_the_plug_in_mi_of_equal_frequency_bins():
         np.arange(10) * 4 // 10, np.arange(10) * 4 // 10), rel=1e-12)
 
 
+def test_binned_mi_defaults_to_16_bins():
+    x = np.random.default_rng(8).standard_normal(160)  # 10 per bin: MI = log 16
+    assert im.binned_mi(x, x ** 3) == im.binned_mi(x, x ** 3, bins=16) == pytest.approx(np.log(16))
+
+
 def test_binned_mi_approaches_gaussian_truth():
     # 16 quantile bins, n = 200000: discretisation loses ~0.01-0.02 nats and the
     # plug-in bias adds (16-1)^2 / (2n) ~ 0.0006, so the tolerance is 0.04 nats.
@@ -282,6 +287,10 @@ def test_mi_decay_rate_is_vectorised_and_nan_where_undefined():
         assert rates[idx] == pytest.approx(-np.polyfit(d, curves[idx], 1)[0] / curves[idx][0], rel=1e-10)
     assert np.isnan(im.mi_decay_rate([1], [0.2]))  # one distance
     assert im.mi_decay_rate([1], np.ones((3, 1))).shape == (3,)  # ... for each curve
+    # float16 curves (as stored) are computed in float64
+    c16, d16 = curves.astype(np.float16), (d * 1.1).astype(np.float16)
+    np.testing.assert_array_equal(im.mi_decay_rate(d16, c16), im.mi_decay_rate(d16.astype(np.float64),
+                                                                               c16.astype(np.float64)))
     assert np.isnan(im.mi_decay_rate([1, 2], [0.0, -0.1]))  # nothing at the nearest distance to lose
     assert np.isnan(im.mi_decay_rate([1, 2], [-0.01, -0.02]))
     assert np.isnan(im.mi_decay_rate([1, 2], [0.2, np.nan]))

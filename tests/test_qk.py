@@ -187,6 +187,18 @@ def test_heads_together_leave_one_out_of_identical_heads_changes_nothing():
         np.testing.assert_allclose(rep["singular_values"][:4], full["singular_values"][:4] * 2 / 3, rtol=1e-9)
 
 
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_is_torchs(affine):
+    """torch.nn.functional.layer_norm with a random weight and bias (or none): a weight of ones would
+    let a division pass for a product."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 5, 16)) * 3 + 1
+    w, b = (rng.uniform(0.5, 2.0, 16), rng.standard_normal(16)) if affine else (None, None)
+    want = torch.nn.functional.layer_norm(torch.from_numpy(x), (16,), None if w is None else torch.from_numpy(w),
+                                          None if b is None else torch.from_numpy(b), 1e-5).numpy()
+    np.testing.assert_allclose(qk.layer_norm(x, w, b, 1e-5), want, rtol=1e-12, atol=1e-12)
+
+
 def test_layer_norm_without_bias_plus_the_bias_is_the_full_output():
     # The qk stage measures angles on norm1's output without beta and adds beta for the attention:
     # that must be exactly the attention of the full norm1 output.
@@ -328,6 +340,14 @@ def test_spearman_of_hard_attention_is_scipys():
     theta = np.degrees(np.arccos(np.clip(np.einsum("nid,njd->nij", u, u), -1, 1)))[:, off]
     assert st["spearman"] == pytest.approx(scipy.stats.spearmanr(theta.ravel(), attn[:, 1:, 1:][:, off].ravel())
                                            .statistic, rel=1e-12)
+
+
+def test_angle_statistics_default_to_one_prefix_token_and_18_bins():
+    rng = np.random.default_rng(9)
+    h, attn = rng.standard_normal((2, 6, 4)), _uniform_attention(2, 6)
+    got, want = qk.angle_attention_stats(h, attn), qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=18)
+    assert got["n_pairs"] == want["n_pairs"] == 2 * 5 * 4 and got["bin_centres"].size == 18
+    np.testing.assert_array_equal(got["attention_by_angle"], want["attention_by_angle"])
 
 
 def test_identical_patches_are_at_0_degrees():

@@ -239,6 +239,21 @@ def test_rankme_matches_svd(shape):
     assert sp.rankme(X) == pytest.approx(ref, rel=1e-10)
 
 
+def test_spectral_metrics_default_to_2000_cosine_rows():
+    X = _rng(14).standard_normal((2100, 3)) + 1.0
+    got = sp.spectral_metrics(X, (1, 3))["mean_cosine_similarity"]
+    assert got == sp.spectral_metrics(X, (1, 3), 2000)["mean_cosine_similarity"] == sp.mean_cosine_similarity(X, 2000)
+    assert got != sp.mean_cosine_similarity(X, 2100)
+
+
+@pytest.mark.parametrize("shape", [(50, 8), (8, 50)])
+def test_rankme_takes_its_eps(shape):
+    X = _rng(13).standard_normal(shape) * np.linspace(0.2, 2.0, shape[1])
+    s = np.linalg.svd(X, compute_uv=False)
+    p = s / s.sum() + 0.01
+    assert sp.rankme(X, eps=0.01) == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-10)
+
+
 def test_rankme_is_uncentred():
     X = np.ones((100, 10))
     assert sp.rankme(X) == pytest.approx(1.0, rel=1e-4)

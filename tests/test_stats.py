@@ -385,6 +385,18 @@ def test_nested_subsets_are_prefixes_of_one_reproducible_order():
     assert not np.array_equal(order, stats.subset_order(50, seed=4))
 
 
+def test_half_samples_default_to_20_from_seed_0():
+    np.testing.assert_array_equal(stats.half_samples(30), stats.half_samples(30, 20, 0))
+    assert stats.half_samples(30).shape == (20, 15)
+
+
+def test_mean_replicates_of_float16_values_are_computed_in_float64():
+    values = (np.random.default_rng(6).standard_normal((300, 2)) * 100).astype(np.float16)
+    labels = stats.image_groups(300)
+    np.testing.assert_array_equal(stats.mean_replicates(values, labels),
+                                  stats.mean_replicates(values.astype(np.float64), labels))
+
+
 @pytest.mark.parametrize("shape", [(23,), (23, 3)])
 def test_mean_replicates_are_the_means_without_each_group(shape):
     """By definition, over uneven groups: replicate g is the mean of the values outside group g."""
