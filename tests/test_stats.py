@@ -266,6 +266,7 @@ def test_half_sample_interval_of_mi_is_calibrated(mi_trials, index, name):
     check_calibrated(intervals[:, index], sampling[:, index], widths=(0.8, 1.2))
 
 
+@pytest.mark.slow_setup
 def test_mi_of_the_fields_is_the_gaussian_truth(mi_trials):
     """The sampling median of MI at distance 1 is the Gaussian truth averaged over that bin's
     patches (4 at distance 1, 4 diagonal ones at sqrt 2), within KSG's small-sample bias."""
