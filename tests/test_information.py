@@ -187,6 +187,18 @@ def test_mi_vs_distance_averages_the_four_centre_references():
     np.testing.assert_allclose(res["mi"], _bin_truth((6, 6), res["references"], 1.5, [1, 2, 3, 4]), atol=0.02)
 
 
+def test_mi_vs_distance_with_the_binned_estimator():
+    """The binned estimator less its shuffle baseline: about 0 for independent patches, falling with
+    distance near the Gaussian truth for a correlated field (binning loses a little of it)."""
+    none = im.mi_vs_distance(_field(1000, (5, 5), 2, 0.0, 24), (5, 5), channels=[0, 1], estimator="binned",
+                             n_shuffles=2, min_patches=1)
+    assert np.all(np.abs(none["mi"]) < 0.02)
+    some = im.mi_vs_distance(_field(1500, (5, 5), 2, 2.0, 25), (5, 5), channels=[0, 1], estimator="binned",
+                             n_shuffles=2)
+    truth = _bin_truth((5, 5), some["references"], 2.0, some["distances"])
+    assert np.all(np.diff(some["mi"]) < 0) and np.all(some["mi"] < truth + 0.03) and np.all(some["mi"] > truth / 2)
+
+
 def test_mi_vs_distance_independent_patches():
     acts = _field(1000, (5, 5), 4, 0.0, 22)
     res = im.mi_vs_distance(acts, (5, 5), channels=[0, 2, 3], reference=(1, 2))
