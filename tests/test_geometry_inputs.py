@@ -12,6 +12,8 @@ X = rng.standard_normal((6, 4))
 ACTS = rng.standard_normal((10, 4, 3))          # (N, P, C) on a 2x2 grid
 ATTN = np.full((3, 4, 4), 0.25)                 # (N, T, T)
 H = rng.standard_normal((3, 4, 5))              # (N, T, D)
+TOKENS = rng.standard_normal((2, 30, 5, 8))     # (blocks, N, tokens, D), one token nan in block 1
+TOKENS[1, :, 3] = np.nan
 W = rng.standard_normal((6, 4))                 # qkv weight of 2 heads of width 1 for D = 4
 
 BAD = [
@@ -158,6 +160,10 @@ BAD = [
     (lambda: qk.jackknife_angle_attention_stats(H, ATTN, np.zeros(2, int)), "expected 3 group labels, got shape (2,)"),
     # tokens
     (lambda: tokens.alpha_signatures(np.zeros((2, 3, 4))), "expected acts of shape (blocks, N, tokens, D), got (2, 3, 4)"),
+    (lambda: tokens.alpha_signatures(TOKENS, (1, 4)),
+     "non-finite covariance: acts has non-finite (or overflowing) values in block 1, tokens 0..4"),
+    (lambda: tokens.jackknife_alpha_signatures(TOKENS, stats.image_groups(30, 5), (1, 4)),
+     "non-finite covariance: acts has non-finite (or overflowing) values in block 1, tokens 0..4"),
     (lambda: tokens.cluster_signatures(np.zeros(3), 2),
      "expected signatures of shape (P, blocks) with P, blocks >= 1, got (3,)"),
     (lambda: tokens.cluster_signatures(np.zeros((0, 3)), 2),
