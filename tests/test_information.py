@@ -187,6 +187,16 @@ def test_mi_vs_distance_averages_the_four_centre_references():
     np.testing.assert_allclose(res["mi"], _bin_truth((6, 6), res["references"], 1.5, [1, 2, 3, 4]), atol=0.02)
 
 
+def test_mi_vs_distance_defaults_to_ksg_with_3_neighbours_and_one_shuffle_from_seed_0():
+    acts = _field(300, (5, 5), 2, 1.0, 26)
+    got = im.mi_vs_distance(acts, (5, 5), channels=[0, 1])
+    want = im.mi_vs_distance(acts, (5, 5), channels=[0, 1], k=3, estimator="ksg", n_shuffles=1, seed=0)
+    np.testing.assert_array_equal(got["mi"], want["mi"])
+    assert got["estimator"] == "ksg"
+    for other in ({"k": 4}, {"n_shuffles": 2}, {"seed": 1}):
+        assert not np.array_equal(im.mi_vs_distance(acts, (5, 5), channels=[0, 1], **other)["mi"], got["mi"]), other
+
+
 def test_mi_vs_distance_with_the_binned_estimator():
     """The binned estimator less its shuffle baseline: about 0 for independent patches, falling with
     distance near the Gaussian truth for a correlated field (binning loses a little of it)."""
