@@ -29,6 +29,7 @@ BAD = [
     (lambda: stats.half_sample_se(np.zeros(2)), "need an even number >= 4 of half-sample replicates, got 2"),
     (lambda: stats.half_sample_se(np.zeros(5)), "need an even number >= 4 of half-sample replicates, got 5"),
     (lambda: stats.half_sample_interval(0.0, np.zeros(4), level=1.0), "level must lie in (0, 1), got 1.0"),
+    (lambda: stats.half_sample_interval(0.0, np.zeros(4), level=0.0), "level must lie in (0, 1), got 0.0"),
     # spectral
     (lambda: spectral.eigenspectrum(np.zeros(3)), "expected an array of shape (N, D), got (3,)"),
     (lambda: spectral.batched_eigenspectra(X), "expected an array of shape (..., N, D), got (6, 4)"),
@@ -64,6 +65,8 @@ BAD = [
     (lambda: spectral.jackknife_spectral_metrics(X[:1], np.zeros(1, int)),
      "expected an array of shape (N, D) with N >= 2, got (1, 4)"),
     (lambda: spectral.jackknife_spectral_metrics(X, np.zeros(5, int)), "expected 6 group labels, got shape (5,)"),
+    (lambda: spectral.jackknife_spectral_metrics(X[:, :3], np.array([0, 0, 0, 0, 0, 1])),
+     "every replicate needs at least 2 rows: use fewer groups"),
     # correlation
     (lambda: correlation.intertoken_correlation(np.zeros(3)), "expected tokens of shape (T, D) or (N, T, D), got (3,)"),
     (lambda: correlation.intertoken_correlation(np.zeros((2, 0, 3))),
@@ -202,6 +205,7 @@ EDGES = [  # the smallest inputs each check lets through
     lambda: spectral.mean_cosine_similarity(X[:2], max_samples=2),
     lambda: spectral.singular_values(np.ones(3), 2),
     lambda: spectral.jackknife_eigenspectra(X[None], np.array([0, 0, 0, 0, 1, 1])),
+    lambda: spectral.jackknife_spectral_metrics(X[:, :3], np.array([0, 0, 0, 0, 1, 1]), (1, 3)),
     lambda: correlation.intertoken_correlation(np.ones((2, 1, 1))),
     lambda: information.ksg_mi(np.arange(5.0), np.arange(5.0), k=1),
     lambda: information.ksg_mi(np.arange(5.0), np.arange(5.0), k=4),

@@ -476,6 +476,26 @@ def test_nested_metrics_from_one_pass_equal_each_subset_alone():
     assert sp.nested_spectral_metrics(X, rows, (1, 3)) == got
 
 
+@pytest.mark.parametrize("n", [120, 20])  # the scatter path (N >= D) and the Gram path (N < D)
+def test_jackknife_spectral_metrics_are_the_metrics_without_each_group(n):
+    """By definition: the metrics of X, and replicate g those of X without group g (every row in the
+    cosine: 5000 rows allowed); with fewer cosine rows, the full value is mean_cosine_similarity's."""
+    X = _rng(45).standard_normal((n, 24)) * np.arange(1, 25) ** -0.5 + 0.5
+    labels = np.arange(n) % 5
+    m, reps = sp.jackknife_spectral_metrics(X, labels, (2, 8), 5000)
+    full = sp.spectral_metrics(X, (2, 8), 5000)
+    for key in reps:
+        assert m[key] == pytest.approx(full[key], rel=1e-9), key
+        assert reps[key].shape == (5,), key
+        want = [sp.spectral_metrics(X[labels != g], (2, 8), 5000)[key] for g in range(5)]
+        np.testing.assert_allclose(reps[key], want, rtol=1e-8, err_msg=key)
+    m, _ = sp.jackknife_spectral_metrics(X, labels, (2, 8), 10)
+    assert m["mean_cosine_similarity"] == pytest.approx(sp.mean_cosine_similarity(X, 10), rel=1e-12)
+    default, explicit = sp.jackknife_spectral_metrics(X, labels, (2, 8)), sp.jackknife_spectral_metrics(X, labels, (2, 8),
+                                                                                                         2000)
+    assert all(np.array_equal(default[1][k], explicit[1][k]) for k in reps)
+
+
 def test_the_metric_table_names_what_the_spectral_functions_compute():
     # tgo.runs.SPECTRAL_METRICS (what the figures draw and the summaries keep) against the keys that
     # spectral_metrics and the jackknife actually return: a renamed or dropped metric fails here.

@@ -386,6 +386,25 @@ def test_nested_subsets_are_prefixes_of_one_reproducible_order():
     assert not np.array_equal(order, stats.subset_order(50, seed=4))
 
 
+@pytest.mark.parametrize("units", [None, np.repeat(np.arange(20), 3)])
+def test_paired_interval_is_the_interval_of_the_paired_replicates(units):
+    """By definition: statistic(X) - statistic(Y), and the jackknife interval of the differences of
+    replicates with the same images (units: rows of one image leave together) left out of both."""
+    rng = np.random.default_rng(12)
+    X, Y = rng.standard_normal(60), rng.standard_normal(60) + 0.3
+    est, low, high = stats.paired_interval(np.mean, X, Y, 0.9, 4, 8, units)
+    ex, rx = stats.replicates(np.mean, X, 8, 4, units)
+    ey, ry = stats.replicates(np.mean, Y, 8, 4, units)
+    assert est == pytest.approx(np.mean(X) - np.mean(Y), rel=1e-12)
+    assert (low, high) == pytest.approx(stats.interval(ex - ey, rx - ry, 0.9), rel=1e-12)
+    assert isinstance(low, float) and isinstance(high, float)
+    assert all(isinstance(x, float) for x in stats.half_sample_interval(0.1, rx[:8], 0.9))
+    labels = stats.row_groups(stats.image_groups(60 if units is None else 20, 8, 4),
+                              np.arange(60) if units is None else units)
+    np.testing.assert_allclose(rx, [X[labels != g].mean() for g in range(8)], rtol=1e-12)
+    assert stats.paired_interval(np.mean, X, Y) == stats.paired_interval(np.mean, X, Y, 0.95, 0)
+
+
 def test_half_samples_default_to_20_from_seed_0():
     np.testing.assert_array_equal(stats.half_samples(30), stats.half_samples(30, 20, 0))
     assert stats.half_samples(30).shape == (20, 15)
