@@ -793,6 +793,48 @@ def test_the_half_sample_claims_take_half_sample_intervals(claim_id):
     assert v["effect_ci"] == pytest.approx(stats.half_sample_interval(now.value - init.value, now.reps - init.reps))
 
 
+def test_in_words_credits_only_what_was_observed():
+    base = {"verdict": "observed", "origin": None, "init_verdict": "inconclusive"}
+    assert claims.in_words(base) == "observed, not decided against the untrained network"
+    assert claims.in_words({**base, "init_verdict": "not computable"}) == "observed"
+    assert claims.in_words({**base, "verdict": "inconclusive"}) == "inconclusive"
+    assert claims.in_words({**base, "origin": "training"}) == "observed, produced by training"
+    assert core.share_verdict(np.nan) == "not computable"
+
+
+def test_the_evidence_says_what_was_decided_with():
+    """The words the report prints beside a verdict carry the numbers it was decided with."""
+    rows, reps = exact_correlation_rows([0.5, 0.46, 0.4, 0.45, 0.47, 0.48], se=0.03, dipped={1})
+    v = record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")
+    assert v["evidence"].startswith("epoch 8, patch tokens: mean r per block 0.500, 0.460, 0.400, 0.450, 0.470, 0.480; "
+                                    "deciding block_3 (0.400): minus first -0.100 [")
+    assert ", minus last -0.080 [-0.08, -0.08] (0.9938 intervals each)" in v["evidence"]
+    v = record(exact_decay_results([0.0, 0.0, 0.025, 0.05, 0.075, 0.1], TRAINED, 0.01), "probing.mi_faster_decay_later")
+    assert v["evidence"].startswith("epoch 8, decay rate: attn: b2 0, b3 0.025, b4 0.05, b5 0.075, b6 0.1; mlp: b2 0, ")
+    assert v["evidence"].endswith(f"; slope per block +0.025 {core.fmt_ci(v['ci'])}")
+    rows, reps = kurtosis_rows([3.0, 0.5], TRAINED, noise=0.0)
+    v = record(results(kurtosis=rows, kurtosis_replicates=reps), "probing.first_block_most_kurtotic")
+    assert v["evidence"].startswith("epoch 8, mean excess kurtosis per block: b1 3, b2 0.5; deciding b2, margin +2.5 [")
+
+
+@pytest.mark.parametrize("claim_id, rows, why", [
+    ("probing.mi_faster_decay_later", [0.1, 0.05], "fewer than 2 blocks after the first"),
+    ("probing.first_block_min_mi", [0.1], "one block")])
+def test_a_claim_without_enough_blocks_says_why(claim_id, rows, why):
+    r = mi_rows(rows, [2.0] * len(rows), TRAINED)
+    v = record(mi_results(*r), claim_id)
+    assert v["verdict"] == "not computable" and v["evidence"] == why
+
+
+def test_an_mi_interval_missing_in_some_halves_says_so():
+    res = exact_decay_results([0.05] * BLOCKS, TRAINED, 0.01)
+    res["mi_decay_replicates"][3]["mi_decay_rate"] = np.nan
+    v = record(res, "probing.mi_falls_with_distance")
+    assert v["verdict"] == "not computable"
+    assert v["evidence"].endswith("; no interval: undefined in 1 of 20 half-samples (MI at the nearest distance <= 0 "
+                                  "there: too few images per half)")
+
+
 def test_the_weights_claims_need_more_than_the_chance_value():
     """Random W_Q, W_K put M_sym's positive mass near 0.5: never observed on its own, whatever the
     point value, because the spread over heads decides."""
