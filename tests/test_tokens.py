@@ -173,6 +173,21 @@ def test_spatial_coherence_edge_cases():
         tk.spatial_coherence(np.zeros(1, dtype=int), (1, 1))
 
 
+def test_a_window_the_images_hold_but_a_replicate_does_not():
+    """10 images in 5 groups, D = 8: ranks 1..8 fit the images (rank up to 8) but not a replicate's 8
+    images (rank up to 7): the signatures as alpha_signatures gives them, every replicate nan. One
+    token is enough."""
+    acts = np.random.default_rng(3).standard_normal((2, 10, 1, 8)) * np.arange(1, 9) ** -1.0
+    labels = image_groups(10, 5)
+    alphas, r2, reps = tk.jackknife_alpha_signatures(acts, labels, (1, 8))
+    want = tk.alpha_signatures(acts, (1, 8))
+    assert np.all(np.isfinite(alphas)) and alphas.shape == (2, 1)
+    np.testing.assert_array_equal(alphas, want[0])
+    np.testing.assert_array_equal(r2, want[1])
+    assert reps.shape == (5, 2, 1) and np.all(np.isnan(reps))
+    assert np.all(np.isfinite(tk.jackknife_alpha_signatures(acts, labels, (1, 7))[2]))
+
+
 def test_spatial_coherence_null_is_a_sample_standard_deviation():
     """Two permutations of a 4x4 grid's labels: the null's standard deviation with ddof 1 is
     |a - b| / sqrt(2) for their two neighbour shares a, b, each a multiple of 1/24 (24 neighbour
