@@ -53,9 +53,12 @@ gpu-check: install
 
 # The unit tests' mutation score over tgo/geometry/ and tgo/claims/ (mutmut: pyproject.toml's
 # [tool.mutmut]) and the surviving mutants without a test or a reason (tests/mutation_score.py).
-# Not part of make test: about NN minutes on 2 cores; a rerun retests only the functions that changed.
+# Not part of make test (README: Tests). mutmut keeps its results in mutants/: a rerun tests the
+# functions that changed, and the survivors again (mutmut lets a result stand when tests are added).
+# One BLAS thread: mutmut forks a worker per mutant, and a BLAS thread pool does not survive a fork.
+MUTMUT := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children $(shell nproc)
 mutation: install
 	pip install -q mutmut==3.8.1
-	# one BLAS thread: mutmut forks a worker per mutant, and a BLAS thread pool does not survive a fork
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children $(shell nproc)
+	$(MUTMUT)
+	survivors=$$(mutmut results | sed -n 's/^ *\(.*\): survived$$/\1/p'); [ -z "$$survivors" ] || $(MUTMUT) $$survivors
 	python tests/mutation_score.py
