@@ -29,7 +29,8 @@ def main():
     subprocess.run(["mutmut", "export-cicd-stats"], check=True, stdout=subprocess.DEVNULL)
     s = json.loads(Path("mutants/mutmut-cicd-stats.json").read_text())
     listed = subprocess.run(["mutmut", "results"], check=True, capture_output=True, text=True).stdout
-    # mutmut results lists every mutant not killed; timed out and crashed ones count as caught
+    # mutmut results lists every mutant not killed: a timeout counts as caught (in the score too), a crash
+    # is no survivor either
     survivors = {name.strip(): status.strip() for name, _, status in
                  (line.rpartition(":") for line in listed.splitlines() if line.strip())
                  if status.strip() in ("survived", "no tests", "suspicious")}
