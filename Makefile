@@ -56,7 +56,7 @@ gpu-check: install
 # Not part of make test (README: Tests). mutmut keeps its results in mutants/: a rerun tests the
 # functions that changed, and the survivors again (mutmut lets a result stand when tests are added).
 # One BLAS thread: mutmut forks a worker per mutant, and a BLAS thread pool does not survive a fork.
-MUTMUT := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children $(shell nproc)
+MUTMUT = OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children $(shell nproc)
 mutation: install
 	pip install -q mutmut==3.8.1
 	$(MUTMUT)
