@@ -136,6 +136,59 @@ def test_final_cls_compares_residual_stream_blocks_only():
     assert record(res, "tgo1.final_cls_max_erank")["verdict"] == "inconclusive"
 
 
+def exact_final_rows(values, se, head="cls", final_norm=None):
+    """spectral rows at the trained checkpoint, block b's values[b - 1] (every metric alike) in the head's
+    sample set (and in reverse order in patch_mean), with 20 replicates per block: the last block's
+    -+ k alternately, the others' constant, so each margin has jackknife standard error exactly se."""
+    k, last = se / np.sqrt(19), len(values)
+    sites = {f"block_{b}": (b, v) for b, v in enumerate(values, 1)}
+    if final_norm is not None:
+        sites["final_norm"] = (last + 1, final_norm)
+    rows, reps = [], []
+    for sset in (head, "patch_mean"):
+        for site, (depth, v) in sites.items():
+            v = v if sset == head or depth > last else values[last - depth]
+            at = {"epoch": TRAINED, "site": site, "depth": depth, "sample_set": sset}
+            rows.append({**at, **{key: v for key in SPECTRAL_KEYS}})
+            reps += [{**at, "group": g, **{key: v + (k if g % 2 else -k) * (depth == last) for key in SPECTRAL_KEYS}}
+                     for g in range(20)]
+    return results(spectral_rows=rows, spectral_replicates=reps)
+
+
+def final_margin_ci(margin, blocks, se=0.1):
+    half = stats.student_t.ppf(1 - 0.05 / (2 * (blocks - 1)), 19) * se
+    return f"[{margin - half:.3g}, {margin + half:.3g}]"
+
+
+@pytest.mark.parametrize("head, stand_in", [("cls", ""), ("pooled", " (no class token: the head's input stands in for CLS)")])
+def test_final_cls_compares_the_last_block_with_every_earlier_block_in_depth_order(head, stand_in):
+    """12 blocks (block_12 after block_9, not between block_1 and block_2): the last block against each
+    earlier one at 1 - 0.05/11, decided by the nearest; the head's sample set, not patch_mean's; a
+    model without a class token says that its head's input stands in."""
+    values = [float(b) for b in range(1, 12)]
+    higher = record(exact_final_rows(values + [11.5], 0.1, head, final_norm=3.0), "tgo1.final_cls_max_erank")
+    assert (higher["verdict"], higher["value"]) == ("observed", pytest.approx(0.5))
+    all_blocks = ", ".join(f"block_{b} {b}" for b in range(1, 12))
+    assert higher["evidence"] == (
+        f"epoch 8{stand_in}: block_12 11.5; deciding block_11, margin +0.5 {final_margin_ci(0.5, 12)}; surely beaten at "
+        f"11/11 blocks, surely beating it at 0 (0.9955 intervals each); all: {all_blocks}, block_12 11.5; final "
+        f"norm (LayerNorm output, not compared) 3")
+    values[-1] = 12.5
+    lower = record(exact_final_rows(values + [12.0], 0.1, head), "tgo1.final_cls_max_erank")
+    assert (lower["verdict"], lower["value"]) == ("not observed", pytest.approx(-0.5))
+    assert "surely beaten at 10/11 blocks, surely beating it at 1 (" in lower["evidence"]
+    assert lower["evidence"].endswith("; final norm (LayerNorm output, not compared) nan")
+
+
+def test_final_cls_needs_two_blocks():
+    two = record(exact_final_rows([1.0, 2.0], 0.1), "tgo1.final_cls_max_erank")
+    assert two["verdict"] == "observed" and two["evidence"].startswith(
+        f"epoch 8: block_2 2; deciding block_1, margin +1 {final_margin_ci(1.0, 2)}; surely beaten at 1/1 blocks")
+    one = record(exact_final_rows([1.0], 0.1, "pooled"), "tgo1.final_cls_max_erank")
+    assert (one["verdict"], one["evidence"]) == ("not computable", "1 block(s) with a value (no class token: the "
+                                                                   "head's input stands in for CLS)")
+
+
 # --- Tokens and correlation (information geometry) ---------------------------------------------------
 
 def token_rows(exponents, epoch, n=150, tokens=4, dim=48, seed=0):
@@ -520,27 +573,31 @@ def test_share_verdicts_at_one_third_and_two_thirds():
     assert core.share_interval_verdict(0.6, 0.7) == core.share_interval_verdict(0.3, 0.4) == "inconclusive"
 
 
-def exact_trend_rows(slope_by_site, se, epochs=(INIT, 4, TRAINED)):
-    """spectral rows (every metric alike) at each site and sample set: value = slope x position in
-    the schedule, and 20 replicates per row whose slopes are slope -+ k alternately and whose steps
-    are step -+ k, so both have jackknife standard error exactly se (sqrt(19) k)."""
+def exact_trend_rows(values_by_site, se, epochs=(INIT, 4, TRAINED)):
+    """spectral rows (every metric alike) at each site and sample set, with the site's values along the
+    schedule, and 20 replicates per row that add -+ k x position alternately, so the slope and every
+    step have jackknife standard error exactly se (sqrt(19) k)."""
     k = se / np.sqrt(19)
     rows, reps = [], []
-    for site, b in slope_by_site.items():
+    for site, values in values_by_site.items():
         for sset in SETS:
-            for pos, e in enumerate(epochs):
+            for pos, (e, v) in enumerate(zip(epochs, values, strict=True)):
                 at = {"epoch": e, "site": site, "depth": SITES.index(site), "sample_set": sset}
-                rows.append({**at, **{key: 1.0 + b * pos for key in SPECTRAL_KEYS}})
-                reps += [{**at, "group": g, **{key: 1.0 + (b + (k if g % 2 else -k)) * pos for key in SPECTRAL_KEYS}}
+                rows.append({**at, **{key: v for key in SPECTRAL_KEYS}})
+                reps += [{**at, "group": g, **{key: v + (k if g % 2 else -k) * pos for key in SPECTRAL_KEYS}}
                          for g in range(20)]
     return results(spectral_rows=rows, spectral_replicates=reps)
+
+
+def linear(b, n=3):
+    return [1.0 + b * pos for pos in range(n)]
 
 
 def test_trend_slopes_are_judged_at_the_bonferroni_level_over_the_pairs():
     """14 (site, sample set) pairs after the embedding, each slope with standard error 0.01: 0.025 clears
     zero at 95% (t_19 2.093) but not at 1 - 0.05/14 (t_19 3.29), 0.035 clears both."""
     for b, expected in ((0.025, "inconclusive"), (0.035, "observed"), (-0.035, "not observed")):
-        v = record(exact_trend_rows({s: b for s in SITES}, 0.01), "tgo1.erank_rises")
+        v = record(exact_trend_rows({s: linear(b) for s in SITES}, 0.01), "tgo1.erank_rises")
         assert v["verdict"] == expected, (b, v["evidence"])
     assert stats.interval(0.025, 0.025 + 0.01 / np.sqrt(19) * np.array([-1.0, 1.0] * 10), 0.95)[0] > 0
 
@@ -553,7 +610,8 @@ def test_trend_slopes_are_judged_at_the_bonferroni_level_over_the_pairs():
 def test_trend_shares_read_every_site_after_the_embedding(falling, expected):
     """Each site rising or falling surely (slope +-0.1, standard error 0.01): the share of pairs
     that rise against 1/3 and 2/3, over every site from the first block to the final norm."""
-    v = record(exact_trend_rows({s: -0.1 if s in falling else 0.1 for s in SITES}, 0.01), "tgo1.erank_rises")
+    v = record(exact_trend_rows({s: linear(-0.1 if s in falling else 0.1) for s in SITES}, 0.01),
+               "tgo1.erank_rises")
     assert v["verdict"] == expected, v["evidence"]
 
 
@@ -563,6 +621,64 @@ def test_trends_read_the_first_and_the_last_checkpoint(steps):
     flatter = {INIT: 2.0, TRAINED: 1.0}
     out = trend_labels(spectral(lambda e, s: flatter[steps[(INIT, 4, TRAINED).index(e)]]))
     assert out["tgo1.erank_rises"] == ("observed", "training")
+
+
+@pytest.mark.parametrize("back_first", [True, False])
+@pytest.mark.parametrize("back, expected", [(0.035, "observed"), (0.038, "inconclusive")])
+def test_a_step_back_is_judged_at_the_bonferroni_level_over_every_step(back_first, back, expected):
+    """Every pair rises surely over the schedule but takes one step back (standard error 0.01): 3.5
+    standard errors is not surely a step back over 14 pairs x 2 steps (t_19 3.63 at 1 - 0.05/28), 3.8
+    is (though not at 1 - 0.05/56: 3.93). The step back first or last: each step reads its own replicates."""
+    values = [1.0, 1.0 - back, 1.4 - back] if back_first else [1.0, 1.4, 1.4 - back]
+    v = record(exact_trend_rows({s: values for s in SITES}, 0.01), "tgo1.erank_rises")
+    assert v["verdict"] == expected, v["evidence"]
+
+
+TREND_CASE = {"embed": -1.0, "block_1": 0.1, "block_2": 0.1, "block_3": 0.1, "block_4": 0.1, "block_5": -0.1,
+              "block_6": 0.0, "final_norm": 0.02}
+
+
+@pytest.mark.parametrize("claim_id, words", [
+    ("tgo1.erank_rises", "8/14 (site, sample set) pairs surely rise over the schedule with no step against, 2 surely "
+                         "go the other way, 4 undecided (0.9964 intervals per slope); 10/14 rise in point value"),
+    ("tgo1.anisotropy_falls", "2/14 (site, sample set) pairs surely fall over the schedule with no step against, 8 "
+                              "surely go the other way, 4 undecided (0.9964 intervals per slope); 2/14 fall in point "
+                              "value")])
+def test_trend_evidence_counts_every_pair_and_shows_the_final_norm(claim_id, words):
+    """Blocks 1-4 rising surely (slope 0.1, standard error 0.01), block 5 falling surely, block 6 flat (a
+    zero slope moves neither way in point value), the final norm rising unsurely (0.02), the embedding
+    not read: the value is the share moving the claim's way in point value, the interval the shares
+    surely (not) moving, and the final norm's CLS is shown with its slope's interval at the level asked."""
+    v = record(exact_trend_rows({s: linear(b) for s, b in TREND_CASE.items()}, 0.01), claim_id)
+    half = stats.student_t.ppf(0.975, 19) * 0.01
+    moves, sure, other = (10, 8, 2) if claim_id == "tgo1.erank_rises" else (2, 2, 8)
+    assert v["value"] == pytest.approx(moves / 14) and v["ci"] == pytest.approx((sure / 14, (14 - other) / 14))
+    assert v["evidence"] == (f"epochs [0, 4, 8]: {words}; final-norm cls: 1.0000, 1.0200, 1.0400, slope +0.02 "
+                             f"[{0.02 - half:.3g}, {0.02 + half:.3g}] per checkpoint")
+
+
+def test_trend_leaves_out_a_pair_without_every_replicate():
+    """A pair lacking one checkpoint's replicates, or with a NaN replicate, is not judged; the pairs after
+    it are (the first pair in order is the one left out)."""
+    res = exact_trend_rows({s: linear(0.1) for s in SITES}, 0.01)
+    first = ("block_1", "cls")
+    lacking = [r for r in res["spectral_replicates"] if ((r["site"], r["sample_set"]), r["epoch"]) != (first, 4)]
+    nan = [{**r, "effective_rank": np.nan} if ((r["site"], r["sample_set"]), r["epoch"], r["group"]) == (first, 4, 0)
+           else r for r in res["spectral_replicates"]]
+    for reps in (lacking, nan):
+        v = record({**res, "spectral_replicates": reps}, "tgo1.erank_rises")
+        assert v["evidence"].startswith("epochs [0, 4, 8]: 13/13 (site, sample set) pairs surely rise"), v["evidence"]
+
+
+def test_trend_needs_two_checkpoints_and_a_value():
+    one = record(exact_trend_rows({s: [1.0] for s in SITES}, 0.01, epochs=(TRAINED,)), "tgo1.erank_rises")
+    assert np.isnan(one["value"]) and one["evidence"] == "one checkpoint: nothing to follow over training"
+    two = record(exact_trend_rows({s: linear(0.1, 2) for s in SITES}, 0.01, epochs=(INIT, TRAINED)), "tgo1.erank_rises")
+    assert (two["verdict"], two["value"]) == ("observed", 1.0)
+    no_final_norm = record(exact_trend_rows({s: linear(0.1) for s in SITES[:-1]}, 0.01), "tgo1.erank_rises")
+    assert no_final_norm["evidence"].endswith("; 12/12 rise in point value"), no_final_norm["evidence"]
+    none = record(exact_trend_rows({s: [np.nan] * 3 for s in SITES}, 0.01), "tgo1.erank_rises")
+    assert (none["verdict"], none["evidence"]) == ("not computable", "every value missing")
 
 
 @pytest.mark.parametrize("excess, expected", [(0.31, "observed"), (0.29, "inconclusive"), (-0.31, "not observed")])
