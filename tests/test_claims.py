@@ -1012,6 +1012,29 @@ def test_a_random_initialisation_is_its_own_untrained_network():
     assert v["init_value"] == v["value"] and v["origin"] == "initialisation"
 
 
+def test_each_record_carries_its_registry_entry_and_the_network_it_was_compared_with():
+    """judge's records repeat the claim's registry entry (the report's columns) and name the untrained
+    network each was compared with, with that network's own evidence; the comparison is the first
+    checkpoint of a run trained here, whatever checkpoints follow."""
+    res = spectral(lambda e, s: 1.5)
+    records = claims.judge(res)
+    assert [v["id"] for v in records] == list(claims.REGISTRY)
+    for v in records:
+        c = claims.REGISTRY[v["id"]]
+        assert (v["paper"], v["claim"], v["statistic"], v["null"], v["rule"]) == \
+            (core.PAPERS[c.paper], c.text, c.statistic, c.null, c.rule)
+        if not c.over_training:
+            assert v["null_words"] == "epoch 0 (initialisation)"
+            assert v["init_evidence"] == c.decide(res, INIT, 0.95).evidence
+    res["train"] = {"weights": "w.safetensors"}
+    assert all(v["null_words"] == "no untrained network analysed (extract again: dvc repro -f -s extract)"
+               for v in claims.judge(res) if not claims.REGISTRY[v["id"]].over_training)
+    one = spectral(lambda e, s: 1.5, epochs=(INIT,))
+    one["train"] = {"weights": None}
+    assert {v["null_words"] for v in claims.judge(one) if "null_words" in v} == \
+        {"the model itself (it is a random initialisation)"}
+
+
 def test_metrics_json_has_numbers_labels_and_origins_per_claim():
     m = claims.metrics(claims.judge(final_cls_case(False, True)))
     assert set(m) == set(claims.PAPERS)

@@ -22,7 +22,7 @@ __all__ = ["NOT_APPLICABLE", "PAPERS", "REGISTRY", "checkpoints", "judge", "metr
 
 def checkpoints(results):
     """The epochs of a run's analysed checkpoints (from every stage's rows)."""
-    return sorted({r["epoch"] for key in ROWS for r in results.get(key, [])})
+    return sorted({r["epoch"] for key in ROWS for r in results[key]})
 
 
 def untrained(results):
@@ -35,8 +35,8 @@ def untrained(results):
         init = results.get("init")
         return (init, 0, "the same architecture at random initialisation") if init else None
     epochs = checkpoints(results)
-    if train.get("weights", "") is None or len(epochs) == 1:
-        return results, epochs[-1], "the model itself (it is a random initialisation)"
+    if len(epochs) == 1:  # a zoo entry without weights (a run trained here keeps epoch 0 and its last)
+        return results, epochs[0], "the model itself (it is a random initialisation)"
     return results, epochs[0], f"epoch {int(epochs[0])} (initialisation)"
 
 
