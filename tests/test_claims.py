@@ -753,6 +753,27 @@ def exact_decay_results(rates, epoch, se):
     return results(mi_decay=rows, mi_decay_replicates=reps)
 
 
+def test_mi_near_higher_later_reads_each_sublayer_at_its_own_nearest_distance():
+    """The value is the least-squares slope on depth of MI at distance 1 over blocks 2-6, per sublayer,
+    averaged: rising in attn, flat (and higher) in mlp."""
+    attn = mi_rows([0.3, 0.2, 0.3, 0.4, 0.5, 0.6], [2.0] * BLOCKS, TRAINED)
+    mlp = mi_rows([0.9] * BLOCKS, [2.0] * BLOCKS, TRAINED, seed=1)
+    rows, reps = ([r for r in a if r["sublayer"] == "attn"] + [r for r in m if r["sublayer"] == "mlp"]
+                  for a, m in zip(attn, mlp))
+    v = record(mi_results(rows, reps), "probing.mi_near_higher_later")
+    near = {s: [r["mi"] for r in rows if (r["sublayer"], r["distance"]) == (s, 1) and r["depth"] > 1]
+            for s in ("attn", "mlp")}
+    assert v["value"] == pytest.approx(np.mean([np.polyfit(range(2, BLOCKS + 1), near[s], 1)[0] for s in near]))
+
+
+def test_mi_falls_with_distance_shows_every_sublayer_and_block():
+    v = record(exact_decay_results([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], TRAINED, 0.01), "probing.mi_falls_with_distance")
+    half = stats.student_t.ppf(0.975, HALVES // 2) * 0.01  # the mean over blocks wobbles by se x mean(depth - 2.5)
+    blocks = ", ".join(f"b{b} {b / 10:.3f}" for b in range(1, BLOCKS + 1))
+    assert v["evidence"] == (f"epoch 8: mean decay rate 0.350 [{0.35 - half:.3g}, {0.35 + half:.3g}]; per (sublayer, "
+                             f"block): " + ", ".join(f"{s} {blocks.replace(', ', f', {s} ')}" for s in ("attn", "mlp")))
+
+
 @pytest.mark.parametrize("rate, expected", [(0.025, "observed"), (0.02, "inconclusive"), (-0.025, "not observed")])
 def test_mi_falls_with_distance_at_its_half_sample_boundary(rate, expected):
     """The mean decay rate with half-sample standard error 0.01 (t_10 2.228): 0.025 clears zero, 0.02
@@ -982,10 +1003,42 @@ def test_the_lowest_block_carries_its_interval_over_heads():
 
 
 def test_a_skipped_qk_stage_is_not_computable():
+    """Every claim on the QK weights or the angles says why: the qk stage's reason for skipping."""
     res = results(bowtie=[{"epoch": INIT}, {"epoch": TRAINED}])
     res["metrics"]["qk"] = {"skipped": "rotary position embeddings"}
+    skipped = {v["id"] for v in claims.judge(res) if v["evidence"] == "qk skipped: rotary position embeddings"}
+    assert skipped == {"probing.msym_pd", "probing.late_asym_dominates", "probing.last_block_sv_dominated",
+                       "probing.late_obtuse", "probing.early_attend_similar", "probing.late_attend_dissimilar"}
+    assert all(record(res, c)["verdict"] == "not computable" for c in skipped)
+
+
+def test_the_weights_claims_show_every_block_and_the_single_heads():
+    """The evidence of msym_pd: each block's heads-together value, the lowest with its interval
+    (standard error 0.01 over 6 heads, t_5 2.571), and the range of the single heads' values alone."""
+    shares = [0.6, 0.7, 0.8, 0.9, 0.95, 0.65]
+    res = exact_head_rows("sym_mass_positive", shares, TRAINED, 0.01)
+    for r in res["qk_heads"]:
+        r["sym_mass_positive"] -= 0.2 * (r["head"] != "all")
     v = record(res, "probing.msym_pd")
-    assert v["verdict"] == "not computable" and "rotary" in v["evidence"]
+    half = stats.student_t.ppf(0.975, HEADS - 1) * 0.01
+    assert v["evidence"] == ("epoch 8, positive share of sum |lambda(M_sym)| per block: b1 0.600, b2 0.700, b3 0.800, "
+                             f"b4 0.900, b5 0.950, b6 0.650; lowest 0.600 [{0.6 - half:.3g}, {0.6 + half:.3g}]; single "
+                             "heads 0.40..0.75")
+    no_reps = record({**res, "qk_head_replicates": []}, "probing.msym_pd")
+    assert no_reps["evidence"] == "one head per block: no spread over heads to decide with"
+    no_rows = record({**res, "qk_heads": [], "bowtie": [{"epoch": TRAINED}]}, "probing.msym_pd")
+    assert no_rows["evidence"] == "no blocks"
+
+
+def test_the_angle_claims_show_every_block_and_the_mean_over_their_half():
+    """The mean Spearman rho over the later half (blocks 4-6) with its interval (standard error 0.01:
+    every block wobbles in phase), every block's rho, and the with-beta values of the half judged."""
+    rows, reps = exact_angle_rows([0.3] * BLOCKS, TRAINED, 0.01, spearman=[-0.2, -0.1, 0.0, 0.1, 0.2, 0.3])
+    v = record(results(qk_angles=rows, qk_replicates=reps), "probing.late_attend_dissimilar")
+    half = stats.student_t.ppf(0.975, 19) * 0.01
+    assert v["evidence"] == ("epoch 8: Spearman rho(angle, attention) per block -0.20, -0.10, 0.00, 0.10, 0.20, 0.30; "
+                             f"mean over the later half +0.200 [{0.2 - half:.2g}, {0.2 + half:.2g}]; with beta: b4 "
+                             "-0.100, b5 -0.200, b6 -0.300")
 
 
 def test_pretrained_weights_are_compared_with_their_untrained_network():
