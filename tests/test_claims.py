@@ -536,6 +536,40 @@ def test_margins_compare_with_each_other_case_at_the_bonferroni_level(margin, ex
     assert ci == pytest.approx(stats.interval(margin, reps[6] - 1.0, 0.99))
 
 
+def test_margins_pair_the_replicates_and_show_the_other_whose_interval_reaches_lowest():
+    """Two others: a, the nearer margin (0.5) but the wider interval (its replicates wobble against
+    the target's), b, the tighter margin (0.3) whose replicates move with the target's, so that
+    the paired difference is exact; the deciding other is a (lowest low end), not b (lowest high
+    end, lowest first replicate); one other alone is compared at the level itself."""
+    wobble = np.where(np.arange(20) % 2, 1.0, -1.0) * 0.2 / np.sqrt(19)
+    values, reps = {"t": 1.0, "a": 0.5, "b": 0.7}, {"t": 1.0 + wobble, "a": 0.5 - wobble, "b": 0.7 + wobble}
+    (other, m, ci, rep), label, out, per_case = core.margins(values, reps, "t", ["a", "b"], +1, 0.95)
+    assert (other, m, label, per_case) == ("a", pytest.approx(0.5), "inconclusive", pytest.approx(0.975))
+    assert ci == pytest.approx(stats.interval(0.5, 0.5 + 2 * wobble, 0.975))  # standard error 0.4
+    assert [c for _, _, c, _ in out][1] == pytest.approx((0.3, 0.3))
+    (other, *_), _, _, per_case = core.margins(values, reps, "t", ["b"], +1, 0.95)
+    assert (other, per_case) == ("b", pytest.approx(0.95))
+
+
+def test_decide_and_effect_need_every_number_they_read():
+    """An interval with one end missing decides nothing; the difference from the untrained network is
+    paired replicate by replicate only when both have them, else it stands on both standard errors
+    (z of them either side), and without one of those it has no interval."""
+    assert core.decide(0.1, np.nan, +1) == core.decide(np.nan, 0.2, +1) == "not computable"
+    reps = np.linspace(0.9, 1.1, 20)
+    now = core.Estimate(1.0, "observed", "", reps=reps, se=0.1, z=2.0)
+    init = core.Estimate(0.4, "not observed", "", se=0.05, z=2.0)
+    diff, ci = core.effect(now, init, 0.95)
+    assert diff == pytest.approx(0.6) and ci == pytest.approx((0.6 - 2 * np.hypot(0.1, 0.05), 0.6 + 2 * np.hypot(0.1, 0.05)))
+    for missing_se in (core.Estimate(0.4, "not observed", ""), core.Estimate(0.4, "not observed", "", reps=reps[:10])):
+        for now in (core.Estimate(1.0, "observed", "", se=0.1, z=2.0), core.Estimate(1.0, "", "", reps=reps[:5])):
+            diff, ci = core.effect(now, missing_se, 0.95)
+            assert diff == pytest.approx(0.6) and np.isnan(ci).all()
+    for a, b in ((np.nan, 0.4), (1.0, np.nan)):
+        diff, ci = core.effect(core.Estimate(a, "", "", reps=reps), core.Estimate(b, "", "", reps=reps), 0.95)
+        assert np.isnan(diff) and np.isnan(ci).all()
+
+
 def exact_alpha_rows(alphas, epoch, slope_se):
     """tokens depth rows and 20 replicates per block whose slopes on depth are the slope -+ k
     alternately, so the slope's jackknife standard error is exactly slope_se (sqrt(19) k)."""
@@ -818,6 +852,17 @@ def exact_correlation_rows(values, se, dipped=None):
     reps = [{**r, "group": g, "mean_r": r["mean_r"] + (d if (g + r["depth"]) % 2 else -d) *
              (dipped is None or r["depth"] in dipped)} for r in rows for g in range(20)]
     return rows, reps
+
+
+def test_u_shape_shows_the_deciding_block_against_each_end():
+    """First block 0.6, last 0.5, a dip to 0.4 at block 3 with standard error 0.01: the deciding block
+    minus the first and minus the last, each with its own interval at 1 - 0.05/8."""
+    rows, reps = exact_correlation_rows([0.6, 0.5, 0.4, 0.5, 0.5, 0.5], se=0.01, dipped={3})
+    v = record(results(correlation=rows, correlation_replicates=reps), "info_geom.u_shape")
+    half = stats.student_t.ppf(1 - 0.05 / 16, 19) * 0.01
+    assert v["evidence"] == ("epoch 8, patch tokens: mean r per block 0.600, 0.500, 0.400, 0.500, 0.500, 0.500; "
+                             f"deciding block_3 (0.400): minus first -0.200 [{-0.2 - half:.3g}, {-0.2 + half:.3g}], "
+                             f"minus last -0.100 [{-0.1 - half:.3g}, {-0.1 + half:.3g}] (0.9938 intervals each)")
 
 
 @pytest.mark.parametrize("below, expected", [(0.0315, "observed"), (0.0300, "inconclusive")])

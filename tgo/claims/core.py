@@ -141,15 +141,11 @@ def effect(now, init, level):
     """(difference now - untrained, its interval): replicate by replicate when both have them (the
     same image groups, half samples or heads left out of both), else from the standard errors of
     their nulls, with the claim's `z` standard errors either side."""
-    diff = now.value - init.value
-    if not (np.isfinite(now.value) and np.isfinite(init.value)):
-        return np.nan, (np.nan, np.nan)
+    diff = now.value - init.value  # NaN, and so its interval, where either value is missing
     if now.reps is not None and init.reps is not None and len(now.reps) == len(init.reps):
         return diff, ci_of(now.method, diff, np.asarray(now.reps) - np.asarray(init.reps), level)
-    if np.isfinite(now.se) and np.isfinite(init.se):
-        half = now.z * np.hypot(now.se, init.se)
-        return diff, (diff - half, diff + half)
-    return diff, (np.nan, np.nan)
+    half = now.z * np.hypot(now.se, init.se)  # NaN without both standard errors: no interval
+    return diff, (diff - half, diff + half)
 
 
 def origin(now, init, effect_verdict):
@@ -181,8 +177,8 @@ def stored_replicates(rows, keys, metric):
 
 def slope(x, y):
     """Least-squares slope of y (..., n) on x (n,), as explicit sums (the same bits whatever BLAS)."""
-    x = np.asarray(x, dtype=float) - np.mean(x)
-    return np.sum(np.asarray(y, dtype=float) * x, axis=-1) / np.sum(x * x)
+    x = np.asarray(x) - np.mean(x)
+    return np.sum(np.asarray(y) * x, axis=-1) / np.sum(x * x)
 
 
 def fmt(values, digits=2):
