@@ -101,6 +101,54 @@ def test_rejects_negative_eigenvalues():
     assert sp.effective_rank([1.0, 1.0, -1e-17]) == pytest.approx(2.0)
 
 
+def test_negative_tolerance_is_relative_to_each_spectrums_largest_eigenvalue():
+    """The tolerance is sqrt(eps) ~ 1.5e-8 times lambda_1 at any scale: -1e-10 lambda_1 is round-off
+    (clamped), -1e-6 lambda_1 is rejected; in a batch each spectrum is judged by its own lambda_1."""
+    for scale in (1e-6, 1e6):
+        assert sp.effective_rank(scale * np.array([1.0, 1.0, -1e-10])) == pytest.approx(2.0, rel=1e-12)
+        with pytest.raises(ValueError, match="clearly negative"):
+            sp.effective_rank(scale * np.array([1.0, 1.0, -1e-6]))
+    big = [1.0, 0.5, 0.25, 0.125]
+    with pytest.raises(ValueError, match="clearly negative"):
+        sp.batched_alpha(np.array([big, 1e-6 * np.array([1.0, 1.0, 1.0, -1e-6])]), (1, 4))
+
+
+def test_unit_single_direction_spectrum():
+    """[s, 0, 0] for s = 1 (top eigenvalue, total and sum of squares all exactly 1) and s = 3: one
+    direction, so stable rank, participation ratio and anisotropy are 1, and the flatness is the
+    closed form with the zeros floored at eps * lambda_1: GM / AM = eps^(2/3) / ((1 + 2 eps) / 3)."""
+    eps = 1e-12
+    for s in (1.0, 3.0):
+        eigs = [s, 0.0, 0.0]
+        assert sp.stable_rank(eigs) == 1.0
+        assert sp.participation_ratio(eigs) == 1.0
+        assert sp.anisotropy(eigs) == 1.0
+        assert sp.spectral_flatness(eigs, eps) == pytest.approx(eps ** (2 / 3) / ((1 + 2 * eps) / 3), rel=1e-9)
+
+
+def test_value_at_the_numerical_rank_tolerance_counts_as_zero():
+    """[1, 0.5, 0.25, t] with t = lambda_1 D eps = 2^-50 exactly: a value at the tolerance is round-off
+    (strictly greater counts), in numerical_rank and in alpha's window alike; twice it counts. The
+    tolerance scales with lambda_1 (with lambda_2 = 0.5 it would be 2^-51 and t would count)."""
+    t = 4 * np.finfo(np.float64).eps
+    assert t == 2.0 ** -50
+    at, above = np.array([1.0, 0.5, 0.25, t]), np.array([1.0, 0.5, 0.25, 2 * t])
+    assert sp.numerical_rank(at) == 3 and sp.numerical_rank(above) == 4
+    assert all(math.isnan(v) for v in sp.alpha(at, (2, 4)))
+    assert all(np.isfinite(sp.alpha(above, (2, 4))))
+
+
+def test_eigenvalue_functions_compute_in_float64_whatever_the_input_dtype():
+    """float32 eigenvalues (as read back from a float32 file) give exactly the metrics of the same
+    values converted to float64: nothing is summed or logged in float32."""
+    k = np.arange(1, 301)
+    eigs32 = (k ** -1.1 * _rng(25).uniform(0.9, 1.1, k.size)).astype(np.float32)
+    eigs64 = eigs32.astype(np.float64)
+    for f in (sp.effective_rank, sp.stable_rank, sp.participation_ratio, sp.spectral_entropy,
+              sp.spectral_flatness, sp.anisotropy, sp.alpha):
+        assert f(eigs32) == f(eigs64), f.__name__
+
+
 # --- power-law spectra and alpha ---------------------------------------------------
 
 
@@ -149,6 +197,31 @@ def test_alpha_window_validation():
     assert np.isfinite(sp.alpha(eigs, (48, 50))[0])
 
 
+def test_alpha_r2_is_nan_for_a_flat_window():
+    """A spectrum flat over the window makes y constant: R^2 = 1 - 0/0 is undefined, nan for every
+    window and batch row (the weighted mean of a constant y is off by round-off, so the residuals
+    alone cannot tell), and alpha is 0 to round-off; a power law in the same batch keeps R^2 = 1."""
+    for d, window in ((3, (1, 3)), (4, (1, 4)), (10, (1, 3)), (10, (2, 5)), (37, (1, 37))):
+        a, r2 = sp.alpha(np.full(d, 2.5), window)
+        assert abs(a) < 1e-12 and math.isnan(r2), (d, window)
+    eigs = np.ones((64, 6))
+    eigs[0] = np.arange(1, 7) ** -1.5
+    a, r2 = sp.batched_alpha(eigs, (1, 4))
+    assert np.all(np.isnan(r2[1:])) and np.all(np.abs(a[1:]) < 1e-12)
+    assert a[0] == pytest.approx(1.5, rel=1e-12) and r2[0] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_batched_alpha_takes_one_spectrum_and_names_the_shape_it_needs():
+    """A 1-D spectrum is a batch with no leading axes: batched_alpha gives alpha's values as 0-d
+    arrays. A scalar is refused with the (..., D) shape named."""
+    eigs = 7.3 * np.arange(1, 21, dtype=float) ** -1.5 * _rng(26).uniform(0.9, 1.1, 20)
+    a, r2 = sp.batched_alpha(eigs, (2, 15))
+    assert a.shape == r2.shape == ()
+    assert (float(a), float(r2)) == sp.alpha(eigs, (2, 15))
+    with pytest.raises(ValueError, match=r"^expected a \(\.\.\., D\) eigenvalue array, got shape \(\)$"):
+        sp.batched_alpha(5.0)
+
+
 def test_alpha_window_error():
     msg = sp.alpha_window_error((11, 100), 64, 192)
     assert isinstance(msg, str) and "63" in msg and "(11, 100)" in msg
@@ -158,6 +231,7 @@ def test_alpha_window_error():
     assert isinstance(sp.alpha_window_error((11, 100), 512, 99), str)
     assert isinstance(sp.alpha_window_error((0, 100), 512, 192), str)
     assert isinstance(sp.alpha_window_error((11, 12), 512, 192), str)
+    assert sp.alpha_window_error((11, 13), 512, 192) is None  # three ranks, the fewest
 
 
 def test_alpha_nan_for_rank_deficient_gram_path():
@@ -244,6 +318,17 @@ def test_spectral_metrics_default_to_2000_cosine_rows():
     got = sp.spectral_metrics(X, (1, 3))["mean_cosine_similarity"]
     assert got == sp.spectral_metrics(X, (1, 3), 2000)["mean_cosine_similarity"] == sp.mean_cosine_similarity(X, 2000)
     assert got != sp.mean_cosine_similarity(X, 2100)
+    assert sp.mean_cosine_similarity(X) == got
+
+
+def test_jackknife_cosine_rows_default_to_2000():
+    """jackknife_spectral_metrics' default cosine_max_samples is 2000, like mean_cosine_similarity's."""
+    X = _rng(14).standard_normal((2100, 3)) + 1.0
+    labels = np.arange(2100) % 3
+    default = sp.jackknife_spectral_metrics(X, labels, (1, 3))
+    explicit = sp.jackknife_spectral_metrics(X, labels, (1, 3), 2000)
+    assert default[0]["mean_cosine_similarity"] == explicit[0]["mean_cosine_similarity"] == sp.mean_cosine_similarity(X)
+    np.testing.assert_array_equal(default[1]["mean_cosine_similarity"], explicit[1]["mean_cosine_similarity"])
 
 
 @pytest.mark.parametrize("shape", [(50, 8), (8, 50)])
@@ -257,6 +342,13 @@ def test_rankme_takes_its_eps(shape):
 def test_rankme_is_uncentred():
     X = np.ones((100, 10))
     assert sp.rankme(X) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_rankme_of_singular_values_summing_to_one():
+    """diag(0.25, 0.75) has singular values 0.25 and 0.75 (exact), summing to exactly 1: RankMe is
+    the entropy of p = sigma + 1e-7 like any other total."""
+    p = np.array([0.25, 0.75]) + 1e-7
+    assert sp.rankme(np.diag([0.25, 0.75])) == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-12)
 
 
 # --- batched versions -------------------------------------------------------------
@@ -304,10 +396,22 @@ def test_jackknife_eigenspectra_are_the_spectra_without_each_group(n):
         np.testing.assert_allclose(reps[g], ref, rtol=1e-9, atol=1e-12 * ref.max())
 
 
+def test_jackknife_eigenspectra_keep_their_precision_under_a_large_offset():
+    """Rows sharing an offset of 1e9 (a float64 ulp there is 1.2e-7 of the unit-scale signal): the first
+    row is subtracted before the mean, exactly (Sterbenz), so every replicate matches numpy's covariance
+    of the rows left to 1e-9, where any rounding at the offset's scale would show at 1e-7."""
+    X = _rng(46).standard_normal((120, 10)) * np.linspace(0.5, 2.0, 10) + 1e9
+    labels = np.arange(120) % 4
+    reps = sp.jackknife_eigenspectra(X[None], labels)
+    for g in range(4):
+        np.testing.assert_allclose(reps[g, 0], _numpy_cov_eigs(X[labels != g]), rtol=1e-9)
+
+
 def test_row_scatter_is_each_cells_scatter_about_the_first_row():
     X = (_rng(44).standard_normal((30, 4)) + 5.0).astype(np.float16)
     labels, rows = np.arange(30) % 3, [np.arange(8), np.arange(20)]
     out = sp.row_scatter(X, labels, rows)
+    assert out["scatter"].shape == (3, 3, 4, 4) and out["sums"].shape == (3, 3, 4) and out["counts"].shape == (3, 3)
     x0 = X[0].astype(np.float64)
     cell = np.select([np.arange(30) < 8, np.arange(30) < 20], [0, 1], 2)
     for g in range(3):
@@ -318,6 +422,17 @@ def test_row_scatter_is_each_cells_scatter_about_the_first_row():
             assert out["counts"][g, c] == len(P)
     with pytest.raises(ValueError, match="nested"):
         sp.row_scatter(X, labels, [np.arange(8), np.arange(1, 20)])
+
+
+def test_row_scatter_of_two_rows_the_fewest():
+    """N = 2 is accepted: one group, one cell, P = X - x_0 = [0, x_1 - x_0]; N = 1 is refused."""
+    X = np.array([[1.0, 2.0, 3.0], [2.0, 0.0, 7.0]])
+    out = sp.row_scatter(X, [0, 0])
+    np.testing.assert_array_equal(out["scatter"], [[np.outer([1.0, -2.0, 4.0], [1.0, -2.0, 4.0])]])
+    np.testing.assert_array_equal(out["sums"], [[[1.0, -2.0, 4.0]]])
+    np.testing.assert_array_equal(out["counts"], [[2.0]])
+    with pytest.raises(ValueError, match=r"^expected an array of shape \(N, D\) with N >= 2, got \(1, 3\)$"):
+        sp.row_scatter(X[:1], [0])
 
 
 def test_stage_alpha_window_comes_down_with_a_note_or_names_the_param(capsys):
@@ -375,6 +490,21 @@ def test_leading_jackknife_eigenspectra_exact_where_it_would_not_pay():
     np.testing.assert_array_equal(reps, sp.jackknife_eigenspectra(X, labels))
 
 
+def test_leading_jackknife_eigenspectra_approximate_at_their_bounds():
+    """The approximation is taken up to both bounds, N = D and k + m = D / 2: N = D = 40, top 8 (k = 10
+    directions) and groups of m = 10 rows give L = 20 leading eigenvalues per replicate, lower bounds
+    of the exact ones (Cauchy interlacing) and close to them at the top."""
+    k = np.arange(1, 41)
+    X = (_rng(48).standard_normal((40, 40)) * k ** -0.75 @ _orthogonal(40, 49))[None]
+    labels = np.arange(40) % 4
+    eigs, reps = sp.leading_jackknife_eigenspectra(X, labels, 8)
+    exact = sp.jackknife_eigenspectra(X, labels)
+    assert reps.shape == (4, 1, 20)
+    np.testing.assert_allclose(eigs, sp.batched_eigenspectra(X), rtol=1e-10, atol=1e-12 * eigs.max())
+    assert np.all(reps <= exact[..., :20] * (1 + 1e-10))
+    np.testing.assert_allclose(reps[..., :5], exact[..., :5], rtol=1e-3)
+
+
 # --- invariances ------------------------------------------------------------------
 
 
@@ -415,6 +545,54 @@ def test_mean_cosine_similarity_matches_pairwise_definition():
     sub = sp.mean_cosine_similarity(X, max_samples=10, seed=3)
     rows = np.sort(np.random.default_rng(3).choice(40, size=10, replace=False))
     assert sub == pytest.approx(sp.mean_cosine_similarity(X[rows]), rel=1e-12)
+
+
+def _pairwise_cosine(X):
+    """Mean cosine over the pairs of nonzero rows, by its definition (nan with fewer than two)."""
+    X = X[np.linalg.norm(X, axis=1) > 0]
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(U), k=1)
+    return float(np.mean(np.sum(U[i] * U[j], axis=1))) if i.size else np.nan
+
+
+def test_cosine_similarity_from_two_rows():
+    """Two rows are the fewest: two rows, two nonzero ones among zero rows, and a subsample of two
+    rows (max_samples = 2, the smallest accepted; 1 is refused) all give the one pair's cosine."""
+    X = _rng(27).standard_normal((10, 4)) + 0.3
+    assert sp.mean_cosine_similarity(X[:2]) == pytest.approx(_pairwise_cosine(X[:2]), rel=1e-12)
+    assert sp.mean_cosine_similarity(np.vstack([X[:1], np.zeros((3, 4)), X[1:2]])) == pytest.approx(
+        _pairwise_cosine(X[:2]), rel=1e-12)
+    rows = np.sort(np.random.default_rng(0).choice(10, size=2, replace=False))
+    assert sp.mean_cosine_similarity(X, max_samples=2) == pytest.approx(_pairwise_cosine(X[rows]), rel=1e-12)
+    with pytest.raises(ValueError, match="^max_samples must be >= 2, got 1$"):
+        sp.mean_cosine_similarity(X, max_samples=1)
+
+
+def test_cosine_similarity_skips_zero_rows_and_keeps_short_ones():
+    """All-zero rows have no direction and are left out; rows of any nonzero norm count (here all
+    shorter than 1). In mean_cosine_similarity and in every jackknife replicate, one of which keeps
+    exactly two nonzero rows, each against the pairwise definition."""
+    X = 0.1 * (_rng(28).standard_normal((8, 3)) + 0.5)
+    X[[2, 5]] = 0.0
+    assert np.all(np.linalg.norm(X, axis=1) < 1)
+    labels = np.array([1, 1, 0, 0, 0, 2, 0, 0])  # without group 0: rows 0, 1 and the zero row 5
+    assert sp.mean_cosine_similarity(X) == pytest.approx(_pairwise_cosine(X), rel=1e-12)
+    _, reps = sp.jackknife_spectral_metrics(X, labels, (1, 3))
+    want = [_pairwise_cosine(X[labels != g]) for g in range(3)]
+    assert np.isfinite(want).all()
+    np.testing.assert_allclose(reps["mean_cosine_similarity"], want, rtol=1e-12)
+
+
+def test_jackknife_cosine_uses_the_rows_mean_cosine_similarity_uses():
+    """With more rows than cosine_max_samples, the full value and every replicate come from the
+    seed-0 subsample of mean_cosine_similarity: replicate g is the pairwise mean over its rows outside group g."""
+    X = _rng(29).standard_normal((60, 3)) + 0.5
+    labels = np.arange(60) % 4
+    m, reps = sp.jackknife_spectral_metrics(X, labels, (1, 3), 20)
+    rows = np.sort(np.random.default_rng(0).choice(60, size=20, replace=False))
+    assert m["mean_cosine_similarity"] == pytest.approx(_pairwise_cosine(X[rows]), rel=1e-12)
+    want = [_pairwise_cosine(X[rows][labels[rows] != g]) for g in range(4)]
+    np.testing.assert_allclose(reps["mean_cosine_similarity"], want, rtol=1e-12)
 
 
 # --- convenience wrapper ----------------------------------------------------------
@@ -489,11 +667,30 @@ def test_jackknife_spectral_metrics_are_the_metrics_without_each_group(n):
         assert reps[key].shape == (5,), key
         want = [sp.spectral_metrics(X[labels != g], (2, 8), 5000)[key] for g in range(5)]
         np.testing.assert_allclose(reps[key], want, rtol=1e-8, err_msg=key)
+    np.testing.assert_allclose(m["eigenvalues"], full["eigenvalues"], rtol=1e-9, atol=1e-12 * full["eigenvalues"][0])
     m, _ = sp.jackknife_spectral_metrics(X, labels, (2, 8), 10)
     assert m["mean_cosine_similarity"] == pytest.approx(sp.mean_cosine_similarity(X, 10), rel=1e-12)
     default, explicit = sp.jackknife_spectral_metrics(X, labels, (2, 8)), sp.jackknife_spectral_metrics(X, labels, (2, 8),
                                                                                                          2000)
     assert all(np.array_equal(default[1][k], explicit[1][k]) for k in reps)
+
+
+def test_jackknife_replicates_of_two_rows_the_fewest():
+    """A replicate of 2 rows (the fewest with a covariance) is computed, as the metrics of those rows;
+    one of 1 row is refused. N = 2 passes the shape check (N >= 2) and meets the replicate check."""
+    X = _rng(47).standard_normal((6, 3)) + 0.5
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    _, reps = sp.jackknife_spectral_metrics(X, labels, (1, 3))
+    for key in ("effective_rank", "stable_rank", "participation_ratio", "anisotropy", "mean_cosine_similarity"):
+        want = [sp.spectral_metrics(X[labels != g], (1, 3))[key] for g in range(2)]
+        np.testing.assert_allclose(reps[key], want, rtol=1e-9, err_msg=key)
+    refused = "^every replicate needs at least 2 rows: use fewer groups$"
+    with pytest.raises(ValueError, match=refused):
+        sp.jackknife_spectral_metrics(X[:5], labels[:5], (1, 3))
+    with pytest.raises(ValueError, match=refused):
+        sp.jackknife_spectral_metrics(X[:2, :1], [0, 1], (1, 1))
+    with pytest.raises(ValueError, match=r"^expected an array of shape \(N, D\) with N >= 2, got \(1, 3\)$"):
+        sp.jackknife_spectral_metrics(X[:1], [0], (1, 3))
 
 
 def test_the_metric_table_names_what_the_spectral_functions_compute():

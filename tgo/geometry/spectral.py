@@ -304,8 +304,10 @@ def _fit_power_law(lam, lo, hi):
     slope = (yc @ (w * xc)) / np.sum(w * xc * xc)
     ss_res = ((yc - slope[..., None] * xc) ** 2) @ w
     ss_tot = (yc**2) @ w
-    # R^2 is undefined for a constant y (flat spectrum in the window).
-    r2 = np.divide(ss_res, ss_tot, out=np.full_like(ss_tot, np.nan), where=ss_tot > 0)
+    # R^2 is undefined for a constant y (flat spectrum in the window), where yc is only the
+    # round-off of the weighted mean: that can leave ss_tot > 0, so the test is on y itself.
+    flat = np.all(y == y[..., :1], axis=-1)
+    r2 = np.divide(ss_res, ss_tot, out=np.full_like(ss_tot, np.nan), where=~flat)
     r2 = 1.0 - r2
     return np.where(valid, slope, np.nan), np.where(valid, r2, np.nan)
 
