@@ -24,10 +24,12 @@ def _truth(rho):
     return -0.5 * np.log(1.0 - rho**2)
 
 
-def _brute_ksg(x, y, k=3):
-    """KSG estimator 1 written out directly: all pairwise max-norm distances."""
-    x = (x - x.mean()) / x.std()
-    y = (y - y.mean()) / y.std()
+def _brute_ksg(x, y, k=3, standardise=True):
+    """KSG estimator 1 written out directly: all pairwise max-norm distances (of the standardised
+    values, or of x and y as given)."""
+    if standardise:
+        x = (x - x.mean()) / x.std()
+        y = (y - y.mean()) / y.std()
     dx = np.abs(x[:, None] - x[None, :])
     dy = np.abs(y[:, None] - y[None, :])
     d = np.maximum(dx, dy)
@@ -130,8 +132,73 @@ def test_ksg_invariant_to_positive_affine_maps():
 
 def test_ksg_handles_float16_ties():
     x, y = _gaussian_pair(0.6, 2000, 8)
-    mi = im.ksg_mi(x.astype(np.float16), y.astype(np.float16))
+    x16, y16 = x.astype(np.float16), y.astype(np.float16)
+    mi = im.ksg_mi(x16, y16)
     assert abs(mi - im.ksg_mi(x, y)) < 0.01
+    # float16 values are standardised in float64: exactly the result of their float64 copies
+    assert mi == im.ksg_mi(x16.astype(np.float64), y16.astype(np.float64))
+    np.testing.assert_array_equal(im.conditional_histogram(x16, y16)[1],
+                                  im.conditional_histogram(x16.astype(np.float64), y16.astype(np.float64))[1])
+
+
+def test_ksg_breaks_ties_with_the_documented_jitter():
+    """Tied values, and values 1e-10 apart (the jitter's size), make KSG depend on how ties are broken:
+    it is the brute-force KSG of the standardised values plus 1e-10 * max(1, mean|v|) * N(0, 1), the
+    normal draws from numpy default_rng(0), x's the first n and y's the next n."""
+    rng = np.random.default_rng(13)
+    n = 200
+    x = rng.integers(0, 4, n) + 1e-10 * rng.integers(0, 3, n)
+    y = x // 2 + rng.integers(0, 2, n) + 1e-10 * rng.integers(0, 3, n)
+    z = np.random.default_rng(0).standard_normal(2 * n)
+
+    def jittered(v, draws):
+        v = v - v.mean()
+        v = v / v.std()
+        return v + 1e-10 * max(1.0, np.abs(v).mean()) * draws
+    want = _brute_ksg(jittered(x, z[:n]), jittered(y, z[n:]), standardise=False)
+    assert abs(im.ksg_mi(x, y) - want) < 1e-12
+
+
+def test_batch_rows_are_standardised_alone():
+    """Rows of tied values at very different levels (where the size of each row's tie-breaking jitter
+    decides the neighbour counts): each row of the batch equals ksg_mi of that row alone."""
+    rng = np.random.default_rng(17)
+    x = rng.integers(0, 4, (3, 150)) + 100.0 * np.arange(3)[:, None]
+    y = x // 2 + rng.integers(0, 2, (3, 150)) - 50.0 * np.arange(3)[:, None]
+    np.testing.assert_allclose(im.ksg_mi_batch(x, y), [im.ksg_mi(a, b) for a, b in zip(x, y)], atol=1e-12)
+
+
+def test_batch_of_many_rows_computes_every_row():
+    """600 rows, more than two tasks of 256 rows: every row equals ksg_mi of that row alone."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(40)
+    y = 0.6 * x + rng.standard_normal((600, 40))
+    np.testing.assert_allclose(im.ksg_mi_batch(x, y), [im.ksg_mi(x, b) for b in y], atol=1e-12)
+
+
+def test_a_constant_neuron_carries_no_information():
+    """A constant neuron standardises to 0 (its zero spread is not divided by): KSG sees only the
+    tie-breaking jitter, independent of the other neuron (about 0 nats), and the conditional histogram
+    puts every sample in the middle x bin."""
+    _, y = _gaussian_pair(0.0, 1000, 15)
+    const = np.full(1000, 2.5)
+    assert abs(im.ksg_mi(const, y)) < 0.05 and abs(im.ksg_mi(y, const)) < 0.05
+    edges, H = im.conditional_histogram(const, y, bins=5)
+    want = np.histogram(np.clip((y - y.mean()) / y.std(), -3, 3), bins=edges)[0] / 1000
+    np.testing.assert_allclose(H[2], want, rtol=1e-12)
+    assert not H[[0, 1, 3, 4]].any()
+
+
+def test_shuffle_baseline_is_the_mean_ksg_of_permuted_copies():
+    """The definition computed another way: the mean of ksg_mi(x, y[perm]) over n_shuffles permutations
+    drawn in turn from default_rng(seed); by default k = 3, one shuffle, seed 0."""
+    x, y = _gaussian_pair(0.5, 300, 14)
+
+    def by_hand(k, n_shuffles, seed):
+        rng = np.random.default_rng(seed)
+        return np.mean([im.ksg_mi(x, y[rng.permutation(300)], k=k) for _ in range(n_shuffles)])
+    assert abs(im.shuffle_baseline(x, y) - by_hand(3, 1, 0)) < 1e-12
+    assert abs(im.shuffle_baseline(x, y, k=5, n_shuffles=3, seed=9) - by_hand(5, 3, 9)) < 1e-12
 
 
 # --- distance profiles --------------------------------------------------------------
@@ -182,7 +249,7 @@ def test_mi_vs_distance_averages_the_four_centre_references():
     """An even grid: MI(d) averages the pairs from all four central patches, each bin's truth too."""
     acts = _field(1500, (6, 6), 4, 1.5, 23)
     res = im.mi_vs_distance(acts, (6, 6), channels=range(4), n_shuffles=3)
-    assert res["references"] == [(2, 2), (2, 3), (3, 2), (3, 3)]
+    assert res["references"] == [(2, 2), (2, 3), (3, 2), (3, 3)] and res["n_shuffles"] == 3
     np.testing.assert_array_equal(res["distances"], [1, 2, 3, 4])
     np.testing.assert_allclose(res["mi"], _bin_truth((6, 6), res["references"], 1.5, [1, 2, 3, 4]), atol=0.02)
 
@@ -207,6 +274,46 @@ def test_mi_vs_distance_with_the_binned_estimator():
                              n_shuffles=2)
     truth = _bin_truth((5, 5), some["references"], 2.0, some["distances"])
     assert np.all(np.diff(some["mi"]) < 0) and np.all(some["mi"] < truth + 0.03) and np.all(some["mi"] > truth / 2)
+
+
+def test_mi_vs_distance_takes_plain_python_data():
+    """Activations as nested lists and channel numbers as integral floats (as read from a text file):
+    the same curve as from arrays."""
+    acts = _field(100, (3, 3), 2, 1.0, 27)
+    want = im.mi_vs_distance(acts, (3, 3), channels=[0, 1])
+    got = im.mi_vs_distance(acts.tolist(), (3, 3), channels=[0.0, 1.0])
+    np.testing.assert_array_equal(got["mi"], want["mi"])
+    np.testing.assert_array_equal(got["distances"], want["distances"])
+
+
+def test_mi_vs_distance_averages_each_pairs_own_shuffle_corrected_mi(monkeypatch):
+    """The bookkeeping around the estimator, with a stand-in for it whose values are known: pair
+    (channel c, patch p) has MI value(c, p, -1) less the mean of value(c, p, s) over its own shuffles s;
+    a channel's MI at distance d is the mean over its patches at d from its reference (channel i of
+    the list from centre reference i mod 4); mi and mi_std are the mean and standard deviation of that
+    over the channels. Computed with loops over the grid."""
+    grid, channels, n_shuffles = (4, 4), [5, 2, 7], 2
+
+    def value(c, p, s):
+        return np.sin(1.3 * c + 0.7 * p * (s + 2)) + 0.05 * p
+
+    def stand_in(xs, order, xrow, y, k, perms):  # y row = 100 c + p in every image
+        c, p = np.divmod(np.rint(y[:, 0]).astype(int), 100)
+        return np.stack([value(c, p, s) for s in range(-1, perms.shape[1])], axis=1)
+    monkeypatch.setattr(im, "_ksg", stand_in)
+    acts = np.broadcast_to(100.0 * np.arange(8) + np.arange(16)[:, None], (20, 16, 8))
+    res = im.mi_vs_distance(acts, grid, channels, n_shuffles=n_shuffles)
+    refs = im.centre_references(grid)
+    per_channel = np.zeros((len(channels), res["distances"].size))
+    for i, c in enumerate(channels):
+        a = refs[i % len(refs)]
+        for b, d in enumerate(res["distances"]):
+            at_d = [r * 4 + q for r in range(4) for q in range(4)
+                    if (r, q) != a and round(math.hypot(r - a[0], q - a[1])) == d]
+            per_channel[i, b] = np.mean([value(c, p, -1) - np.mean([value(c, p, s) for s in range(n_shuffles)])
+                                         for p in at_d])
+    np.testing.assert_allclose(res["mi"], per_channel.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(res["mi_std"], per_channel.std(axis=0), rtol=1e-12)
 
 
 def test_mi_vs_distance_independent_patches():
@@ -246,6 +353,7 @@ def test_distance_bins_drop_the_sparse_corners():
     assert dropped == [{"distance": 6, "patches_per_reference": counts[6] / 4,
                         "reason": "fewer than 4 patches per reference"}] and counts[6] == 4
     assert dist.shape == (4, 64) and all(dist[i, r * 8 + c] == -1 for i, (r, c) in enumerate(refs))
+    assert dist.dtype.kind == kept.dtype.kind == "i"  # whole patches of distance
 
 
 @pytest.fixture(scope="module")
@@ -307,8 +415,10 @@ def test_mi_decay_rate_is_vectorised_and_nan_where_undefined():
     assert rates.shape == (3, 5)
     for idx in np.ndindex(3, 5):
         assert rates[idx] == pytest.approx(-np.polyfit(d, curves[idx], 1)[0] / curves[idx][0], rel=1e-10)
-    assert np.isnan(im.mi_decay_rate([1], [0.2]))  # one distance
+    one = im.mi_decay_rate([1], [0.2])  # one distance
+    assert np.isnan(one) and isinstance(one, float)
     assert im.mi_decay_rate([1], np.ones((3, 1))).shape == (3,)  # ... for each curve
+    assert im.mi_decay_rate([2, 2], np.ones((3, 5, 2))).shape == (3, 5)  # one distinct distance, every curve
     # float16 curves (as stored) are computed in float64
     c16, d16 = curves.astype(np.float16), (d * 1.1).astype(np.float16)
     np.testing.assert_array_equal(im.mi_decay_rate(d16, c16), im.mi_decay_rate(d16.astype(np.float64),

@@ -348,7 +348,7 @@ def mi_vs_distance(acts, grid, channels, reference=None, k=3, estimator="ksg", n
     dropped bins, see ``distance_bins``), n_channels, estimator, n_shuffles and, with half_samples,
     mi_halves (count, distances).
     """
-    acts = np.asarray(acts) if not hasattr(acts, "ndim") else acts
+    acts = np.asarray(acts)
     if acts.ndim != 3:
         raise ValueError(f"expected acts of shape (N, P, C), got {acts.shape}")
     rows, cols = (int(g) for g in grid)
