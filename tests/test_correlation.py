@@ -168,6 +168,45 @@ def test_remove_equals_the_correlation_of_the_tokens_less_it(monkeypatch):
         intertoken_correlation(x, remove=mean[:-1])
 
 
+def test_two_tokens_are_one_pair():
+    """The smallest image with a pair: mean r and mean |r| are that pair's r and |r| (here negative),
+    alone and as a token set; an empty token set has no pair (nan)."""
+    rng = _rng(12)
+    x = rng.standard_normal((2, 16))
+    x[1] = -0.5 * x[0] + 0.5 * rng.standard_normal(16)
+    r12 = np.corrcoef(x)[0, 1]
+    assert r12 < -0.5
+    assert intertoken_correlation(x) == pytest.approx((r12, -r12), abs=1e-12)
+    out = intertoken_correlation(np.stack([x, x[::-1]]), {"pair": [0, 1], "none": []})
+    np.testing.assert_allclose(np.c_[out["pair"]], [[r12, -r12]] * 2, rtol=0, atol=1e-12)
+    assert np.all(np.isnan(out["none"][0])) and np.all(np.isnan(out["none"][1]))
+
+
+def test_non_finite_values_name_their_image_batch(monkeypatch):
+    """Images are read in batches of _BATCH_BYTES of float64 (T, max(T, D)) arrays, here 3 images:
+    a nan in image 4 of 7 is reported in the batch of images 3..5."""
+    import tgo.geometry.correlation as corr
+
+    monkeypatch.setattr(corr, "_BATCH_BYTES", 3 * 5 * 6 * 8)
+    x = _rng(13).standard_normal((7, 5, 6))
+    x[4, 2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^tokens has non-finite values \(images 3\.\.5\)$"):
+        intertoken_correlation(x)
+    x[4, 2, 1] = 0.0
+    r, a = intertoken_correlation(x)
+    np.testing.assert_allclose(np.c_[r, a], [_direct(img) for img in x], rtol=0, atol=1e-12)
+
+
+def test_remove_must_be_a_finite_vector_of_the_features():
+    """A missing (None) or non-finite entry, or the wrong length, is a ValueError naming the features;
+    integer entries are accepted and subtracted as float64."""
+    x = _rng(14).standard_normal((3, 4, 6))
+    for bad in ([0.0, 1.0, None, 0.0, 0.0, 0.0], [0.0, np.inf, 0.0, 0.0, 0.0, 0.0], [0.0] * 5):
+        with pytest.raises(ValueError, match=r"^remove must be a finite vector of the 6 features, got shape \(\d,\)$"):
+            intertoken_correlation(x, remove=bad)
+    shift = [3, -1, 0, 2, 5, 1]
+    assert intertoken_correlation(x[0], remove=shift) == intertoken_correlation(x[0] - np.array(shift, dtype=float))
+
 # --- the correlation stage on the micro workspace (tests/conftest.py) ----------------------------------
 
 def test_correlation_stage_patches_less_the_mean_patch_token(workspace):

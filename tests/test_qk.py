@@ -523,3 +523,112 @@ def test_qk_stage_head_replicates_leave_one_head_out(workspace):
                      and h["head"] == 1 - r["group"])
         for k in HEAD_STATISTICS:
             assert r[k] == pytest.approx(other[k], rel=1e-12)
+
+
+def test_decompose_of_zero_and_of_a_rank_one_head():
+    """M = 0: every share and ratio is 0 / 0, nan. M = v v^T (d_head = 1): one nonzero eigenvalue
+    |v|^2, positive, so the positive fraction and mass are exactly 1, as is sigma_1's energy share."""
+    zero = qk.decompose(np.zeros((4, 2)), np.zeros((4, 2)))
+    for k in HEAD_STATISTICS:
+        assert np.isnan(zero[k]), k
+    np.testing.assert_array_equal(zero["sym_eigenvalues"], 0.0)
+    v = np.array([[1.0], [2.0], [-2.0]])
+    one = qk.decompose(v, v)
+    assert one["sym_fraction_positive"] == 1.0 and one["sv1_energy_share"] == 1.0
+    assert one["sym_mass_positive"] == pytest.approx(1.0, abs=1e-15)
+    assert one["sym_eigenvalues"][0] == pytest.approx(9.0, rel=1e-14)
+    np.testing.assert_allclose(one["singular_values"], [9.0], rtol=1e-14)
+
+
+def test_decompose_of_an_exactly_skew_score_matrix():
+    """W_Q = [e1 e2], W_K = [e2 -e1]: M = e1 e2^T - e2 e1^T is skew, its symmetric part exactly 0, so
+    ||M_asym|| / ||M_sym|| is 1 / 0 = inf and the sign shares of M_sym are 0 / 0 = nan."""
+    w_q = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    w_k = np.array([[0.0, -1.0], [1.0, 0.0], [0.0, 0.0]])
+    out = qk.decompose(w_q, w_k)
+    np.testing.assert_array_equal(out["sym_eigenvalues"], 0.0)
+    assert out["asym_sym_norm_ratio"] == np.inf
+    assert np.isnan(out["sym_fraction_positive"]) and np.isnan(out["sym_mass_positive"])
+    np.testing.assert_allclose(out["asym_magnitudes"], [1.0, 0.0], atol=1e-15)
+    assert out["sv1_energy_share"] == pytest.approx(0.5, rel=1e-14)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_decompose_shares_are_scale_free(scale):
+    """c M for c = 1e-6 and 1e6: the same eigenvalue signs, so the same shares and ratios, for a
+    generic head (d_head of each sign) and a symmetric one (W_Q = W_K: d_head positive eigenvalues,
+    the other d_head round-off zeros that the relative tolerance must not count)."""
+    w_q, w_k = _weights(16)
+    for a, b in ((w_q, w_k), (w_q, w_q)):
+        base, scaled = qk.decompose(a, b), qk.decompose(scale * a, b)
+        assert scaled["sym_fraction_positive"] == base["sym_fraction_positive"]
+        for k in HEAD_STATISTICS:
+            assert scaled[k] == pytest.approx(base[k], rel=1e-9, abs=1e-12), k
+    assert qk.decompose(scale * w_q, w_q)["sym_fraction_positive"] == 1.0
+
+
+def test_decompose_rejects_empty_weights():
+    """D = 0 or d_head = 0 is a ValueError naming the shape; the smallest head, D = d_head = 1, is
+    accepted: M = w_q w_k, one eigenvalue."""
+    out = qk.decompose([[2.0]], [[3.0]])
+    assert out["sym_eigenvalues"].tolist() == [6.0] and out["singular_values"].tolist() == [6.0]
+    assert out["sym_fraction_positive"] == 1.0 and out["asym_sym_norm_ratio"] == 0.0
+    for shape in ((5, 0), (0, 3)):
+        with pytest.raises(ValueError, match=rf"^w_q, w_k of shape \({shape[0]}, {shape[1]}\): need D, d_head >= 1$"):
+            qk.decompose(np.zeros(shape), np.zeros(shape))
+
+
+def test_attention_rejects_a_qkv_weight_that_does_not_split_into_heads():
+    """3 heads need 3 x 3 x d_head rows: 9 rows (d_head = 1) are the smallest, 12 rows split into
+    3 x 4 but not into 3 x 3 x d_head."""
+    h = np.random.default_rng(17).standard_normal((2, 5, 4))
+    w = np.random.default_rng(18).standard_normal((12, 4))
+    a = qk.attention_from_inputs(h, w[:9], None, 3)
+    assert a.shape == (2, 3, 5, 5)
+    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"qkv weight of shape \(12, 4\) do not match .* H=3"):
+        qk.attention_from_inputs(h, w, None, 3)
+
+
+def test_spearman_subsample_is_seeded_and_without_replacement(monkeypatch):
+    """More pairs than the cap (here 300 of 672): rho is scipy's over the pairs at the sorted
+    indices of numpy default_rng(0).choice(672, 300, replace=False), every pair at most once, the
+    angles and head-mean attention computed directly."""
+    monkeypatch.setattr(qk, "_MAX_SPEARMAN_PAIRS", 300)
+    rng = np.random.default_rng(19)
+    n, t = 12, 9
+    h = rng.standard_normal((n, t, 6))
+    attn = rng.dirichlet(np.ones(t), size=(n, 2, t))
+    st = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=6)
+    u = h[:, 1:] / np.linalg.norm(h[:, 1:], axis=-1, keepdims=True)
+    off = ~np.eye(t - 1, dtype=bool)
+    theta = np.degrees(np.arccos(np.clip(np.einsum("nid,njd->nij", u, u), -1, 1)))[:, off].ravel()
+    a = attn.mean(axis=1)[:, 1:, 1:][:, off].ravel()
+    keep = np.sort(np.random.default_rng(0).choice(theta.size, 300, replace=False))
+    assert theta.size == 672 and np.unique(keep).size == 300
+    assert st["spearman"] == pytest.approx(scipy.stats.spearmanr(theta[keep], a[keep]).statistic, abs=1e-12)
+
+
+def test_spearman_of_angles_spanning_exactly_one_degree():
+    """Patches e1, (x, 0, 1) and e2 with x chosen so that the first pair's angle computes to exactly
+    91 degrees and the other two are exactly 90 (dot product 0): angles that differ by exactly one
+    degree are not constant, and rho is scipy's over the 6 ordered pairs."""
+    x = -0.017455064928217655  # -tan(1 degree), adjusted to give exactly 91.0
+    h = np.array([[[5.0, 5.0, 5.0], [1.0, 0.0, 0.0], [x, 0.0, 1.0], [0.0, 1.0, 0.0]]])
+    attn = np.random.default_rng(20).dirichlet(np.ones(4), size=(1, 4))
+    st = qk.angle_attention_stats(h, attn, num_prefix_tokens=1, bins=180)
+    assert np.flatnonzero(np.isfinite(st["attention_by_angle"])).tolist() == [90, 91]
+    theta = [91.0, 90.0, 91.0, 90.0, 90.0, 90.0]  # ordered pairs (1,2) (1,3) (2,1) (2,3) (3,1) (3,2)
+    a = attn[0, 1:, 1:][~np.eye(3, dtype=bool)]
+    assert st["spearman"] == pytest.approx(scipy.stats.spearmanr(theta, a).statistic, abs=1e-12)
+
+
+def test_jackknife_angle_statistics_default_to_one_prefix_token_and_18_bins():
+    rng = np.random.default_rng(21)
+    h, attn = rng.standard_normal((4, 6, 4)), rng.dirichlet(np.ones(6), size=(4, 6))
+    labels = np.arange(4) % 2
+    got, reps = qk.jackknife_angle_attention_stats(h, attn, labels)
+    want, want_reps = qk.jackknife_angle_attention_stats(h, attn, labels, num_prefix_tokens=1, bins=18)
+    assert got["n_pairs"] == 4 * 5 * 4 and got["attention_by_angle"].size == 18
+    np.testing.assert_array_equal(got["attention_by_angle"], want["attention_by_angle"])
+    assert reps == want_reps

@@ -425,3 +425,76 @@ def test_mean_replicates_are_the_means_without_each_group(shape):
     want = np.stack([values[labels != g].mean(axis=0) for g in range(5)])
     assert np.bincount(labels).min() < np.bincount(labels).max()
     np.testing.assert_allclose(stats.mean_replicates(values, labels), want, rtol=1e-12)
+
+
+def test_bonferroni_of_one_comparison_is_the_level_itself():
+    """m = 1 (and m = 0, no comparison): nothing to share, the level as given."""
+    assert stats.bonferroni(0.95, 1) == pytest.approx(0.95, abs=1e-15)
+    assert stats.bonferroni(0.95, 0) == pytest.approx(0.95, abs=1e-15)
+    assert stats.bonferroni(0.9, 4) == pytest.approx(0.975, abs=1e-15)
+
+
+def test_confidence_interval_is_the_t_interval_of_its_group_replicates():
+    """By definition, with 6 uneven groups of 45 values: the estimate, the replicates without each
+    group of ``image_groups(45, 6, seed)`` and estimate -+ t_{5, 0.95} sqrt(5/6 sum (theta_g - mean)^2);
+    the defaults are level 0.95, seed 0 and 20 groups."""
+    from scipy.stats import t as student_t
+    x = np.random.default_rng(13).standard_normal(45)
+    est, low, high = stats.confidence_interval(np.mean, x, level=0.9, seed=3, groups=6)
+    labels = stats.image_groups(45, 6, 3)
+    reps = np.array([x[labels != g].mean() for g in range(6)])
+    half = student_t.ppf(0.95, 5) * np.sqrt(5 / 6 * np.sum((reps - reps.mean()) ** 2))
+    assert (est, low, high) == pytest.approx((x.mean(), x.mean() - half, x.mean() + half), rel=1e-12)
+    assert stats.confidence_interval(np.mean, x) == stats.confidence_interval(np.mean, x, 0.95, 0, 20)
+    default = stats.image_groups(45, 20, 0)
+    est, reps = stats.replicates(np.mean, x)
+    np.testing.assert_allclose(reps, [x[default != g].mean() for g in range(20)], rtol=1e-12)
+
+
+def test_interval_is_floats_for_a_scalar_and_arrays_for_a_vector():
+    """A scalar estimate gives two plain Python floats, a vector of estimates (replicates on the last
+    axis) two float64 arrays, row i the interval of estimate i: for both the jackknife and the
+    half-sample interval."""
+    from scipy.stats import t as student_t
+    reps = np.random.default_rng(14).standard_normal((3, 8))
+    est = np.array([0.5, -1.0, 2.0])
+    for fn, se, dof in ((stats.interval, stats.standard_error, 7),
+                        (stats.half_sample_interval, stats.half_sample_se, 4)):
+        low, high = fn(est, reps, 0.9)
+        assert isinstance(low, np.ndarray) and low.dtype == high.dtype == np.float64 and low.shape == (3,)
+        half = student_t.ppf(0.95, dof) * np.array([se(r) for r in reps])
+        np.testing.assert_allclose(np.c_[low, high], np.c_[est - half, est + half], rtol=1e-12)
+        one = fn(est[1], reps[1], 0.9)
+        assert type(one[0]) is float and type(one[1]) is float
+        assert one == pytest.approx((low[1], high[1]), rel=1e-12)
+
+
+def test_a_missing_estimate_reads_as_nan():
+    """None as the estimate, or an entry of it, is a missing value: cast to float64 it is nan, so
+    its interval is nan (as for a nan estimate), not a TypeError."""
+    reps = [[1.0, 2.0, 3.0, 5.0], [1.0, 2.0, 4.0, 4.0]]
+    for fn in (stats.interval, stats.half_sample_interval):
+        assert all(np.isnan(v) for v in fn(None, reps[0]))
+        low, high = fn([None, 2.0], reps)
+        assert np.isnan(low[0]) and np.isnan(high[0]) and np.isfinite(low[1]) and np.isfinite(high[1])
+
+
+def test_standard_errors_of_float32_replicates_are_computed_in_float64():
+    """Replicates stored in float32: both standard errors equal those of the same values in float64,
+    and the replicates of a statistic returning float32 are float64, so a paired interval takes the
+    differences of the replicates in float64 (a float32 difference of 10.x - 0.1x rounds at 1e-6)."""
+    reps32 = (np.random.default_rng(15).standard_normal((4, 20)) * 1e3 + 1e4).astype(np.float32)
+    for se in (stats.standard_error, stats.half_sample_se):
+        got, want = se(reps32), se(reps32.astype(np.float64))
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+    def mean32(x):
+        return np.float32(x.mean())
+    rng = np.random.default_rng(16)
+    X, Y = rng.standard_normal(60) + 10, rng.standard_normal(60) * 0.1
+    est, low, high = stats.paired_interval(mean32, X, Y, 0.9, 4, 8)
+    labels = stats.image_groups(60, 8, 4)
+    diff = np.array([float(mean32(X[labels != g])) - float(mean32(Y[labels != g])) for g in range(8)])
+    assert stats.replicates(mean32, X, 8, 4)[1].dtype == np.float64
+    assert (low, high) == pytest.approx(stats.interval(est, diff, 0.9), rel=1e-13)

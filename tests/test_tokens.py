@@ -260,3 +260,75 @@ def test_tokens_stage_intervals_at_the_first_and_last_checkpoint(workspace):
                 rep = next(r for r in reps if r["epoch"] == m["epoch"] and r["depth"] == b + 1 and r["group"] == g)
                 assert rep["patch_alpha_mean"] == pytest.approx(alphas[b, p0:].mean(), abs=1e-8)
                 assert rep["cls_alpha"] == pytest.approx(alphas[b, 0], abs=1e-8)
+
+
+def _ranked_by_mean(signatures, raw):
+    """sklearn's cluster labels raw renamed 0, 1, ... in increasing order of the cluster's mean
+    signature value, equal means in the order of their sklearn label (Python's stable sort)."""
+    present = sorted(set(raw.tolist()))
+    order = sorted(present, key=lambda c: (signatures[raw == c].mean(), c))
+    return np.array([order.index(c) for c in raw])
+
+
+def test_kmeans_clusters_are_sklearns_ranked_by_mean():
+    """Uniform signatures (40 tokens, 3 blocks, 6 clusters) have many local optima, so the partition
+    depends on the seed and the number of restarts: it is KMeans(6, n_init=10, random_state=seed)'s
+    (default seed 0), relabelled by mean."""
+    from sklearn.cluster import KMeans
+    signatures = _rng(17).uniform(0, 1, (40, 3))
+    for seed in (0, 1):
+        raw = KMeans(n_clusters=6, n_init=10, random_state=seed).fit_predict(signatures)
+        np.testing.assert_array_equal(tk.cluster_signatures(signatures, 6, seed=seed),
+                                      _ranked_by_mean(signatures, raw))
+    by_seed = [tk.cluster_signatures(signatures, 6, seed=seed) for seed in (0, 1)]
+    np.testing.assert_array_equal(tk.cluster_signatures(signatures, 6), by_seed[0])
+    assert not np.array_equal(*by_seed)
+
+
+def test_clusters_of_equal_mean_keep_sklearns_order():
+    """12 separated pairs of tokens, cluster c at (10c + j, 2m - 10c - j) for j = 0, 1: the mean of its
+    entries is m = c % 2 exactly, so six clusters tie at 0 and six at 1. Ward's 12 clusters are the
+    pairs; ties keep sklearn's order (a stable sort); the labels are int64."""
+    from sklearn.cluster import AgglomerativeClustering
+    c, j = np.repeat(np.arange(12), 2), np.tile([0, 1], 12)
+    signatures = np.stack([10.0 * c + j, 2.0 * (c % 2) - 10.0 * c - j], axis=1)
+    labels = tk.cluster_signatures(signatures, 12, "agglomerative")
+    raw = AgglomerativeClustering(n_clusters=12, linkage="ward").fit_predict(signatures)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, _ranked_by_mean(signatures, raw))
+    assert sorted(set(labels[c % 2 == 0])) == list(range(6)) and len(set(labels[::2])) == 12
+
+
+def test_float32_signatures_are_clustered_in_float64():
+    """Two float32 signatures (1, 2^-30) and (1, 2^-31): in float64 their means differ, the second
+    lower, while a float32 mean rounds both to 0.5. Either input order gives the lower one label 0."""
+    signatures = np.array([[1.0, 2.0 ** -30], [1.0, 2.0 ** -31]], dtype=np.float32)
+    for order in ([0, 1], [1, 0]):
+        labels = tk.cluster_signatures(signatures[order], 2, "agglomerative")
+        np.testing.assert_array_equal(labels, np.array([1, 0])[order])
+
+
+def test_a_lapack_failure_on_finite_input_is_raised_as_such(monkeypatch):
+    """A LinAlgError on finite activations (LAPACK not converging) is not reported as non-finite
+    input: it propagates."""
+    def failing(part):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+    monkeypatch.setattr(sp, "batched_eigenspectra", failing)
+    with pytest.raises(np.linalg.LinAlgError, match="did not converge"):
+        tk.alpha_signatures(_rng(4).standard_normal((1, 12, 2, 5)), (1, 4))
+
+
+def test_jackknife_replicates_are_nan_where_the_window_does_not_fit():
+    """10 images in 5 groups of 2, D = 8. A window beyond D (ranks 1..9) fits nothing: everything nan,
+    as alpha_signatures gives it. Ranks 1..8 fit the images but no replicate (8 images, rank 7), and
+    every replicate is nan even where round-off would give it an 8th eigenvalue: with the images of
+    group 0 offset by 100 the replicate without them is a downdate of a scatter 1e4 times larger,
+    whose 8th eigenvalue comes out near 1e-13 rather than 0."""
+    acts = np.random.default_rng(3).standard_normal((2, 10, 1, 8)) * np.arange(1, 9) ** -1.0
+    labels = image_groups(10, 5)
+    alphas, r2, reps = tk.jackknife_alpha_signatures(acts, labels, (1, 9))
+    assert np.all(np.isnan(alphas)) and np.all(np.isnan(r2)) and reps.shape == (5, 2, 1) and np.all(np.isnan(reps))
+    acts[:, labels == 0] += 100 * np.random.default_rng(4).standard_normal(8)
+    alphas, _, reps = tk.jackknife_alpha_signatures(acts, labels, (1, 8))
+    np.testing.assert_array_equal(alphas, tk.alpha_signatures(acts, (1, 8))[0])
+    assert np.all(np.isfinite(alphas)) and np.all(np.isnan(reps))

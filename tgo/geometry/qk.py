@@ -76,6 +76,8 @@ def decompose(w_q, w_k):
     a, b = _numpy64(w_q), _numpy64(w_k)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"expected w_q, w_k of the same shape (D, d_head), got {a.shape} and {b.shape}")
+    if 0 in a.shape:
+        raise ValueError(f"w_q, w_k of shape {a.shape}: need D, d_head >= 1")
     # One BLAS thread: at these sizes more gain nothing, and on shared cores their spin-waiting made the
     # qk stage's QR and SVD calls 30x slower (2 cores, load 4).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -92,7 +94,7 @@ def _decompose(a, b):
     s_sym, s_asym = (small + small.T) / 2, (small - small.T) / 2
 
     sym = np.linalg.eigvalsh(s_sym)[::-1]
-    tol = _SIGN_TOLERANCE * np.max(np.abs(sym)) if sym.size else 0.0
+    tol = _SIGN_TOLERANCE * np.max(np.abs(sym))
     n_pos, n_neg = np.count_nonzero(sym > tol), np.count_nonzero(sym < -tol)
     abs_mass = np.sum(np.abs(sym))
 
@@ -348,7 +350,8 @@ def _angle_pairs(h, attn, num_prefix_tokens, bins):
 
 def _spearman_sample(n_images, per_image):
     """(image, pair) indices, in order, of the pairs Spearman's rho is computed on: all of the
-    n_images * per_image pairs, or a seeded sample of _MAX_SPEARMAN_PAIRS of them when there are more."""
+    n_images * per_image pairs, or a sample of _MAX_SPEARMAN_PAIRS of them without replacement, by numpy
+    default_rng(0), when there are more."""
     n_pairs = n_images * per_image
     keep = np.sort(np.random.default_rng(0).choice(n_pairs, _MAX_SPEARMAN_PAIRS, replace=False)) \
         if n_pairs > _MAX_SPEARMAN_PAIRS else np.arange(n_pairs)
