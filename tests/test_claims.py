@@ -683,12 +683,18 @@ def test_trend_evidence_counts_every_pair_and_shows_the_final_norm(claim_id, wor
     zero slope moves neither way in point value), the final norm rising unsurely (0.02), the embedding
     not read: the value is the share moving the claim's way in point value, the interval the shares
     surely (not) moving, and the final norm's CLS is shown with its slope's interval at the level asked."""
-    v = record(exact_trend_rows({s: linear(b) for s, b in TREND_CASE.items()}, 0.01), claim_id)
+    res = exact_trend_rows({s: linear(b) for s, b in TREND_CASE.items()}, 0.01)
+    for r in res["spectral_rows"] + res["spectral_replicates"]:  # the other sample set's final norm, higher
+        if (r["site"], r["sample_set"]) == ("final_norm", "patch_mean"):
+            r.update({key: r[key] + 1.0 for key in SPECTRAL_KEYS})
+    v = record(res, claim_id)
     half = stats.student_t.ppf(0.975, 19) * 0.01
     moves, sure, other = (10, 8, 2) if claim_id == "tgo1.erank_rises" else (2, 2, 8)
     assert v["value"] == pytest.approx(moves / 14) and v["ci"] == pytest.approx((sure / 14, (14 - other) / 14))
     assert v["evidence"] == (f"epochs [0, 4, 8]: {words}; final-norm cls: 1.0000, 1.0200, 1.0400, slope +0.02 "
                              f"[{0.02 - half:.3g}, {0.02 + half:.3g}] per checkpoint")
+    half = stats.student_t.ppf(0.95, 19) * 0.01
+    assert record(res, claim_id, level=0.9)["evidence"].endswith(f"[{0.02 - half:.3g}, {0.02 + half:.3g}] per checkpoint")
 
 
 def test_trend_leaves_out_a_pair_without_every_replicate():
