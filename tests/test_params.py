@@ -126,13 +126,17 @@ PIPELINE = ("prepare", "train", "extract", *STAGES)  # the stages of one model (
 DVC_STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-def _stage_keys(stage):
-    """(group, key) of every param dvc.yaml gives the stage (a whole group, or group.key)."""
-    entries = DVC_STAGES[stage]["params"]
-    return [(e.split(".")[0], k) for e in entries for k in ([e.split(".")[1]] if "." in e else P.SCHEMA[e])]
+def _param_keys(entries):
+    """(group, key) of every param a dvc.yaml stage lists: group.key, or a whole group (`group`, or a
+    zoo entry's `zoo.${key}`: every key of its schema)."""
+    out = []
+    for e in entries:
+        group, _, key = e.partition(".")
+        out += [(group, key)] if key and "${key}" not in key else [(group, k) for k in P.SCHEMA[group]]
+    return out
 
 
-KEYS = [(stage, group, key) for stage in PIPELINE for group, key in _stage_keys(stage)]
+KEYS = [(stage, group, key) for stage in PIPELINE for group, key in _param_keys(DVC_STAGES[stage]["params"])]
 
 
 def _other(param, value):
@@ -207,13 +211,10 @@ def test_every_param_moves_its_stages_outputs(workspace, tmp_path_factory, capsy
 # the analysis stages, which take the same keys as the stages above) rerun with each key changed.
 ZOO = {"m": {"name": "vit_tiny_patch16_224", "weights": None, "patch_size": 4, "depth": 2, "embed_dim": 32,
              "num_heads": 2, "mlp_ratio": None, "img_size": 16}}
-def _zoo_stage_keys(stage):
-    return [(e.split(".")[0], k) for e in DVC_STAGES[stage]["do"]["params"]
-            for k in ([e.split(".")[1]] if "." in e and "${key}" not in e else P.SCHEMA[e.split(".")[0]])]
+ZOO_KEYS = _param_keys(DVC_STAGES["zoo_model"]["do"]["params"])
 
 
-@pytest.mark.parametrize("group, key", _zoo_stage_keys("zoo_model"),
-                         ids=[f"{g}.{k}" for g, k in _zoo_stage_keys("zoo_model")])
+@pytest.mark.parametrize("group, key", ZOO_KEYS, ids=[f"{g}.{k}" for g, k in ZOO_KEYS])
 def test_every_zoo_param_moves_the_zoo_models_outputs(workspace, tmp_path_factory, capsys, group, key):
     """As above for zoo model m: stages/zoo_model.py --zoo m, then extract --zoo m; its weights and
     activations move with each key of its entry (the number of heads moves only the activations), and
