@@ -535,24 +535,21 @@ def test_mean_cosine_similarity():
     assert sp.mean_cosine_similarity(G + 3.0) > 0.8
 
 
-def test_mean_cosine_similarity_matches_pairwise_definition():
-    X = _rng(22).standard_normal((40, 8)) + 0.3
-    U = X / np.linalg.norm(X, axis=1, keepdims=True)
-    i, j = np.triu_indices(40, k=1)
-    ref = np.mean(np.sum(U[i] * U[j], axis=1))
-    assert sp.mean_cosine_similarity(X) == pytest.approx(ref, rel=1e-12)
-    # Subsampling picks max_samples rows deterministically.
-    sub = sp.mean_cosine_similarity(X, max_samples=10, seed=3)
-    rows = np.sort(np.random.default_rng(3).choice(40, size=10, replace=False))
-    assert sub == pytest.approx(sp.mean_cosine_similarity(X[rows]), rel=1e-12)
-
-
 def _pairwise_cosine(X):
     """Mean cosine over the pairs of nonzero rows, by its definition (nan with fewer than two)."""
     X = X[np.linalg.norm(X, axis=1) > 0]
     U = X / np.linalg.norm(X, axis=1, keepdims=True)
     i, j = np.triu_indices(len(U), k=1)
     return float(np.mean(np.sum(U[i] * U[j], axis=1))) if i.size else np.nan
+
+
+def test_mean_cosine_similarity_matches_pairwise_definition():
+    X = _rng(22).standard_normal((40, 8)) + 0.3
+    assert sp.mean_cosine_similarity(X) == pytest.approx(_pairwise_cosine(X), rel=1e-12)
+    # Subsampling picks max_samples rows deterministically.
+    sub = sp.mean_cosine_similarity(X, max_samples=10, seed=3)
+    rows = np.sort(np.random.default_rng(3).choice(40, size=10, replace=False))
+    assert sub == pytest.approx(sp.mean_cosine_similarity(X[rows]), rel=1e-12)
 
 
 def test_cosine_similarity_from_two_rows():

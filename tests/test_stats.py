@@ -286,8 +286,7 @@ def test_half_sample_variance_of_a_mean_is_s2_over_n():
     assert se**2 == pytest.approx(np.var(x, ddof=1) / 40, rel=0.04)
     # The t quantile has count / 2 degrees of freedom.
     low, high = stats.half_sample_interval(x.mean(), x[halves[:8]].mean(axis=1), level=0.9)
-    from scipy.stats import t as student_t
-    expected = student_t.ppf(0.95, 4) * stats.half_sample_se(x[halves[:8]].mean(axis=1))
+    expected = stats.student_t.ppf(0.95, 4) * stats.half_sample_se(x[halves[:8]].mean(axis=1))
     assert (high - low) / 2 == pytest.approx(expected, rel=1e-12)
 
 
@@ -438,12 +437,11 @@ def test_confidence_interval_is_the_t_interval_of_its_group_replicates():
     """By definition, with 6 uneven groups of 45 values: the estimate, the replicates without each
     group of ``image_groups(45, 6, seed)`` and estimate -+ t_{5, 0.95} sqrt(5/6 sum (theta_g - mean)^2);
     the defaults are level 0.95, seed 0 and 20 groups."""
-    from scipy.stats import t as student_t
     x = np.random.default_rng(13).standard_normal(45)
     est, low, high = stats.confidence_interval(np.mean, x, level=0.9, seed=3, groups=6)
     labels = stats.image_groups(45, 6, 3)
     reps = np.array([x[labels != g].mean() for g in range(6)])
-    half = student_t.ppf(0.95, 5) * np.sqrt(5 / 6 * np.sum((reps - reps.mean()) ** 2))
+    half = stats.student_t.ppf(0.95, 5) * np.sqrt(5 / 6 * np.sum((reps - reps.mean()) ** 2))
     assert (est, low, high) == pytest.approx((x.mean(), x.mean() - half, x.mean() + half), rel=1e-12)
     assert stats.confidence_interval(np.mean, x) == stats.confidence_interval(np.mean, x, 0.95, 0, 20)
     default = stats.image_groups(45, 20, 0)
@@ -455,14 +453,13 @@ def test_interval_is_floats_for_a_scalar_and_arrays_for_a_vector():
     """A scalar estimate gives two plain Python floats, a vector of estimates (replicates on the last
     axis) two float64 arrays, row i the interval of estimate i: for both the jackknife and the
     half-sample interval."""
-    from scipy.stats import t as student_t
     reps = np.random.default_rng(14).standard_normal((3, 8))
     est = np.array([0.5, -1.0, 2.0])
     for fn, se, dof in ((stats.interval, stats.standard_error, 7),
                         (stats.half_sample_interval, stats.half_sample_se, 4)):
         low, high = fn(est, reps, 0.9)
         assert isinstance(low, np.ndarray) and low.dtype == high.dtype == np.float64 and low.shape == (3,)
-        half = student_t.ppf(0.95, dof) * np.array([se(r) for r in reps])
+        half = stats.student_t.ppf(0.95, dof) * np.array([se(r) for r in reps])
         np.testing.assert_allclose(np.c_[low, high], np.c_[est - half, est + half], rtol=1e-12)
         one = fn(est[1], reps[1], 0.9)
         assert type(one[0]) is float and type(one[1]) is float
