@@ -161,3 +161,18 @@ def test_a_stage_stops_when_the_dvc_that_started_it_is_killed(tmp_path, workspac
     stopped_line(log.read_text(), "train", "data/train-work")
     assert not (tmp_path / "data/checkpoints").exists()
     assert "resuming from epoch" in stage_ok("train", tmp_path).stdout
+
+
+def test_a_signal_inside_a_progress_bars_constructor_still_stops_with_one_line():
+    """The signal can land while a tqdm bar is half built (here: where it picks its screen line); that
+    bar's finaliser must not print a traceback after the stop line."""
+    code = ("import tqdm\n"
+            "from tgo.io import run_stage\n"
+            "def signal_here(*args): raise KeyboardInterrupt\n"
+            "tqdm.tqdm._get_free_pos = signal_here\n"
+            "run_stage('train', lambda: tqdm.tqdm(range(3)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "tgo train: stopped before it finished; its outputs are as the last complete run left " \
+                          "them. Run the same command again\n", proc.stderr

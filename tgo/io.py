@@ -36,6 +36,10 @@ def run_stage(name, main, scratch=None):
     except TGOError as e:
         _fail(name, e, 2)
     except KeyboardInterrupt:
+        # The signal can land inside a constructor (a tqdm bar between its `disable` and `pos`
+        # attributes); that half-built object's finaliser then fails on the way out with a traceback
+        # that says nothing the stop line does not.
+        sys.unraisablehook = lambda unraisable: None
         _fail(name, _stopped(scratch and scratch()), 130)
     except OSError as e:
         if e.errno in DISK_FULL:
