@@ -316,6 +316,39 @@ def test_mi_vs_distance_averages_each_pairs_own_shuffle_corrected_mi(monkeypatch
     np.testing.assert_allclose(res["mi_std"], per_channel.std(axis=0), rtol=1e-12)
 
 
+def _sparse(n, n_patches, n_channels, seed, zeros=0.7):
+    """(n, P, C) independent values, each 0 with probability `zeros` (ties, as after a ReLU), else |N(0, 1)|."""
+    rng = np.random.default_rng(seed)
+    v = np.abs(rng.standard_normal((n, n_patches, n_channels)))
+    return np.where(rng.random(v.shape) < zeros, 0.0, v)
+
+
+def test_mi_vs_distance_shuffles_the_values_and_jitters_them_as_shuffle_baseline_does():
+    """The definition computed another way, on tied values (where the tie-breaking jitter decides the
+    neighbours): each pair's MI is ksg_mi(x, y) less the mean of ksg_mi(x, y[perm]) over its shuffles,
+    the permutations drawn as documented (default_rng(seed), n_shuffles per pair, pair by pair)."""
+    n, n_shuffles, seed = 40, 2, 3
+    acts = _sparse(n, 9, 1, 5)
+    res = im.mi_vs_distance(acts, (3, 3), channels=[0], reference=(1, 1), n_shuffles=n_shuffles, seed=seed,
+                            min_patches=1)
+    others = [p for p in range(9) if p != 4]
+    perms = np.random.default_rng(seed).permuted(np.broadcast_to(np.arange(n), (len(others), n_shuffles, n)), axis=2)
+    x = acts[:, 4, 0]
+    mi = {p: im.ksg_mi(x, acts[:, p, 0]) - np.mean([im.ksg_mi(x, acts[perm, p, 0]) for perm in perms[j]])
+          for j, p in enumerate(others)}
+    want = [np.mean([mi[p] for p in others if round(math.hypot(*np.subtract(divmod(p, 3), (1, 1)))) == d])
+            for d in res["distances"]]
+    np.testing.assert_allclose(res["mi"], want, rtol=1e-12, atol=1e-15)
+
+
+def test_mi_vs_distance_of_independent_tied_values_is_zero_on_average():
+    """Independent values, 70% of them tied at 0: the shuffle-corrected MI is 0 up to its noise (the
+    shuffles must keep the jitter's own dependence on position, which the estimator sees in the ties)."""
+    res = im.mi_vs_distance(_sparse(40, 25, 200, 8), (5, 5), channels=range(200), reference=(2, 2), min_patches=1)
+    per_channel_se = res["mi_std"] / math.sqrt(res["n_channels"])
+    assert np.all(np.abs(res["mi"]) < 4 * per_channel_se), (res["mi"], per_channel_se)
+
+
 def test_mi_vs_distance_independent_patches():
     acts = _field(1000, (5, 5), 4, 0.0, 22)
     res = im.mi_vs_distance(acts, (5, 5), channels=[0, 2, 3], reference=(1, 2))

@@ -101,12 +101,10 @@ def _ksg_kernel(k):
     """
 
     @numba.njit(nogil=True, cache=True)
-    def kernel(xs, xrow, yo, yorder, perms, psi, out):
-        """KSG-1 for many pairs into out (rows, 1 + s). xs (m, n) rows ascending; pair r is
-        (xs[xrow[r]], yo[r]) with yo (rows, n) in the order of xs[xrow[r]] and yorder[r] the order
-        that sorts yo[r]; perms (rows, s, n): column 1 + j of out is the MI of x with y permuted by
-        perms[r, j] (a shuffle baseline that reuses the row's sort of y); psi[m] = digamma(m). Plain
-        loops, no numba parallelism (which costs seconds of compilation in every new checkout):
+    def kernel(xs, xrow, yo, yorder, psi, out):
+        """KSG-1 of pair r, (xs[xrow[r]], yo[r]), into out[r]. xs (m, n) rows ascending, yo (rows, n)
+        in the order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; psi[m] = digamma(m).
+        Plain loops, no numba parallelism (which costs seconds of compilation in every new checkout):
         ``_ksg`` runs slices of rows in threads, this function releasing the GIL.
         """
         rows, n = yo.shape
@@ -114,15 +112,10 @@ def _ksg_kernel(k):
         rank = np.empty(n, np.int64)
         ys = np.empty(n)
         for r in range(rows):
-            x = xs[xrow[r]]
-            y = yo[r]
             for i in range(n):
-                ys[i] = y[yorder[r, i]]
+                ys[i] = yo[r, yorder[r, i]]
                 rank[yorder[r, i]] = i
-            out[r, 0] = _one_pair(x, y, ys, rank, psi, best, k)
-            for s in range(perms.shape[1]):
-                p = perms[r, s]
-                out[r, 1 + s] = _one_pair(x, y[p], ys, rank[p], psi, best, k)
+            out[r] = _one_pair(xs[xrow[r]], yo[r], ys, rank, psi, best, k)
 
     return kernel
 
@@ -134,10 +127,14 @@ _ROWS = 256
 def _ksg(xs, order, xrow, y, k, perms=None):
     """KSG-1 per row of y (and per shuffle in perms); see ``_ksg_kernel``. xs (m, n) are prepared x
     rows sorted ascending, order[i] the order that sorted x row i, y (rows, n) the raw y rows in any
-    dtype, row r paired with x row xrow[r]. Each slice of rows is prepared (``_prepare``), put in x
-    order and run through the kernel in one task; the tasks run in numba's number of threads (one per
-    usable core, or NUMBA_NUM_THREADS). Every row is computed alone, so results do not depend on the
-    number of threads."""
+    dtype, row r paired with x row xrow[r]; perms (rows, s, n): column 1 + j of the result is the MI
+    of x with y[r, perms[r, j]]. A shuffle is prepared as its own row (``_prepare``: the tie-breaking
+    jitter by position, as ``shuffle_baseline``'s permuted copies), not by permuting the prepared row:
+    on tied values the jitter decides the neighbours, and a null whose jitter moves with the values
+    lacks the jitter's own dependence on position that the unshuffled MI has (biased up on ties).
+    Each slice of rows is prepared, put in x order and run through the kernel in one task; the tasks
+    run in numba's number of threads (one per usable core, or NUMBA_NUM_THREADS). Every row is
+    computed alone, so results do not depend on the number of threads."""
     n = y.shape[1]
     if perms is None:
         perms = np.empty((y.shape[0], 0, n), np.int64)
@@ -151,8 +148,11 @@ def _ksg(xs, order, xrow, y, k, perms=None):
 
     def rows(r):
         part = slice(r, r + _ROWS)
-        yo = np.take_along_axis(_prepare(y[part], jitter), order[xrow[part]], axis=1)
-        kernel(xs, xrow[part], yo, np.argsort(yo, axis=1), perms[part], psi, out[part])
+        # (rows, 1 + s, n): each row, then its shuffles; one pair of the kernel each.
+        yp = np.concatenate([y[part, None], np.take_along_axis(y[part, None], perms[part], axis=2)], axis=1)
+        pair_x = np.repeat(xrow[part], 1 + perms.shape[1])
+        yo = np.take_along_axis(_prepare(yp.reshape(-1, n), jitter), order[pair_x], axis=1)
+        kernel(xs, pair_x, yo, np.argsort(yo, axis=1), psi, out[part].reshape(-1))
 
     # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
