@@ -101,8 +101,8 @@ def _ksg_kernel(k):
     """
 
     @numba.njit(nogil=True, cache=True)
-    def kernel(xs, xrow, yo, yorder, psi, out):
-        """KSG-1 of pair r, (xs[xrow[r]], yo[r]), into out[r]. xs (m, n) rows ascending, yo (rows, n)
+    def kernel(xs, xrow, yo, yorder, psi):
+        """KSG-1 of each pair r, (xs[xrow[r]], yo[r]) (rows,). xs (m, n) rows ascending, yo (rows, n)
         in the order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; psi[m] = digamma(m).
         Plain loops, no numba parallelism (which costs seconds of compilation in every new checkout):
         ``_ksg`` runs slices of rows in threads, this function releasing the GIL.
@@ -111,16 +111,19 @@ def _ksg_kernel(k):
         best = np.empty(k)
         rank = np.empty(n, np.int64)
         ys = np.empty(n)
+        out = np.empty(rows)
         for r in range(rows):
             for i in range(n):
                 ys[i] = yo[r, yorder[r, i]]
                 rank[yorder[r, i]] = i
             out[r] = _one_pair(xs[xrow[r]], yo[r], ys, rank, psi, best, k)
+        return out
 
     return kernel
 
 
-# Rows per task of _ksg: a slice's float64 work arrays (a few MB at n = 1000) stay in the cache.
+# Pairs per task of _ksg (each with its shuffles): a slice's float64 work arrays (a few MB at n = 1000)
+# stay in the cache.
 _ROWS = 256
 
 
@@ -152,7 +155,7 @@ def _ksg(xs, order, xrow, y, k, perms=None):
         yp = np.concatenate([y[part, None], np.take_along_axis(y[part, None], perms[part], axis=2)], axis=1)
         pair_x = np.repeat(xrow[part], 1 + perms.shape[1])
         yo = np.take_along_axis(_prepare(yp.reshape(-1, n), jitter), order[pair_x], axis=1)
-        kernel(xs, pair_x, yo, np.argsort(yo, axis=1), psi, out[part].reshape(-1))
+        out[part] = kernel(xs, pair_x, yo, np.argsort(yo, axis=1), psi).reshape(-1, 1 + perms.shape[1])
 
     # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
@@ -441,7 +444,7 @@ def excess_kurtosis(values, axis=0):
     """
     v = np.moveaxis(np.asarray(values), axis, 0)
     flat = v.reshape(v.shape[0], -1)
-    out = np.empty(flat.shape[1])
+    out = np.full(flat.shape[1], np.nan)  # a neuron no block reached reads nan, not stale memory
     for s in range(0, flat.shape[1], 512):
         d = flat[:, s:s + 512].astype(np.float64)
         d -= d.mean(axis=0)
