@@ -132,6 +132,17 @@ def test_token_sets_from_one_gram_equal_each_subset_alone(monkeypatch):
     assert not np.isnan(single["two"][0]) and np.isnan(out["two"][0][2])  # one valid token: no pair
 
 
+
+def test_a_boolean_token_set_is_the_mask_numpy_indexing_reads():
+    """The same set as its indices and as a mask over the tokens; a mask of another length is an error."""
+    x = np.stack([_correlated_tokens(_rng(11), n_tokens=6, d=16) for _ in range(3)])
+    mask = np.array([False, True, True, False, True, True])
+    out = intertoken_correlation(x, {"mask": mask, "idx": np.flatnonzero(mask)})
+    np.testing.assert_array_equal(np.c_[out["mask"]], np.c_[out["idx"]])
+    np.testing.assert_allclose(np.c_[out["mask"]], np.c_[intertoken_correlation(x[:, mask])], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="mask the 6 tokens"):
+        intertoken_correlation(x, {"short": mask[:5]})
+
 def test_removing_the_shared_component_analytic():
     # tokens = s v + e: one vector v (centred over its features) shared by every token of every image,
     # e independent N(0, sigma^2). Centred per token, <z_i, z_j> ~ s^2 |v|^2 and |z_i|^2 ~ s^2 |v|^2 +

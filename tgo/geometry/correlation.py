@@ -38,6 +38,17 @@ def _image_batch(X, sets):
     return out
 
 
+def _token_indices(v, t):
+    """A token set as indices; a boolean mask over the t tokens means its True tokens, as numpy's indexing
+    reads it (not the indices 0 and 1 that an integer cast would make of it)."""
+    v = np.asarray(v)
+    if v.dtype != bool:
+        return v.astype(np.intp)
+    if v.shape != (t,):
+        raise ValueError(f"a boolean token set must mask the {t} tokens, got shape {v.shape}")
+    return np.flatnonzero(v)
+
+
 def intertoken_correlation(tokens, token_sets=None, remove=None):
     """Mean Pearson correlation between the token vectors of an image.
 
@@ -52,7 +63,8 @@ def intertoken_correlation(tokens, token_sets=None, remove=None):
 
     tokens: one image (T, D) -> two floats, or a batch (N, T, D) -> two float64 arrays
     of shape (N,). Computed in float64 with one batched Gram matrix of unit-norm centred
-    tokens per image batch. token_sets {name: token indices} gives {name: (mean_r, mean_abs_r)}
+    tokens per image batch. token_sets {name: token indices, or a boolean mask over the T tokens}
+    gives {name: (mean_r, mean_abs_r)}
     of each subset of tokens instead, each equal to intertoken_correlation(tokens[..., idx, :]),
     from the same Gram matrix (a token's centring and norm do not depend on the other tokens).
 
@@ -74,7 +86,7 @@ def intertoken_correlation(tokens, token_sets=None, remove=None):
     if single:
         X = X[None]
     n, t, d = X.shape
-    sets = {None: None} if token_sets is None else {k: np.asarray(v, dtype=np.intp) for k, v in token_sets.items()}
+    sets = {None: None} if token_sets is None else {k: _token_indices(v, t) for k, v in token_sets.items()}
     if remove is not None:
         remove = np.asarray(remove, dtype=np.float64)
         if remove.shape != (d,) or not np.all(np.isfinite(remove)):
