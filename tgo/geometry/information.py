@@ -101,23 +101,26 @@ def _ksg_kernel(k):
     """
 
     @numba.njit(nogil=True, cache=True)
-    def kernel(xs, xrow, yo, yorder, psi):
-        """KSG-1 of each pair r, (xs[xrow[r]], yo[r]) (rows,). xs (m, n) rows ascending, yo (rows, n)
-        in the order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; psi[m] = digamma(m).
-        Plain loops, no numba parallelism (which costs seconds of compilation in every new checkout):
-        ``_ksg`` runs slices of rows in threads, this function releasing the GIL.
+    def kernel(xs, xrow, yo, yorder, psi, out):
+        """KSG-1 of pair r, (xs[xrow[r]], yo[r]), into out[r] (rows,). xs (m, n) rows ascending, yo
+        (rows, n) in the order of xs[xrow[r]] and yorder[r] the order that sorts yo[r]; psi[m] =
+        digamma(m). Plain loops, no numba parallelism (which costs seconds of compilation in every new
+        checkout): ``_ksg`` runs slices of rows in threads, this function releasing the GIL. It writes
+        into out, returning nothing: a returned array must be boxed from the kernel's environment, and
+        that failed once under the test suite ("'descr' is NULL", numba's check for an environment
+        missing after a cache load, numba#6130).
         """
         rows, n = yo.shape
         best = np.empty(k)
         rank = np.empty(n, np.int64)
         ys = np.empty(n)
-        out = np.empty(rows)
+        if out.shape != (rows,):  # compiled code does not check its bounds
+            raise ValueError("out must hold one value per pair")
         for r in range(rows):
             for i in range(n):
                 ys[i] = yo[r, yorder[r, i]]
                 rank[yorder[r, i]] = i
             out[r] = _one_pair(xs[xrow[r]], yo[r], ys, rank, psi, best, k)
-        return out
 
     return kernel
 
@@ -155,7 +158,7 @@ def _ksg(xs, order, xrow, y, k, perms=None):
         yp = np.concatenate([y[part, None], np.take_along_axis(y[part, None], perms[part], axis=2)], axis=1)
         pair_x = np.repeat(xrow[part], 1 + perms.shape[1])
         yo = np.take_along_axis(_prepare(yp.reshape(-1, n), jitter), order[pair_x], axis=1)
-        out[part] = kernel(xs, pair_x, yo, np.argsort(yo, axis=1), psi).reshape(-1, 1 + perms.shape[1])
+        kernel(xs, pair_x, yo, np.argsort(yo, axis=1), psi, out[part].reshape(-1))
 
     # numba's configured count, read without starting numba's own thread pool (get_num_threads would).
     with ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS) as pool:
