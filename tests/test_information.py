@@ -316,11 +316,11 @@ def test_mi_vs_distance_averages_each_pairs_own_shuffle_corrected_mi(monkeypatch
     np.testing.assert_allclose(res["mi_std"], per_channel.std(axis=0), rtol=1e-12)
 
 
-def _sparse(n, n_patches, n_channels, seed, zeros=0.7):
-    """(n, P, C) independent values, each 0 with probability `zeros` (ties, as after a ReLU), else |N(0, 1)|."""
+def _sparse(n, n_patches, n_channels, seed):
+    """(n, P, C) independent values, each 0 with probability 0.7 (ties, as after a ReLU), else |N(0, 1)|."""
     rng = np.random.default_rng(seed)
     v = np.abs(rng.standard_normal((n, n_patches, n_channels)))
-    return np.where(rng.random(v.shape) < zeros, 0.0, v)
+    return np.where(rng.random(v.shape) < 0.7, 0.0, v)
 
 
 def test_mi_vs_distance_shuffles_the_values_and_jitters_them_as_shuffle_baseline_does():
